@@ -1,0 +1,1 @@
+"""Synthetic cluster history: the project's default data (``mlsched generate``)."""

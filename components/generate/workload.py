@@ -1,0 +1,131 @@
+"""A synthetic workload trace for the placement simulator: pods, their real use and their requests.
+
+Requests are set the way people set them: from a guess at peak use times a factor that varies a
+lot between teams (over-provisioned, right-sized, under-requested), rounded to human numbers, and
+a few BestEffort pods with no requests at all. So requests say something, but not much, about use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from components.contracts import POD, TIMESTAMP
+from components.generate.signals import daily_curve
+
+MIB = 1024**2
+GIB = 1024**3
+HOUR = 3600
+
+
+@dataclass(frozen=True)
+class PodKind:
+    name: str
+    share_of_requests: float
+    lifetime_seconds: float
+    peak_cores: float
+    memory_bytes: float
+    gpus: tuple[int, ...] = ()
+
+
+POD_KINDS = (
+    PodKind("web", 0.35, 30 * HOUR, 0.6, 1.0 * GIB),
+    PodKind("service", 0.25, 48 * HOUR, 0.4, 2.0 * GIB),
+    PodKind("batch", 0.33, 1.5 * HOUR, 1.5, 3.0 * GIB),
+    PodKind("gpu-job", 0.07, 5 * HOUR, 4.0, 16.0 * GIB, gpus=(1, 1, 2, 4)),
+)
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    start_epoch: int
+    days: float = 2
+    step_seconds: int = 60
+    seed: int = 0
+    target_request_ratio: float = 0.65
+    best_effort_share: float = 0.05
+
+
+def _usage(rng: np.random.Generator, kind: PodKind, seconds: np.ndarray, age: np.ndarray):
+    peak = kind.peak_cores * rng.lognormal(0, 0.45)
+    n = len(seconds)
+    if kind.name == "web":
+        hour = (seconds % 86_400) / 3600.0
+        shape = 0.15 + 0.85 * daily_curve(hour, rng.normal(14, 1), 2.0)
+        shape *= 1 + rng.normal(0, 0.08, n)
+    elif kind.name == "service":
+        shape = 0.7 + rng.normal(0, 0.05, n)
+    else:
+        shape = rng.uniform(0.75, 1.0) + rng.normal(0, 0.07, n)
+    cpu = np.clip(peak * shape, 0.001, None)
+    memory_peak = kind.memory_bytes * rng.lognormal(0, 0.4)
+    warm_up = np.minimum(1.0, age / 1800)
+    memory = memory_peak * (0.6 + 0.4 * warm_up) * (1 + rng.normal(0, 0.01, n))
+    return cpu, np.clip(memory, 16 * MIB, None)
+
+
+def _requests(rng: np.random.Generator, cpu: np.ndarray, memory: np.ndarray, best_effort: bool):
+    if best_effort:
+        return 0.0, 0.0
+    cpu_request = np.quantile(cpu, 0.95) * rng.lognormal(np.log(1.2), 0.6)
+    memory_request = np.quantile(memory, 0.95) * rng.lognormal(np.log(1.3), 0.4)
+    cpu_request = max(0.05, np.round(cpu_request * 20) / 20)
+    memory_request = max(64 * MIB, np.round(memory_request / (64 * MIB)) * 64 * MIB)
+    return float(cpu_request), float(memory_request)
+
+
+def generate_workload(config: WorkloadConfig, nodes: pd.DataFrame) -> pd.DataFrame:
+    """Pods arriving over ``config.days`` whose requests add up to about the target share.
+
+    Args:
+        config: the window, step, seed and how full the cluster's requests should be on average.
+        nodes: the nodes table the trace is meant for (sizes the pod population; GPU pods only
+            when some node has GPUs).
+
+    Returns:
+        The workload-trace contract table.
+    """
+    rng = np.random.default_rng([config.seed, 5])
+    duration = int(config.days * 86_400)
+    steps = duration // config.step_seconds
+    total_cores = float(nodes["cpu_cores"].sum())
+    max_gpus = int(nodes["gpus"].max()) if "gpus" in nodes else 0
+    kinds = [k for k in POD_KINDS if not k.gpus or max_gpus > 0]
+    share_total = sum(k.share_of_requests for k in kinds)
+    frames = []
+    for kind in kinds:
+        live = config.target_request_ratio * total_cores * kind.share_of_requests / share_total
+        live /= kind.peak_cores * 1.1
+        initial = rng.poisson(live)
+        arrivals = rng.poisson(live * duration / kind.lifetime_seconds)
+        start_steps = np.concatenate(
+            [np.zeros(initial, dtype=np.int64), rng.integers(0, steps, arrivals)]
+        )
+        lifetimes = np.maximum(rng.exponential(kind.lifetime_seconds, len(start_steps)), 300)
+        for index, (first, lifetime) in enumerate(zip(start_steps, lifetimes, strict=True)):
+            last = min(steps, first + max(1, int(lifetime // config.step_seconds)))
+            offsets = np.arange(first, last, dtype=np.int64)
+            seconds = config.start_epoch + offsets * config.step_seconds
+            age = (offsets - first) * float(config.step_seconds)
+            cpu, memory = _usage(rng, kind, seconds, age)
+            best_effort = not kind.gpus and rng.uniform() < config.best_effort_share
+            cpu_request, memory_request = _requests(rng, cpu, memory, best_effort)
+            gpus = [g for g in kind.gpus if g <= max_gpus]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        POD: f"{kind.name}-{index:05d}",
+                        TIMESTAMP: seconds,
+                        "cpu_cores": np.round(cpu, 4),
+                        "memory_bytes": np.round(memory, -3),
+                        "cpu_request_cores": cpu_request,
+                        "memory_request_bytes": memory_request,
+                        "gpus": float(gpus[rng.integers(len(gpus))]) if gpus else 0.0,
+                    }
+                )
+            )
+    trace = pd.concat(frames, ignore_index=True)
+    trace[TIMESTAMP] = pd.to_datetime(trace[TIMESTAMP], unit="s", utc=True)
+    return trace.sort_values([TIMESTAMP, POD], kind="stable").reset_index(drop=True)
