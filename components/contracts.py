@@ -175,21 +175,33 @@ def _check_range(part: _Part, column: str, numbers: pd.Series, low: float, high:
 
 
 def _names(part: _Part, column: str) -> pd.Series:
-    values = part.frame[column]
-    empty = (values.isna() | (values.astype(str).str.strip() == "")).to_numpy()
+    codes, uniques = pd.factorize(part.frame[column], use_na_sentinel=True)
+    text = np.array([str(u) for u in uniques], dtype=object)
+    blank = np.array([not t.strip() for t in text], dtype=bool)
+    empty = (codes < 0) | (blank[np.maximum(codes, 0)] if len(text) else True)
     if empty.any():
         _fail(part, "empty name", column, int(np.argmax(empty)))
-    return values.astype(str)
+    return pd.Series(text[codes] if len(text) else np.array([], dtype=object), dtype=object)
 
 
 def _first_duplicate(part: _Part, keys: pd.DataFrame, what: str) -> None:
-    duplicated = keys.duplicated(keep="first").to_numpy()
-    if duplicated.any():
-        position = int(np.argmax(duplicated))
+    columns = [pd.factorize(keys[c])[0] for c in keys.columns]
+    order = np.lexsort(columns[::-1])
+    same = np.ones(len(order) - 1 if len(order) else 0, dtype=bool)
+    for codes in columns:
+        ordered = codes[order]
+        same &= ordered[1:] == ordered[:-1]
+    if same.any():
+        position = int(order[1:][same].min())
+        earlier = order[:-1][same][order[1:][same] == position]
+        first = int(earlier.min())
         row = keys.iloc[position]
-        first = int(np.argmax((keys == row).all(axis=1).to_numpy()))
-        values = ", ".join(f"{k}={row[k]}" for k in keys.columns)
+        values = ", ".join(f"{k}={_show(row[k])}" for k in keys.columns)
         _fail(part, f"duplicate {what} ({values}), first seen at {_where(part, first)}", None, position)
+
+
+def _show(value: object) -> str:
+    return value.isoformat() if isinstance(value, pd.Timestamp) else str(value)
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -214,9 +226,7 @@ def validate_node_metrics(frame: pd.DataFrame, source: str = "node metrics") -> 
 def _validate_node_metrics_part(part: _Part) -> pd.DataFrame:
     _require_columns(part, NODE_METRICS_COLUMNS)
     frame = part.frame
-    out = pd.DataFrame(
-        {TIMESTAMP: _timestamps(part).to_numpy(), NODE: _names(part, NODE).to_numpy()},
-    )
+    out = pd.DataFrame({TIMESTAMP: _timestamps(part).array, NODE: _names(part, NODE).array})
     for column in (CPU_UTILIZATION, MEMORY_UTILIZATION):
         numbers = _numeric(part, column, allow_missing=False)
         _check_range(part, column, numbers, *UTILIZATION_RANGE)
@@ -343,7 +353,7 @@ def validate_workload_trace(frame: pd.DataFrame, source: str = "workload trace")
 
 def _validate_workload_part(part: _Part) -> pd.DataFrame:
     _require_columns(part, WORKLOAD_TRACE_COLUMNS)
-    out = pd.DataFrame({POD: _names(part, POD).to_numpy(), TIMESTAMP: _timestamps(part).to_numpy()})
+    out = pd.DataFrame({POD: _names(part, POD).array, TIMESTAMP: _timestamps(part).array})
     for column in WORKLOAD_TRACE_COLUMNS[2:] + WORKLOAD_TRACE_OPTIONAL:
         if column not in part.frame.columns:
             out[column] = 0.0
@@ -352,15 +362,18 @@ def _validate_workload_part(part: _Part) -> pd.DataFrame:
         _check_range(part, column, numbers, 0.0, np.inf)
         out[column] = numbers.to_numpy()
     _first_duplicate(part, out[[POD, TIMESTAMP]], "(pod, timestamp)")
+    codes = pd.factorize(out[POD])[0]
+    _, first_rows = np.unique(codes, return_index=True)
     for column in WORKLOAD_REQUEST_COLUMNS:
-        per_pod = out.groupby(POD, sort=False)[column].transform("first").to_numpy()
-        changed = out[column].to_numpy() != per_pod
+        values = out[column].to_numpy()
+        per_pod = values[first_rows][codes]
+        changed = values != per_pod
         if changed.any():
             position = int(np.argmax(changed))
             _fail(
                 part,
                 f"request of pod {out[POD].iloc[position]!r} changes from {per_pod[position]:g} "
-                f"to {out[column].iloc[position]:g}; requests must be constant per pod",
+                f"to {values[position]:g}; requests must be constant per pod",
                 column,
                 position,
             )

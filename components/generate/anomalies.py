@@ -27,14 +27,20 @@ class InjectedAnomaly:
     end: int  # exclusive step index
 
 
-def plan_anomalies(rng: np.random.Generator, axis: TimeAxis, count: int) -> list[InjectedAnomaly]:
-    """Place ``count`` anomalies of random kinds, non-overlapping and at least 2 h apart."""
+def plan_anomalies(
+    rng: np.random.Generator, axis: TimeAxis, count: int, first_kind: int = 0
+) -> list[InjectedAnomaly]:
+    """Place ``count`` anomalies, non-overlapping and at least 2 h apart.
+
+    Kinds take turns from ``first_kind`` on, so that a cluster (each node starting at another
+    kind) holds every kind in about equal numbers.
+    """
     planned: list[InjectedAnomaly] = []
     gap = axis.steps_for(_MIN_GAP_SECONDS)
     for _ in range(count * 20):
         if len(planned) == count:
             break
-        kind = ANOMALY_KINDS[rng.integers(len(ANOMALY_KINDS))]
+        kind = ANOMALY_KINDS[(first_kind + len(planned)) % len(ANOMALY_KINDS)]
         length = axis.steps_for(rng.uniform(*_DURATION_SECONDS[kind]))
         if length + 2 * gap >= axis.steps:
             continue
@@ -67,8 +73,8 @@ def inject(
         cpu[s:e] = cpu[s]
         memory[s:e] = memory[s]
     elif anomaly.kind == "noisy_neighbour":
-        period = axis.steps_for(rng.uniform(120, 360))
-        width = axis.steps_for(rng.uniform(30, 90))
+        period = max(3, axis.steps_for(rng.uniform(180, 480)))
+        width = min(axis.steps_for(rng.uniform(30, 90)), period // 3)
         spikes = (np.arange(n) % period) < width
         cpu[s:e] += spikes * rng.uniform(0.35, 0.55)
     elif anomaly.kind == "flapping":

@@ -23,12 +23,12 @@ MACHINE_TYPES = {
     "compute": MachineType("compute", 16, 32 * GIB),
     "memory": MachineType("memory", 8, 64 * GIB),
     "large": MachineType("large", 32, 128 * GIB),
-    "gpu": MachineType("gpu", 16, 128 * GIB, gpus=4),
+    "gpu": MachineType("gpu", 48, 192 * GIB, gpus=4),
 }
 
 ROLE_MACHINES = {
     "web": ("general", "general", "large"),
-    "service": ("memory", "general"),
+    "service": ("memory", "memory", "general"),
     "batch": ("compute", "large"),
     "mixed": ("large", "general"),
     "gpu": ("gpu",),

@@ -168,7 +168,7 @@ def generate_node(
     pod_factor = 0.6 + 0.4 * cpu_ratio / max(cpu_ratio.mean(), 1e-6)
     trend = rng.uniform(-0.06, 0.08) * axis.elapsed_fraction
     cpu = (profile.base + shape) * pod_factor + trend
-    cpu += 0.7 * factors["cluster"] + 0.6 * factors[node.role]
+    cpu += factors["cluster"] + 0.8 * factors[node.role]
     cpu += ar1(rng, n, axis.step_seconds, 600, profile.noise_sd)
     cpu += rng.normal(0, profile.noise_sd * 0.5, n)
     cpu = np.clip(cpu, 0.005, 1.0)
@@ -185,7 +185,8 @@ def generate_node(
         present[start : start + axis.steps_for(rng.uniform(120, 600))] = False
 
     expected = config.anomalies_per_node_day * config.days
-    anomalies = plan_anomalies(rng, axis, rng.poisson(expected))
+    count = int(expected) + int(rng.uniform() < expected % 1)
+    anomalies = plan_anomalies(rng, axis, count, first_kind=node.index)
     for anomaly in anomalies:
         inject(rng, axis, anomaly, cpu, memory, present)
     cpu = np.clip(cpu, 0.0, 1.0)

@@ -94,7 +94,19 @@ def generate_workload(config: WorkloadConfig, nodes: pd.DataFrame) -> pd.DataFra
     max_gpus = int(nodes["gpus"].max()) if "gpus" in nodes else 0
     kinds = [k for k in POD_KINDS if not k.gpus or max_gpus > 0]
     share_total = sum(k.share_of_requests for k in kinds)
-    frames = []
+    columns: dict[str, list[np.ndarray]] = {
+        name: []
+        for name in (
+            "pod_index",
+            TIMESTAMP,
+            "cpu_cores",
+            "memory_bytes",
+            "cpu_request_cores",
+            "memory_request_bytes",
+            "gpus",
+        )
+    }
+    names: list[str] = []
     for kind in kinds:
         live = config.target_request_ratio * total_cores * kind.share_of_requests / share_total
         live /= kind.peak_cores * 1.1
@@ -104,6 +116,7 @@ def generate_workload(config: WorkloadConfig, nodes: pd.DataFrame) -> pd.DataFra
             [np.zeros(initial, dtype=np.int64), rng.integers(0, steps, arrivals)]
         )
         lifetimes = np.maximum(rng.exponential(kind.lifetime_seconds, len(start_steps)), 300)
+        gpu_choices = [g for g in kind.gpus if g <= max_gpus]
         for index, (first, lifetime) in enumerate(zip(start_steps, lifetimes, strict=True)):
             last = min(steps, first + max(1, int(lifetime // config.step_seconds)))
             offsets = np.arange(first, last, dtype=np.int64)
@@ -112,20 +125,25 @@ def generate_workload(config: WorkloadConfig, nodes: pd.DataFrame) -> pd.DataFra
             cpu, memory = _usage(rng, kind, seconds, age)
             best_effort = not kind.gpus and rng.uniform() < config.best_effort_share
             cpu_request, memory_request = _requests(rng, cpu, memory, best_effort)
-            gpus = [g for g in kind.gpus if g <= max_gpus]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        POD: f"{kind.name}-{index:05d}",
-                        TIMESTAMP: seconds,
-                        "cpu_cores": np.round(cpu, 4),
-                        "memory_bytes": np.round(memory, -3),
-                        "cpu_request_cores": cpu_request,
-                        "memory_request_bytes": memory_request,
-                        "gpus": float(gpus[rng.integers(len(gpus))]) if gpus else 0.0,
-                    }
-                )
-            )
-    trace = pd.concat(frames, ignore_index=True)
-    trace[TIMESTAMP] = pd.to_datetime(trace[TIMESTAMP], unit="s", utc=True)
-    return trace.sort_values([TIMESTAMP, POD], kind="stable").reset_index(drop=True)
+            gpus = float(gpu_choices[rng.integers(len(gpu_choices))]) if gpu_choices else 0.0
+            n = len(offsets)
+            columns["pod_index"].append(np.full(n, len(names), dtype=np.int64))
+            names.append(f"{kind.name}-{index:05d}")
+            columns[TIMESTAMP].append(seconds)
+            columns["cpu_cores"].append(np.round(cpu, 4))
+            columns["memory_bytes"].append(np.round(memory, -3))
+            columns["cpu_request_cores"].append(np.full(n, cpu_request))
+            columns["memory_request_bytes"].append(np.full(n, memory_request))
+            columns["gpus"].append(np.full(n, gpus))
+    arrays = {name: np.concatenate(parts) for name, parts in columns.items()}
+    order = np.lexsort((arrays["pod_index"], arrays[TIMESTAMP]))
+    pod_names = np.array(names, dtype=object)
+    trace = pd.DataFrame(
+        {
+            POD: pod_names[arrays.pop("pod_index")[order]],
+            TIMESTAMP: pd.to_datetime(arrays.pop(TIMESTAMP)[order], unit="s", utc=True),
+        }
+    )
+    for name, values in arrays.items():
+        trace[name] = values[order]
+    return trace

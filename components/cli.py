@@ -1,0 +1,182 @@
+"""The ``mlsched`` command line: the entrypoint where flags and the clock are read."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from components.durations import parse_duration_seconds
+from components.errors import MlschedError
+
+DEFAULT_DATA = Path("data/synthetic")
+DEFAULT_STACK_HOME = Path(".stack")
+CPU_CHECK_QUERY = '1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))'
+
+
+def _end_epoch(text: str | None) -> int:
+    if text is None:
+        return int(pd.Timestamp.now(tz="UTC").floor("D").timestamp())
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError:
+        raise MlschedError(f"--end: cannot parse {text!r}; use ISO 8601 such as 2026-01-01T00:00:00Z") from None
+    if stamp.tzinfo is None:
+        raise MlschedError(f"--end: {text!r} has no time zone; add Z or an offset")
+    return int(stamp.timestamp())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from components.generate.history import HistoryConfig
+    from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
+
+    step = parse_duration_seconds(args.step, what="--step")
+    days = parse_duration_seconds(f"{args.days}d", what="--days") / 86_400
+    if not float(step).is_integer():
+        raise MlschedError(f"--step: must be whole seconds, got {args.step!r}")
+    workload_step = parse_duration_seconds(args.workload_step, what="--workload-step")
+    config = HistoryConfig(
+        nodes=args.nodes, days=days, step_seconds=int(step), seed=args.seed,
+        end_epoch=_end_epoch(args.end),
+    )
+    if (days * 86_400) % step:
+        raise MlschedError(f"--days {args.days} is not a whole number of {args.step} steps")
+    dataset = SyntheticDataset(Path(args.output))
+    if not args.force and dataset.manifest.is_file():
+        existing = json.loads(dataset.manifest.read_text())
+        wanted_om = not args.no_openmetrics
+        if existing.get("config") == json.loads(json.dumps(config.__dict__)) and (
+            existing.get("openmetrics_samples", 0) > 0 or not wanted_om
+        ):
+            print(f"{dataset.root}: already holds this data set (same seed and parameters); kept")
+            return 0
+    manifest = generate_synthetic_cluster(
+        config,
+        dataset.root,
+        workload_days=min(args.workload_days, days),
+        workload_step_seconds=int(workload_step),
+        openmetrics=not args.no_openmetrics,
+        progress=not args.quiet,
+    )
+    print(
+        f"{dataset.root}: {manifest['node_metrics_rows']:,} node-metric rows "
+        f"({manifest['nodes']} nodes, {manifest['start']} .. {manifest['end']}), "
+        f"{manifest['anomalies']} labelled anomalies, {manifest['workload_pods']:,} workload pods"
+    )
+    timings = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}s" for k, v in manifest["timings"].items())
+    print(f"  timings: {timings}")
+    return 0
+
+
+def _stack_config(args: argparse.Namespace):
+    from components.stack import StackConfig
+
+    return StackConfig(
+        home=Path(args.home).resolve(),
+        prometheus_port=args.prometheus_port,
+        mlflow_port=args.mlflow_port,
+    )
+
+
+def _cmd_stack(args: argparse.Namespace) -> int:
+    from components.generate.synthetic import SyntheticDataset
+    from components.stack import stack_down, stack_status, stack_up
+
+    config = _stack_config(args)
+    if args.action == "down":
+        stopped = stack_down(config)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return 0
+    if args.action == "status":
+        status = stack_status(config)
+        print(status.format())
+        return 0 if all(s.ready for s in status.services) else 1
+    dataset = SyntheticDataset(Path(args.data))
+    openmetrics = dataset.openmetrics
+    if not openmetrics.is_file():
+        raise MlschedError(
+            f"{openmetrics}: no Prometheus history to load; run `mlsched generate --output "
+            f"{dataset.root}` first"
+        )
+    status = stack_up(config, openmetrics=openmetrics.resolve(), force_backfill=args.force_backfill)
+    print(status.format())
+    if dataset.manifest.is_file():
+        _print_promql_check(status, dataset)
+    return 0
+
+
+def _print_promql_check(status, dataset) -> None:
+    from components.contracts import read_node_metrics
+    from components.promql import instant_query
+
+    manifest = json.loads(dataset.manifest.read_text())
+    at = pd.Timestamp(manifest["end"]) - pd.Timedelta(minutes=30)
+    prometheus = next(s for s in status.services if s.name == "prometheus")
+    values = instant_query(prometheus.url, CPU_CHECK_QUERY, at)
+    metrics = read_node_metrics(dataset.node_metrics)
+    window = metrics[(metrics["timestamp"] > at - pd.Timedelta(minutes=5)) & (metrics["timestamp"] <= at)]
+    generated = window.groupby("node")["cpu_utilization"].mean().mean()
+    served = sum(values.values()) / max(len(values), 1)
+    print(
+        f"PromQL check at {at.isoformat()}: {CPU_CHECK_QUERY}\n"
+        f"  -> {len(values)} nodes, mean CPU utilisation {served:.3f} "
+        f"(generated history: {generated:.3f})"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlsched", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write the synthetic cluster history")
+    generate.add_argument("--nodes", type=_positive_int, default=12)
+    generate.add_argument("--days", type=float, default=14)
+    generate.add_argument("--step", default="30s", help="scrape interval, e.g. 30s, 1m")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--end", help="UTC end of the history (default: today 00:00 UTC)")
+    generate.add_argument("--workload-days", type=float, default=2)
+    generate.add_argument("--workload-step", default="60s")
+    generate.add_argument("--output", default=str(DEFAULT_DATA))
+    generate.add_argument("--no-openmetrics", action="store_true", help="skip the Prometheus export")
+    generate.add_argument("--force", action="store_true", help="regenerate even if up to date")
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    generate.set_defaults(handler=_cmd_generate)
+
+    stack = commands.add_parser("stack", help="the local Prometheus and MLflow servers")
+    stack.add_argument("action", choices=("up", "down", "status"))
+    stack.add_argument("--home", default=str(DEFAULT_STACK_HOME), help="state folder of the stack")
+    stack.add_argument("--data", default=str(DEFAULT_DATA), help="generated data set to load")
+    stack.add_argument("--prometheus-port", type=_positive_int, default=9090)
+    stack.add_argument("--mlflow-port", type=_positive_int, default=5000)
+    stack.add_argument("--force-backfill", action="store_true")
+    stack.set_defaults(handler=_cmd_stack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except MlschedError as error:
+        print(f"mlsched {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mlsched {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
