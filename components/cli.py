@@ -23,7 +23,9 @@ def _end_epoch(text: str | None) -> int:
     try:
         stamp = pd.Timestamp(text)
     except ValueError:
-        raise MlschedError(f"--end: cannot parse {text!r}; use ISO 8601 such as 2026-01-01T00:00:00Z") from None
+        raise MlschedError(
+            f"--end: cannot parse {text!r}; use ISO 8601 such as 2026-01-01T00:00:00Z"
+        ) from None
     if stamp.tzinfo is None:
         raise MlschedError(f"--end: {text!r} has no time zone; add Z or an offset")
     return int(stamp.timestamp())
@@ -49,7 +51,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise MlschedError(f"--step: must be whole seconds, got {args.step!r}")
     workload_step = parse_duration_seconds(args.workload_step, what="--workload-step")
     config = HistoryConfig(
-        nodes=args.nodes, days=days, step_seconds=int(step), seed=args.seed,
+        nodes=args.nodes,
+        days=days,
+        step_seconds=int(step),
+        seed=args.seed,
         end_epoch=_end_epoch(args.end),
     )
     if (days * 86_400) % step:
@@ -76,7 +81,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         f"({manifest['nodes']} nodes, {manifest['start']} .. {manifest['end']}), "
         f"{manifest['anomalies']} labelled anomalies, {manifest['workload_pods']:,} workload pods"
     )
-    timings = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}s" for k, v in manifest["timings"].items())
+    timings = ", ".join(
+        f"{k.removesuffix('_seconds')} {v:.1f}s" for k, v in manifest["timings"].items()
+    )
     print(f"  timings: {timings}")
     return 0
 
@@ -127,7 +134,9 @@ def _print_promql_check(status, dataset) -> None:
     prometheus = next(s for s in status.services if s.name == "prometheus")
     values = instant_query(prometheus.url, CPU_CHECK_QUERY, at)
     metrics = read_node_metrics(dataset.node_metrics)
-    window = metrics[(metrics["timestamp"] > at - pd.Timedelta(minutes=5)) & (metrics["timestamp"] <= at)]
+    window = metrics[
+        (metrics["timestamp"] > at - pd.Timedelta(minutes=5)) & (metrics["timestamp"] <= at)
+    ]
     generated = window.groupby("node")["cpu_utilization"].mean().mean()
     served = sum(values.values()) / max(len(values), 1)
     print(
@@ -150,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--workload-days", type=float, default=2)
     generate.add_argument("--workload-step", default="60s")
     generate.add_argument("--output", default=str(DEFAULT_DATA))
-    generate.add_argument("--no-openmetrics", action="store_true", help="skip the Prometheus export")
+    generate.add_argument(
+        "--no-openmetrics", action="store_true", help="skip the Prometheus export"
+    )
     generate.add_argument("--force", action="store_true", help="regenerate even if up to date")
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(handler=_cmd_generate)

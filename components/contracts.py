@@ -121,7 +121,9 @@ def _timestamps(part: _Part, column: str = TIMESTAMP) -> pd.Series:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_dtype(values.dtype):
-        _fail(part, "naive timestamp (no time zone); write UTC, e.g. 2026-01-01T00:00:00Z", column, 0)
+        _fail(
+            part, "naive timestamp (no time zone); write UTC, e.g. 2026-01-01T00:00:00Z", column, 0
+        )
     missing = values.isna().to_numpy()
     if missing.any():
         _fail(part, "empty timestamp", column, int(np.argmax(missing)))
@@ -197,7 +199,12 @@ def _first_duplicate(part: _Part, keys: pd.DataFrame, what: str) -> None:
         first = int(earlier.min())
         row = keys.iloc[position]
         values = ", ".join(f"{k}={_show(row[k])}" for k in keys.columns)
-        _fail(part, f"duplicate {what} ({values}), first seen at {_where(part, first)}", None, position)
+        _fail(
+            part,
+            f"duplicate {what} ({values}), first seen at {_where(part, first)}",
+            None,
+            position,
+        )
 
 
 def _show(value: object) -> str:
@@ -347,7 +354,7 @@ def _atomic_dir(target: Path, write) -> Path:
 
 
 def validate_workload_trace(frame: pd.DataFrame, source: str = "workload trace") -> pd.DataFrame:
-    """Check a workload trace and return it normalised (sorted by pod, timestamp; ``gpus`` filled)."""
+    """Check a workload trace; return it sorted by (pod, timestamp) with ``gpus`` filled."""
     return _validate_workload_part(_Part(source, frame, is_csv=False))
 
 
@@ -390,7 +397,7 @@ def read_workload_trace(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def validate_nodes_table(frame: pd.DataFrame, source: str = "nodes table") -> pd.DataFrame:
-    """Check a nodes table (unique names, positive capacity, whole GPUs) and return it normalised."""
+    """Check a nodes table (unique names, positive capacity, whole GPUs); return it normalised."""
     return _validate_nodes_part(_Part(source, frame, is_csv=False))
 
 
@@ -449,7 +456,7 @@ def write_nodes_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def validate_anomaly_labels(document: object, source: str = "anomaly labels") -> AnomalyLabels:
-    """Check a decoded labels document ``{node: [[start_iso, end_iso], ...]}``; return UTC windows."""
+    """Check a decoded ``{node: [[start_iso, end_iso], ...]}`` document; return UTC windows."""
     if not isinstance(document, dict):
         raise ContractError(f"{source}: expected an object {{node: [[start, end], ...]}}")
     labels: AnomalyLabels = {}
@@ -479,7 +486,9 @@ def _label_time(value: object, where: str) -> pd.Timestamp:
     except ValueError:
         raise ContractError(f"{where}: cannot parse timestamp {value!r}") from None
     if stamp.tzinfo is None or re.search(_TZ_SUFFIX, value.strip()) is None:
-        raise ContractError(f"{where}: naive timestamp {value!r} (no time zone); add Z or an offset")
+        raise ContractError(
+            f"{where}: naive timestamp {value!r} (no time zone); add Z or an offset"
+        )
     return stamp.tz_convert("UTC")
 
 

@@ -9,7 +9,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 
 
 def parse_duration_seconds(text: str | int | float, *, what: str = "duration") -> float:
-    """Return the number of seconds in ``text`` (``"30s"``, ``"5m"``, ``"1.5h"``; a bare number is seconds).
+    """Seconds in ``text``: ``"30s"``, ``"5m"``, ``"1.5h"``; a bare number counts as seconds.
 
     Raises:
         MlschedError: when the text is not a positive duration.
@@ -33,7 +33,7 @@ def parse_duration_seconds(text: str | int | float, *, what: str = "duration") -
 
 
 def format_duration(seconds: float) -> str:
-    """Shortest exact Prometheus-style form of ``seconds`` (``90`` -> ``"90s"``, ``300`` -> ``"5m"``)."""
+    """Shortest exact Prometheus-style form of ``seconds``: 90 -> ``"90s"``, 300 -> ``"5m"``."""
     for unit in ("w", "d", "h", "m", "s"):
         size = _UNIT_SECONDS[unit]
         if seconds >= size and float(seconds / size).is_integer():

@@ -24,7 +24,11 @@ def instant_query(
         )
     except requests.RequestException as error:
         raise MlschedError(f"Prometheus at {prometheus_url} cannot be reached: {error}") from None
-    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    body = (
+        response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
     if response.status_code != 200 or body.get("status") != "success":
         reason = body.get("error", response.text[:200])
         raise MlschedError(f"Prometheus rejected the query {promql!r}: {reason}")

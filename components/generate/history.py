@@ -58,8 +58,18 @@ ROLE_PROFILES = {
         0.12, 0.25, 15.0, 1.5, 0.7, 0.4, (600, 3600), (0.08, 0.25), 0.022, 14, DAY, 0.55
     ),
     "gpu": RoleProfile(
-        0.04, 0.02, 12.0, 1.0, 1.0, 0.10, (2 * 3600, 10 * 3600), (0.45, 0.65), 0.015, 4,
-        10 * 3600, 0.60,
+        0.04,
+        0.02,
+        12.0,
+        1.0,
+        1.0,
+        0.10,
+        (2 * 3600, 10 * 3600),
+        (0.45, 0.65),
+        0.015,
+        4,
+        10 * 3600,
+        0.60,
     ),
 }
 
@@ -255,7 +265,9 @@ def anomaly_windows(
             end = pd.Timestamp(axis.start_epoch + (anomaly.end - 1) * axis.step_seconds, unit="s")
             start, end = start.tz_localize("UTC"), end.tz_localize("UTC")
             windows.append((start, end))
-            rows.append({"node": history.node.name, "kind": anomaly.kind, "start": start, "end": end})
+            rows.append(
+                {"node": history.node.name, "kind": anomaly.kind, "start": start, "end": end}
+            )
         labels[history.node.name] = windows
     events = pd.DataFrame(rows, columns=["node", "kind", "start", "end"])
     return labels, events

@@ -88,7 +88,10 @@ def write_openmetrics(
     unknown = sorted(set(by_node) - set(capacity.index))
     if unknown:
         raise ValueError(f"nodes missing from the nodes table: {', '.join(unknown[:5])}")
-    seconds = {n: f[TIMESTAMP].to_numpy("datetime64[ns]").astype(np.int64) // 10**9 for n, f in by_node.items()}
+    seconds = {
+        n: f[TIMESTAMP].to_numpy("datetime64[ns]").astype(np.int64) // 10**9
+        for n, f in by_node.items()
+    }
     start = min(int(s[0]) for s in seconds.values())
     end = max(int(s[-1]) for s in seconds.values()) + 1
     samples = 0
@@ -122,7 +125,9 @@ def _node_exporter(out, by_node, seconds, capacity, cpus_per_node) -> int:
                     labels = _labels(
                         cpu=str(cpu), instance=f"{node}:9100", job=NODE_EXPORTER_JOB, mode=mode
                     )
-                    written += _series(out, "node_cpu_seconds_total", labels, counter, seconds[node], "%.3f")
+                    written += _series(
+                        out, "node_cpu_seconds_total", labels, counter, seconds[node], "%.3f"
+                    )
     for name, help_text in (
         ("node_memory_MemTotal_bytes", "Memory information field MemTotal_bytes."),
         ("node_memory_MemAvailable_bytes", "Memory information field MemAvailable_bytes."),
@@ -168,7 +173,10 @@ def _kube_state_metrics(out, capacity, node_pods, start, end, step) -> int:
                 written += _series(out, "kube_node_status_allocatable", labels, values, grid, fmt)
         for node in gpu_nodes:
             labels = _labels(
-                instance=KSM_INSTANCE, job=KSM_JOB, node=node, resource="nvidia_com_gpu",
+                instance=KSM_INSTANCE,
+                job=KSM_JOB,
+                node=node,
+                resource="nvidia_com_gpu",
                 unit="integer",
             )
             values = np.full(len(grid), float(capacity.loc[node, "gpus"]))
@@ -190,8 +198,14 @@ def _kube_state_metrics(out, capacity, node_pods, start, end, step) -> int:
                 if len(stamps) == 0:
                     stamps = np.array([pod_start[i]])
                 labels = _labels(
-                    container="main", instance=KSM_INSTANCE, job=KSM_JOB, namespace=pod.namespace,
-                    node=pod.node, pod=pod.pod, resource=resource, unit=unit,
+                    container="main",
+                    instance=KSM_INSTANCE,
+                    job=KSM_JOB,
+                    namespace=pod.namespace,
+                    node=pod.node,
+                    pod=pod.pod,
+                    resource=resource,
+                    unit=unit,
                 )
                 values = np.full(len(stamps), requests[i])
                 written += _series(out, name, labels, values, stamps, fmt)

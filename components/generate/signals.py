@@ -1,4 +1,4 @@
-"""Building blocks of synthetic load: daily and weekly cycles, bursts, trends and correlated noise."""
+"""Building blocks of synthetic load: daily and weekly cycles, bursts, correlated noise."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from scipy.signal import lfilter
 
 @dataclass(frozen=True)
 class TimeAxis:
-    """A regular grid: ``steps`` points ``step_seconds`` apart from ``start_epoch`` (UTC seconds)."""
+    """A regular grid of ``steps`` points ``step_seconds`` apart from ``start_epoch`` (UTC)."""
 
     start_epoch: int
     step_seconds: int
@@ -86,9 +86,7 @@ def bursts(
     return np.cumsum(delta)[:-1]
 
 
-def occupancy(
-    steps: int, starts: np.ndarray, ends: np.ndarray, weights: np.ndarray
-) -> np.ndarray:
+def occupancy(steps: int, starts: np.ndarray, ends: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Sum of ``weights`` over intervals ``[start, end)`` on a grid of ``steps`` points."""
     delta = np.zeros(steps + 1)
     np.add.at(delta, np.clip(starts, 0, steps), weights)

@@ -84,7 +84,9 @@ def _pods_table(config: HistoryConfig, histories: list[NodeHistory]) -> pd.DataF
                     "node": pods["node"],
                     "namespace": f"team-{history.node.role}",
                     "start": pd.to_datetime(
-                        axis.start_epoch + pods["start_step"] * axis.step_seconds, unit="s", utc=True
+                        axis.start_epoch + pods["start_step"] * axis.step_seconds,
+                        unit="s",
+                        utc=True,
                     ),
                     "end": pd.to_datetime(
                         axis.start_epoch + pods["end_step"] * axis.step_seconds, unit="s", utc=True

@@ -125,7 +125,9 @@ def test_duplicates_across_partition_files_name_both_files(tmp_path):
     first = tmp_path / "out" / "date=2026-01-01" / "part-0.parquet"
     copy = tmp_path / "out" / "date=2026-01-01" / "part-1.parquet"
     copy.write_bytes(first.read_bytes())
-    with pytest.raises(ContractError, match=r"part-1.parquet: duplicate .*also in .*part-0.parquet"):
+    with pytest.raises(
+        ContractError, match=r"part-1.parquet: duplicate .*also in .*part-0.parquet"
+    ):
         read_node_metrics(tmp_path / "out")
 
 

@@ -59,8 +59,13 @@ def _hourly(metrics: pd.DataFrame, node: str) -> pd.Series:
 
 
 def test_web_nodes_follow_a_daily_and_weekly_cycle(small_metrics):
-    roles = dict(zip([n.name for n in make_nodes(SMALL.nodes, SMALL.seed)],
-                     [n.role for n in make_nodes(SMALL.nodes, SMALL.seed)], strict=True))
+    roles = dict(
+        zip(
+            [n.name for n in make_nodes(SMALL.nodes, SMALL.seed)],
+            [n.role for n in make_nodes(SMALL.nodes, SMALL.seed)],
+            strict=True,
+        )
+    )
     web = [n for n, role in roles.items() if role == "web"]
     assert web
     for node in web:
@@ -93,7 +98,11 @@ def test_missing_scrapes_are_rare_but_present(small_metrics):
 def test_anomalies_show_where_the_labels_say(small_dataset, small_metrics):
     events = pd.read_csv(small_dataset.anomaly_events, parse_dates=["start", "end"])
     assert set(events["kind"]) == {
-        "cpu_saturation", "memory_leak", "flatline", "noisy_neighbour", "flapping",
+        "cpu_saturation",
+        "memory_leak",
+        "flatline",
+        "noisy_neighbour",
+        "flapping",
     }
     step = pd.Timedelta(seconds=SMALL.step_seconds)
     for event in events.itertuples():
