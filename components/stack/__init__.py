@@ -1,0 +1,33 @@
+"""The local stack: Prometheus with backfilled history and an MLflow tracking server."""
+
+from components.stack.processes import (
+    is_running,
+    port_is_free,
+    start_process,
+    stop_process,
+    wait_until_ready,
+)
+from components.stack.prometheus import backfill_prometheus
+from components.stack.stack import (
+    ServiceStatus,
+    StackConfig,
+    StackStatus,
+    stack_down,
+    stack_status,
+    stack_up,
+)
+
+__all__ = [
+    "ServiceStatus",
+    "StackConfig",
+    "StackStatus",
+    "backfill_prometheus",
+    "is_running",
+    "port_is_free",
+    "stack_down",
+    "stack_status",
+    "stack_up",
+    "start_process",
+    "stop_process",
+    "wait_until_ready",
+]
