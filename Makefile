@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := prometheus
+DEBIAN_PACKAGES := prometheus redis-server
 
 .PHONY: run test lint install system-deps stack-down clean
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 system-deps:
-	@missing=""; for bin in prometheus promtool; do command -v $$bin >/dev/null || missing=1; done; \
+	@missing=""; for bin in prometheus promtool redis-server; do command -v $$bin >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages: $(DEBIAN_PACKAGES)"; \
 		$(SUDO) apt-get update -qq && \
@@ -29,6 +29,9 @@ system-deps:
 run: install system-deps
 	$(BIN)/mlsched generate
 	$(BIN)/mlsched stack up
+	$(BIN)/mlsched collect --range-of data/synthetic/manifest.json --output data/collected/node_metrics
+	$(BIN)/mlsched validate --metrics data/collected/node_metrics --output data/validation
+	$(BIN)/mlsched features --metrics data/collected/node_metrics
 
 lint: install
 	$(BIN)/ruff check .

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from components.collect.cli import add_collect_parser
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
+from components.features.cli import add_features_parser
+from data_validation.cli import add_validate_parser
 
 DEFAULT_DATA = Path("data/synthetic")
 DEFAULT_STACK_HOME = Path(".stack")
@@ -174,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--mlflow-port", type=_positive_int, default=5000)
     stack.add_argument("--force-backfill", action="store_true")
     stack.set_defaults(handler=_cmd_stack)
+
+    add_collect_parser(commands)
+    add_validate_parser(commands)
+    add_features_parser(commands)
     return parser
 
 

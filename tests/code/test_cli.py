@@ -30,6 +30,13 @@ def mlsched(*args: str, cwd=None) -> subprocess.CompletedProcess:
             "--days 1.0 is not a whole number of 7s steps",
         ),
         (["stack", "up", "--data", "no-such-folder"], "no Prometheus history to load"),
+        (["collect"], "--start is required (or --range-of MANIFEST)"),
+        (["collect", "--range-of", "nowhere.json"], "nowhere.json: no such manifest"),
+        (
+            ["collect", "--range-of", "m.json", "--start", "2026-01-01T00:00:00Z"],
+            "--range-of excludes --start and --end",
+        ),
+        (["features", "--metrics", "no-such-metrics"], "no-such-metrics"),
     ],
 )
 def test_user_mistakes_get_a_clear_error(tmp_path, args, message):
@@ -63,3 +70,11 @@ def test_generate_is_idempotent(tmp_path):
     again = mlsched(*args)
     assert again.returncode == 0 and "already holds this data set" in again.stdout
     assert (tmp_path / "data" / "manifest.json").read_text() == manifest
+
+
+def test_collect_reads_its_range_from_a_manifest(tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"nodes": 3}')
+    result = mlsched("collect", "--range-of", str(manifest), "--output", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert "not a data set manifest with 'start' and 'end'" in result.stderr

@@ -1,0 +1,138 @@
+"""``mlsched features``: node metrics -> feature table -> Feast apply + materialise."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_METRICS = Path("data/collected/node_metrics")
+DEFAULT_TABLE = Path("data/features/node_features.parquet")
+DEFAULT_FEAST_HOME = Path("data/feast")
+
+
+@dataclass(frozen=True)
+class FeatureBuildReport:
+    """What one run of the features step produced."""
+
+    rows: int
+    nodes: int
+    features: int
+    table: Path
+    feast_home: Path | None
+    materialized_until: str | None
+    online_store: str
+    seconds: dict[str, float]
+
+    def summary(self) -> str:
+        timings = ", ".join(f"{name} {value:.1f}s" for name, value in self.seconds.items())
+        lines = [
+            f"{self.table}: {self.rows:,} rows x {self.features} features for {self.nodes} nodes",
+        ]
+        if self.feast_home is not None:
+            lines.append(
+                f"Feast repository {self.feast_home} ({self.online_store} online store), "
+                f"materialised until {self.materialized_until}"
+            )
+        lines.append(f"  timings: {timings}")
+        return "\n".join(lines)
+
+
+def build_features(
+    metrics_path: Path,
+    table_path: Path,
+    feast_home: Path | None,
+    *,
+    online_store: str | None = None,
+    step_seconds: int | None = None,
+) -> FeatureBuildReport:
+    """Compute the feature table of a node-metrics data set and load it into Feast.
+
+    Args:
+        metrics_path: node metrics in the contract (folder, parquet or CSV).
+        table_path: where the feature table (Feast's offline source) is written, atomically.
+        feast_home: Feast work folder to apply and materialise into; ``None`` skips Feast.
+        online_store: ``None`` for sqlite, or a Redis URL ``redis://host:port/db``.
+        step_seconds: scrape interval (default: inferred from the data).
+    """
+    from components.contracts import NODE, read_node_metrics
+    from components.features.definitions import FEATURE_NAMES
+    from components.features.engineering import compute_node_features, write_feature_table
+    from components.features.feast_store import apply_feature_repo, materialize_features
+
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    metrics = read_node_metrics(metrics_path)
+    seconds["read"] = time.perf_counter() - started
+    started = time.perf_counter()
+    features = compute_node_features(metrics, step_seconds)
+    seconds["features"] = time.perf_counter() - started
+    started = time.perf_counter()
+    write_feature_table(features, table_path)
+    seconds["write"] = time.perf_counter() - started
+    until = None
+    if feast_home is not None:
+        started = time.perf_counter()
+        store = apply_feature_repo(feast_home, table_path, online_store=online_store)
+        seconds["feast_apply"] = time.perf_counter() - started
+        started = time.perf_counter()
+        until = materialize_features(store).isoformat()
+        seconds["materialize"] = time.perf_counter() - started
+    return FeatureBuildReport(
+        rows=len(features),
+        nodes=int(features[NODE].nunique()),
+        features=len(FEATURE_NAMES),
+        table=table_path,
+        feast_home=feast_home,
+        materialized_until=until,
+        online_store="redis" if online_store else "sqlite",
+        seconds=seconds,
+    )
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from components.durations import parse_duration_seconds
+    from components.errors import MlschedError
+
+    step = None
+    if args.step is not None:
+        value = parse_duration_seconds(args.step, what="--step")
+        if not float(value).is_integer():
+            raise MlschedError(f"--step: must be whole seconds, got {args.step!r}")
+        step = int(value)
+    report = build_features(
+        Path(args.metrics),
+        Path(args.output),
+        None if args.no_feast else Path(args.feast_home),
+        online_store=args.online_store,
+        step_seconds=step,
+    )
+    print(report.summary())
+    return 0
+
+
+def add_features_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``features`` command to an ``add_subparsers()`` object; return its parser."""
+    features = subparsers.add_parser(
+        "features",
+        help="compute node features and load them into Feast (apply + materialise)",
+        description=(
+            "Compute the node features of a node-metrics data set, write the feature table "
+            "(Feast's offline source), apply the Feast repository and materialise the latest "
+            "features into the online store."
+        ),
+    )
+    features.add_argument("--metrics", default=str(DEFAULT_METRICS), help="node metrics")
+    features.add_argument("--output", default=str(DEFAULT_TABLE), help="feature table (parquet)")
+    features.add_argument(
+        "--feast-home", default=str(DEFAULT_FEAST_HOME), help="Feast work folder (registry, store)"
+    )
+    features.add_argument(
+        "--online-store",
+        help="redis://host:port/db for a Redis online store (default: sqlite in --feast-home)",
+    )
+    features.add_argument("--step", help="scrape interval (default: inferred)")
+    features.add_argument("--no-feast", action="store_true", help="only write the feature table")
+    features.set_defaults(handler=_cmd_features)
+    return features

@@ -1,0 +1,1 @@
+"""The Feast feature repository of the node features (see README.md)."""

@@ -1,0 +1,85 @@
+"""Feast definitions of the node features: entity ``node``, one feature view per feature group
+over the parquet feature table, and the versioned feature service ``node_features_v1``.
+
+The feature list is not repeated here: it comes from :mod:`components.features.definitions`, the
+same registry the feature computation writes. The table path is a parameter, so nothing is read
+or created at import time; ``components.features.feast_store`` applies these objects to a store.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Float32
+
+from components.contracts import NODE, TIMESTAMP
+from components.features.definitions import (
+    FEATURE_SERVICE_NAME,
+    FEATURE_SET_VERSION,
+    FEATURE_TTL_SECONDS,
+    FEATURES,
+    GROUPS,
+    feature_view_name,
+)
+
+FEATURE_TTL = timedelta(seconds=FEATURE_TTL_SECONDS)
+SOURCE_NAME = "node_features_table"
+
+
+@dataclass(frozen=True)
+class NodeFeatureRepo:
+    """The Feast objects of the node features."""
+
+    entity: Entity
+    source: FileSource
+    views: tuple[FeatureView, ...]
+    service: FeatureService
+
+    def objects(self) -> list:
+        return [self.entity, self.source, *self.views, self.service]
+
+
+def build_definitions(
+    table_path: str | os.PathLike, *, ttl: timedelta = FEATURE_TTL
+) -> NodeFeatureRepo:
+    """The entity, source, feature views and service over the feature table at ``table_path``."""
+    node = Entity(
+        name=NODE,
+        join_keys=[NODE],
+        value_type=ValueType.STRING,
+        description="a Kubernetes node, by name",
+    )
+    source = FileSource(
+        name=SOURCE_NAME,
+        path=str(table_path),
+        timestamp_field=TIMESTAMP,
+        description="node features computed by components.features.compute_node_features",
+    )
+    tags = {"feature_set_version": str(FEATURE_SET_VERSION)}
+    views = tuple(
+        FeatureView(
+            name=feature_view_name(group),
+            entities=[node],
+            ttl=ttl,
+            schema=[
+                Field(name=f.name, dtype=Float32, description=f.description)
+                for f in FEATURES
+                if f.group == group
+            ],
+            source=source,
+            online=True,
+            description=f"node features of the group '{group}'",
+            tags={**tags, "group": group},
+        )
+        for group in GROUPS
+    )
+    service = FeatureService(
+        name=FEATURE_SERVICE_NAME,
+        features=list(views),
+        description="every node feature, version 1 of the feature set",
+        tags=tags,
+    )
+    return NodeFeatureRepo(node, source, views, service)
