@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from components.anomaly.cli import add_evaluate_anomaly_parser
 from components.collect.cli import add_collect_parser
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
 from components.features.cli import add_features_parser
+from components.forecast.cli import add_evaluate_forecast_parser
+from components.placement.cli import add_evaluate_placement_parser
 from data_validation.cli import add_validate_parser
+from scheduler_client.cli import add_extender_parser
 
 DEFAULT_DATA = Path("data/synthetic")
 DEFAULT_STACK_HOME = Path(".stack")
@@ -181,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_collect_parser(commands)
     add_validate_parser(commands)
     add_features_parser(commands)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a model against its baselines on any data set"
+    )
+    evaluate_what = evaluate.add_subparsers(dest="what", required=True)
+    add_evaluate_forecast_parser(evaluate_what)
+    add_evaluate_anomaly_parser(evaluate_what)
+    add_evaluate_placement_parser(evaluate_what)
+
+    add_extender_parser(commands)
     return parser
 
 

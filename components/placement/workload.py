@@ -1,0 +1,204 @@
+"""The simulator's inputs: a workload trace and a nodes table turned into arrays.
+
+A pod's life is its trace rows from the first to the last, on the trace's step grid (missing rows
+inside that span repeat the previous row). When the simulator places a pod ``d`` steps after it
+arrived, the pod runs its whole recorded life from then on (its use is shifted by ``d``), so every
+policy serves the same work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from components.contracts import NODE, POD, TIMESTAMP
+from components.errors import MlschedError
+from components.placement.policy import ClusterState, PodSpec
+
+DEFAULT_STEP_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Pods, their requests and their real use, indexed by pod (sorted by arrival, then name).
+
+    Attributes:
+        pods: pod names.
+        arrival: the step each pod arrives at.
+        length: steps each pod runs once placed.
+        offset: where each pod's use starts in ``cpu_usage`` / ``memory_usage``.
+        cpu_request, memory_request, gpus, cpu_limit: per pod (``cpu_limit`` NaN when unset).
+        cpu_usage, memory_usage: every pod's use, concatenated (cores, bytes).
+        start: the time of step 0; step_seconds: the step; n_steps: steps in the replay.
+    """
+
+    pods: np.ndarray
+    arrival: np.ndarray
+    length: np.ndarray
+    offset: np.ndarray
+    cpu_request: np.ndarray
+    memory_request: np.ndarray
+    gpus: np.ndarray
+    cpu_limit: np.ndarray
+    cpu_usage: np.ndarray
+    memory_usage: np.ndarray
+    start: pd.Timestamp
+    step_seconds: int
+    n_steps: int
+
+    @property
+    def n_pods(self) -> int:
+        return len(self.pods)
+
+    def pod_spec(self, index: int) -> PodSpec:
+        limit = self.cpu_limit[index]
+        return PodSpec(
+            pod=str(self.pods[index]),
+            cpu_request_cores=float(self.cpu_request[index]),
+            memory_request_bytes=float(self.memory_request[index]),
+            gpus=int(self.gpus[index]),
+            cpu_limit_cores=None if np.isnan(limit) else float(limit),
+        )
+
+    def time_of(self, steps: np.ndarray | int) -> pd.DatetimeIndex | pd.Timestamp:
+        """Timestamps of step indices."""
+        return self.start + pd.to_timedelta(np.asarray(steps) * self.step_seconds, unit="s")
+
+    def window(self, first_step: int, end_step: int) -> Workload:
+        """The replay of steps [first_step, end_step): pods alive at ``first_step`` arrive at
+        step 0 with the rest of their life; pods arriving later keep their arrival; lives are cut
+        at ``end_step``."""
+        first_step = max(0, int(first_step))
+        end_step = min(self.n_steps, int(end_step))
+        if end_step <= first_step:
+            raise MlschedError(f"empty replay window: steps {first_step}..{end_step}")
+        ends = self.arrival + self.length
+        keep = (self.arrival < end_step) & (ends > first_step)
+        begin = np.maximum(self.arrival[keep], first_step)
+        length = np.minimum(ends[keep], end_step) - begin
+        skipped = begin - self.arrival[keep]
+        arrival = begin - first_step
+        order = np.lexsort((self.pods[keep], arrival))
+        return replace(
+            self,
+            pods=self.pods[keep][order],
+            arrival=arrival[order],
+            length=length[order],
+            offset=(self.offset[keep] + skipped)[order],
+            cpu_request=self.cpu_request[keep][order],
+            memory_request=self.memory_request[keep][order],
+            gpus=self.gpus[keep][order],
+            cpu_limit=self.cpu_limit[keep][order],
+            start=self.start + pd.Timedelta(seconds=first_step * self.step_seconds),
+            n_steps=end_step - first_step,
+        )
+
+    def split(self, train_fraction: float) -> tuple[Workload, Workload]:
+        """Time-ordered split: the first ``train_fraction`` of the steps, and the rest."""
+        if not 0 < train_fraction < 1:
+            raise MlschedError(f"--train-fraction must be in (0, 1), got {train_fraction:g}")
+        cut = int(round(self.n_steps * train_fraction))
+        cut = min(max(cut, 1), self.n_steps - 1)
+        return self.window(0, cut), self.window(cut, self.n_steps)
+
+
+def _step_seconds(stamps: np.ndarray) -> int:
+    unique = np.unique(stamps)
+    if len(unique) < 2:
+        return DEFAULT_STEP_SECONDS
+    gaps = np.diff(unique)
+    return int(max(1, round(float(np.min(gaps)))))
+
+
+def workload_from_trace(trace: pd.DataFrame, source: str = "workload trace") -> Workload:
+    """Arrays for the simulator from a validated workload-trace frame (see contracts).
+
+    Raises:
+        MlschedError: for an empty trace.
+    """
+    if trace.empty:
+        raise MlschedError(f"{source}: no pods (the trace has no rows)")
+    seconds = trace[TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+    step = _step_seconds(seconds)
+    t0 = float(seconds.min())
+    steps = np.rint((seconds - t0) / step).astype(np.int64)
+    codes, names = pd.factorize(trace[POD], sort=False)
+    n_pods = len(names)
+    first = np.full(n_pods, np.iinfo(np.int64).max)
+    last = np.full(n_pods, -1)
+    np.minimum.at(first, codes, steps)
+    np.maximum.at(last, codes, steps)
+    length = last - first + 1
+    order = np.lexsort((np.asarray(names, dtype=str), first))
+    rank = np.empty(n_pods, dtype=np.int64)
+    rank[order] = np.arange(n_pods)
+    length_sorted = length[order]
+    offset = np.concatenate([[0], np.cumsum(length_sorted)[:-1]]).astype(np.int64)
+    total = int(length_sorted.sum())
+    position = offset[rank[codes]] + steps - first[codes]
+    cpu = np.full(total, np.nan)
+    memory = np.full(total, np.nan)
+    cpu[position] = trace["cpu_cores"].to_numpy(dtype=np.float64)
+    memory[position] = trace["memory_bytes"].to_numpy(dtype=np.float64)
+    cpu, memory = _fill_forward(cpu), _fill_forward(memory)
+    row_of_pod = np.zeros(n_pods, dtype=np.int64)
+    row_of_pod[codes[::-1]] = np.arange(len(codes))[::-1]
+    pick = row_of_pod[order]
+    gpus = trace["gpus"].to_numpy(dtype=np.float64) if "gpus" in trace else np.zeros(len(trace))
+    limits = (
+        trace["cpu_limit_cores"].to_numpy(dtype=np.float64)
+        if "cpu_limit_cores" in trace
+        else np.full(len(trace), np.nan)
+    )
+    return Workload(
+        pods=np.asarray(names, dtype=object)[order],
+        arrival=first[order],
+        length=length_sorted,
+        offset=offset,
+        cpu_request=trace["cpu_request_cores"].to_numpy(dtype=np.float64)[pick],
+        memory_request=trace["memory_request_bytes"].to_numpy(dtype=np.float64)[pick],
+        gpus=np.rint(gpus[pick]).astype(np.int64),
+        cpu_limit=limits[pick],
+        cpu_usage=cpu,
+        memory_usage=memory,
+        start=pd.Timestamp(int(t0 * 1e9), tz="UTC"),
+        step_seconds=step,
+        n_steps=int(steps.max()) + 1,
+    )
+
+
+def _fill_forward(values: np.ndarray) -> np.ndarray:
+    missing = np.isnan(values)
+    if not missing.any():
+        return values
+    index = np.where(missing, 0, np.arange(len(values)))
+    np.maximum.accumulate(index, out=index)
+    return values[index]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The nodes table as arrays."""
+
+    nodes: tuple[str, ...]
+    cpu_cores: np.ndarray
+    memory_bytes: np.ndarray
+    gpus: np.ndarray
+
+    def empty_state(self, step_seconds: float = DEFAULT_STEP_SECONDS) -> ClusterState:
+        return ClusterState.empty(
+            self.nodes, self.cpu_cores, self.memory_bytes, self.gpus, step_seconds=step_seconds
+        )
+
+
+def cluster_from_nodes(nodes: pd.DataFrame) -> Cluster:
+    """Arrays from a validated nodes-table frame."""
+    gpus = nodes["gpus"] if "gpus" in nodes else pd.Series(0, index=nodes.index)
+    return Cluster(
+        nodes=tuple(str(n) for n in nodes[NODE]),
+        cpu_cores=nodes["cpu_cores"].to_numpy(dtype=np.float64),
+        memory_bytes=nodes["memory_bytes"].to_numpy(dtype=np.float64),
+        gpus=gpus.to_numpy(dtype=np.int64),
+    )

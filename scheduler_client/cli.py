@@ -1,0 +1,306 @@
+"""``mlsched extender``: the kube-scheduler extender on the command line.
+
+Register it in ``components/cli.py``'s ``build_parser`` with ``add_extender_parser(commands)``;
+``python -m scheduler_client extender ...`` runs the same command without the main CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.durations import parse_duration_seconds
+from components.errors import MlschedError
+
+STAND_IN = "recent-usage"
+TOKEN_VARIABLE = "MLSCHED_EXTENDER_TOKEN"
+
+
+@dataclass(frozen=True)
+class ExtenderOptions:
+    """Everything :func:`build_extender_app` needs (the parsed flags, typed)."""
+
+    predictors: str | None = None
+    nodes: str | None = None
+    snapshot: str | None = None
+    feast_repo: str | None = None
+    pod_scorer: str = "auto"
+    dqn_model: str | None = None
+    url_prefix: str = "/scheduler"
+    refresh_seconds: float = 15.0
+    max_staleness_seconds: float = 60.0
+    timeout_seconds: float = 2.0
+    scorer_timeout_seconds: float = 0.05
+    cpu_threshold: float = 0.90
+    memory_threshold: float = 0.95
+    shadow: bool = False
+    rollout_percent: float = 100.0
+    token: str | None = None
+    max_body_bytes: int = 32 * 1024 * 1024
+    drift_reference: str | None = None
+    breaker_failures: int = 3
+    breaker_reset_seconds: float = 10.0
+
+
+def build_extender_app(options: ExtenderOptions):
+    """Wire inventory, snapshot source, predictors, cache, breakers, metrics and the ASGI app.
+
+    Returns:
+        The :class:`~scheduler_client.server.ExtenderApp` (its lifespan starts the cache).
+    """
+    from scheduler_client.extender import Extender, ScoringConfig
+    from scheduler_client.inventory import NodeInventory
+    from scheduler_client.metrics import ExtenderMetrics
+    from scheduler_client.predictions import PredictionCache
+    from scheduler_client.remote import RemoteNodePredictor, RemotePodScorer, V2Client
+    from scheduler_client.resilience import CircuitBreaker, RolloutPolicy
+    from scheduler_client.server import ExtenderApp
+    from scheduler_client.sources import (
+        DQNPodScorer,
+        QNetworkPodScorer,
+        RecentUsagePredictor,
+        StandInQNetwork,
+        feast_snapshot_source,
+        file_snapshot_source,
+    )
+
+    inventory = NodeInventory.from_nodes_table(options.nodes) if options.nodes else NodeInventory()
+    if options.snapshot and options.feast_repo:
+        raise MlschedError("--snapshot and --feast-repo exclude each other")
+    source = None
+    if options.snapshot:
+        source = file_snapshot_source(options.snapshot)
+    elif options.feast_repo:
+        source = feast_snapshot_source(options.feast_repo)
+    predictor, scorer, client = None, None, None
+    if options.predictors == STAND_IN:
+        predictor = RecentUsagePredictor()
+    elif options.predictors:
+        client = V2Client(options.predictors, timeout_seconds=options.timeout_seconds)
+        predictor = RemoteNodePredictor(client)
+    choice = options.pod_scorer
+    if choice == "auto":
+        choice = "dqn" if options.dqn_model else ("remote" if client is not None else "none")
+    if options.dqn_model and choice != "dqn":
+        raise MlschedError("--dqn-model goes with --pod-scorer dqn (or auto)")
+    if choice == "dqn":
+        if not options.dqn_model:
+            raise MlschedError("--pod-scorer dqn needs --dqn-model FOLDER_OR_URI")
+        scorer = DQNPodScorer.load(options.dqn_model)
+    elif choice == "remote":
+        if client is None:
+            raise MlschedError("--pod-scorer remote needs --predictors URL")
+        scorer = RemotePodScorer(client, timeout_seconds=options.scorer_timeout_seconds)
+    elif choice == "stand-in":
+        scorer = QNetworkPodScorer(StandInQNetwork())
+    if predictor is not None and source is None:
+        raise MlschedError("predictions need node state: give --snapshot FILE or --feast-repo DIR")
+
+    def breaker(name: str, slow: float | None = None) -> CircuitBreaker:
+        return CircuitBreaker(
+            name,
+            failure_threshold=options.breaker_failures,
+            reset_timeout_seconds=options.breaker_reset_seconds,
+            slow_call_seconds=slow,
+        )
+
+    reference = None
+    if options.drift_reference:
+        import pandas as pd
+
+        try:
+            reference = pd.read_parquet(options.drift_reference)
+        except (OSError, ValueError) as error:
+            raise MlschedError(f"--drift-reference {options.drift_reference}: {error}") from None
+    cache = PredictionCache(
+        inventory,
+        source,
+        predictor,
+        pod_scorer=scorer,
+        period_seconds=options.refresh_seconds,
+        breaker=breaker("predictors"),
+        reference=reference,
+    )
+    metrics = ExtenderMetrics()
+    scorer_breaker = breaker("pod_scorer", slow=options.scorer_timeout_seconds)
+    metrics.watch(cache, [cache.breaker, scorer_breaker])
+    extender = Extender(
+        inventory,
+        cache,
+        config=ScoringConfig(
+            cpu_threshold=options.cpu_threshold,
+            memory_threshold=options.memory_threshold,
+            max_staleness_seconds=options.max_staleness_seconds,
+        ),
+        rollout=RolloutPolicy(percent=options.rollout_percent, shadow=options.shadow),
+        pod_scorer=scorer,
+        scorer_breaker=scorer_breaker,
+        metrics=metrics,
+    )
+    return ExtenderApp(
+        extender,
+        url_prefix=options.url_prefix,
+        token=options.token,
+        max_body_bytes=options.max_body_bytes,
+        on_startup=cache.start,
+        on_shutdown=cache.stop,
+    )
+
+
+def _seconds(flag: str):
+    def parse(text: str) -> float:
+        try:
+            return parse_duration_seconds(text, what=flag)
+        except MlschedError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number 0..100, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be within 0..100, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1.5:
+        raise argparse.ArgumentTypeError(f"must be within (0, 1.5], got {value}")
+    return value
+
+
+def add_extender_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``extender`` command to an ``add_subparsers()`` object; return its parser."""
+    p = subparsers.add_parser(
+        "extender",
+        help="run the kube-scheduler extender (filter/prioritize over HTTP)",
+        description=(
+            "Serve kube-scheduler's extender API (POST <url-prefix>/filter and /prioritize, "
+            "GET /healthz and /metrics). Node predictions are refreshed in the background from "
+            "the node state snapshot and the predictors; when they are down or stale the "
+            "extender answers with kube-scheduler's LeastAllocated + BalancedAllocation scores."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a pod)")
+    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--url-prefix", default="/scheduler", help="path before /filter, /prioritize")
+    p.add_argument(
+        "--predictors",
+        help=f"base URL of the v2 model server (KServe), or '{STAND_IN}' for the in-process "
+        "statistical stand-in; without it the extender only serves the fallback",
+    )
+    p.add_argument("--nodes", help="nodes table (node, cpu_cores, memory_bytes, gpus)")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--feast-repo", help="rendered Feast repository of the node features")
+    state.add_argument("--snapshot", help="parquet node state snapshot (re-read when it changes)")
+    p.add_argument(
+        "--pod-scorer",
+        choices=("auto", "dqn", "remote", "stand-in", "none"),
+        default="auto",
+        help="Q-values per pod: 'dqn' (the trained DQN in-process, --dqn-model), 'remote' (the "
+        "served placement-dqn, one v2 call per pod), 'stand-in' (untrained MLP, benchmarks "
+        "only), 'none'; auto = dqn with --dqn-model, else remote with a --predictors URL",
+    )
+    p.add_argument(
+        "--dqn-model",
+        help="DQN model folder or MLflow URI, e.g. models:/placement-dqn@champion",
+    )
+    p.add_argument("--refresh", type=_seconds("--refresh"), default=15.0, help="e.g. 15s")
+    p.add_argument(
+        "--max-staleness",
+        type=_seconds("--max-staleness"),
+        default=60.0,
+        help="older predictions are not used (fallback)",
+    )
+    p.add_argument("--timeout", type=_seconds("--timeout"), default=2.0, help="per predictor call")
+    p.add_argument(
+        "--scorer-timeout",
+        type=_seconds("--scorer-timeout"),
+        default=0.05,
+        help="per pod-scorer call on the scheduling path, e.g. 50ms",
+    )
+    p.add_argument("--cpu-threshold", type=_fraction, default=0.90)
+    p.add_argument("--memory-threshold", type=_fraction, default=0.95)
+    p.add_argument("--shadow", action="store_true", help="log ML decisions, answer with fallback")
+    p.add_argument(
+        "--rollout-percent", type=_percent, default=100.0, help="ML for this share of pods"
+    )
+    p.add_argument("--token", help=f"bearer token (or set {TOKEN_VARIABLE}, or --token-file)")
+    p.add_argument("--token-file", help="file holding the bearer token")
+    p.add_argument("--tls-cert", help="server certificate (PEM)")
+    p.add_argument("--tls-key", help="server private key (PEM)")
+    p.add_argument("--tls-client-ca", help="require client certificates signed by this CA")
+    p.add_argument(
+        "--drift-reference",
+        help="parquet feature table the drift PSI compares against (default: the first snapshot)",
+    )
+    p.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024)
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(handler=cmd_extender)
+    return p
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token and args.token_file:
+        raise MlschedError("--token and --token-file exclude each other")
+    if args.token_file:
+        path = Path(args.token_file)
+        if not path.is_file():
+            raise MlschedError(f"--token-file {path}: no such file")
+        token = path.read_text().strip()
+        if not token:
+            raise MlschedError(f"--token-file {path}: the file is empty")
+        return token
+    return args.token or os.environ.get(TOKEN_VARIABLE) or None
+
+
+def cmd_extender(args: argparse.Namespace) -> int:
+    from scheduler_client.server import build_uvicorn_server, setup_json_logging, tune_for_latency
+
+    for flag in ("tls_cert", "tls_key", "tls_client_ca", "nodes", "snapshot", "drift_reference"):
+        value = getattr(args, flag)
+        if value and not Path(value).is_file():
+            raise MlschedError(f"--{flag.replace('_', '-')} {value}: no such file")
+    options = ExtenderOptions(
+        predictors=args.predictors,
+        nodes=args.nodes,
+        snapshot=args.snapshot,
+        feast_repo=args.feast_repo,
+        pod_scorer=args.pod_scorer,
+        dqn_model=args.dqn_model,
+        url_prefix=args.url_prefix,
+        refresh_seconds=args.refresh,
+        max_staleness_seconds=args.max_staleness,
+        timeout_seconds=args.timeout,
+        scorer_timeout_seconds=args.scorer_timeout,
+        cpu_threshold=args.cpu_threshold,
+        memory_threshold=args.memory_threshold,
+        shadow=args.shadow,
+        rollout_percent=args.rollout_percent,
+        token=_token(args),
+        max_body_bytes=args.max_body_bytes,
+        drift_reference=args.drift_reference,
+    )
+    setup_json_logging(args.log_level)
+    app = build_extender_app(options)
+    tune_for_latency()
+    server = build_uvicorn_server(
+        app,
+        host=args.host,
+        port=args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+    )
+    server.run()
+    return 0

@@ -1,0 +1,312 @@
+"""The extender's decisions: ML filter and priorities, with the fallback, shadow mode and rollout.
+
+Filter (ML): a candidate fails when the anomaly detector flags it, or when its predicted P90 CPU
+or memory utilisation over the pod's horizon, plus the pod's requests as a share of the node's
+allocatable, goes above the thresholds (default 90 % CPU, 95 % memory: the simulator's overload
+line). Nodes without a prediction pass. If every candidate would fail, all pass (ML never makes
+a pod unschedulable on its own) and the decision is logged.
+
+Prioritize (ML): per candidate, in 0..1 each,
+``load = 1 - max(cpu_after / cpu_threshold, memory_after / memory_threshold)`` (clipped),
+``health = 1 - anomaly_score`` (clipped), and ``q`` = the pod scorer's (DQN's) Q-values min-max
+scaled over the candidates; the weighted mean becomes the 0..10 score. Without a pod scorer, or
+when its call fails, the weights of ``load`` and ``health`` are used alone.
+
+Fallback (any reason: predictions missing or stale, nodes without predictions, pod outside the
+rollout share, shadow mode): filter passes every candidate (kube-scheduler's own filters already
+ran) and prioritize returns kube-scheduler's LeastAllocated + BalancedAllocation scores scaled to
+0..10 (:func:`scheduler_client.resilience.fallback_priorities`).
+
+The pod's horizon is the annotation ``ml-scheduler.io/horizon`` (e.g. ``30m``): the P90 is the
+max over the forecast horizons up to the first one that covers it; without the annotation, over
+all horizons.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from components.errors import MlschedError
+from scheduler_client.api import (
+    MAX_EXTENDER_PRIORITY,
+    ExtenderArgs,
+    PodRequest,
+    filter_result,
+    host_priority_list,
+)
+from scheduler_client.inventory import NodeInventory
+from scheduler_client.metrics import ExtenderMetrics
+from scheduler_client.predictions import CacheState, PodScorer, PredictionCache
+from scheduler_client.resilience import (
+    CircuitBreaker,
+    CircuitOpenError,
+    RolloutPolicy,
+    fallback_priorities,
+)
+
+log = logging.getLogger("scheduler_client.extender")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Thresholds and weights of the ML decisions, and how old predictions may be."""
+
+    cpu_threshold: float = 0.90
+    memory_threshold: float = 0.95
+    load_weight: float = 0.5
+    anomaly_weight: float = 0.2
+    q_weight: float = 0.3
+    max_staleness_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not (self.cpu_threshold > 0 and self.memory_threshold > 0):
+            raise MlschedError("load thresholds must be positive")
+        if min(self.load_weight, self.anomaly_weight, self.q_weight) < 0:
+            raise MlschedError("score weights must not be negative")
+        if self.load_weight + self.anomaly_weight <= 0:
+            raise MlschedError("the load and anomaly weights must not both be 0")
+        if self.max_staleness_seconds <= 0:
+            raise MlschedError("max staleness must be positive")
+
+
+@dataclass
+class Decision:
+    """An answer and how it was reached (for logs and metrics)."""
+
+    body: Any
+    mode: str
+    reason: str | None = None
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Candidates:
+    pod: PodRequest
+    names: list[str]
+    cpu_cores: np.ndarray
+    memory_bytes: np.ndarray
+    state: CacheState
+    rows: np.ndarray
+
+
+class Extender:
+    """Answers filter and prioritize calls from the :class:`PredictionCache`.
+
+    Args:
+        inventory: allocatable of the nodes (updated from Node objects when they are sent).
+        cache: the background-refreshed predictions.
+        pod_scorer: the DQN (or any placement policy) scorer; its calls go through
+            ``scorer_breaker``.
+    """
+
+    def __init__(
+        self,
+        inventory: NodeInventory,
+        cache: PredictionCache,
+        *,
+        config: ScoringConfig | None = None,
+        rollout: RolloutPolicy | None = None,
+        pod_scorer: PodScorer | None = None,
+        scorer_breaker: CircuitBreaker | None = None,
+        metrics: ExtenderMetrics | None = None,
+    ):
+        self.inventory = inventory
+        self.cache = cache
+        self.config = config or ScoringConfig()
+        self.rollout = rollout or RolloutPolicy()
+        self.pod_scorer = pod_scorer
+        self.scorer_breaker = scorer_breaker or CircuitBreaker("pod_scorer")
+        self.metrics = metrics or ExtenderMetrics()
+
+    # ----------------------------------------------------------------------- shared steps
+
+    def _candidates(self, args: ExtenderArgs) -> _Candidates:
+        if args.node_cache_capable:
+            view = self.inventory.view
+            positions = view.positions(args.node_names)
+            cpu, memory = view.cpu_cores[positions], view.memory_bytes[positions]
+        else:
+            assert args.allocatable is not None
+            self.inventory.update(args.allocatable)
+            cpu = np.array([a.cpu_cores for a in args.allocatable], dtype=np.float64)
+            memory = np.array([a.memory_bytes for a in args.allocatable], dtype=np.float64)
+        state = self.cache.state
+        return _Candidates(
+            args.pod, args.node_names, cpu, memory, state, state.positions(args.node_names)
+        )
+
+    def _ml_unavailable(self, c: _Candidates) -> str | None:
+        """Why ML cannot decide for these candidates, or None when it can."""
+        state = c.state
+        if state.predictions is None or state.has_prediction is None:
+            return "no_predictions"
+        age = self.cache.prediction_age_seconds()
+        if age is None or age > self.config.max_staleness_seconds:
+            return "stale"
+        if len(c.rows) and (c.rows.min() < 0 or not state.has_prediction[c.rows].all()):
+            return "missing_nodes"
+        return None
+
+    def _route(self, c: _Candidates) -> tuple[bool, str | None]:
+        """(compute ML?, fallback reason); ML is computed in shadow mode too."""
+        if not self.rollout.selects(c.pod.key):
+            return False, "rollout"
+        reason = self._ml_unavailable(c)
+        if reason is not None:
+            return False, reason
+        return True, ("shadow" if self.rollout.shadow else None)
+
+    def _loads_after(self, c: _Candidates) -> tuple[np.ndarray, np.ndarray, float | None]:
+        state = c.state
+        horizons = state.horizons_seconds
+        column = len(horizons) - 1
+        if c.pod.horizon_seconds is not None:
+            column = min(int(np.searchsorted(horizons, c.pod.horizon_seconds)), column)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cpu_share = np.where(c.cpu_cores > 0, c.pod.cpu_cores / c.cpu_cores, np.inf)
+            memory_share = np.where(c.memory_bytes > 0, c.pod.memory_bytes / c.memory_bytes, np.inf)
+        cpu = state.cpu_peak[c.rows, column] + cpu_share
+        memory = state.memory_peak[c.rows, column] + memory_share
+        return cpu, memory, float(horizons[column])
+
+    def _fallback_scores(self, c: _Candidates) -> np.ndarray:
+        state = c.state
+        found = c.rows >= 0
+        take = np.where(found, c.rows, 0)
+        cpu_ratio = np.where(found, state.cpu_requested_ratio[take], 0.0)
+        memory_ratio = np.where(found, state.memory_requested_ratio[take], 0.0)
+        return fallback_priorities(
+            c.cpu_cores,
+            c.memory_bytes,
+            cpu_ratio,
+            memory_ratio,
+            c.pod.cpu_cores,
+            c.pod.memory_bytes,
+        )
+
+    def _count(self, verb: str, mode: str, reason: str | None) -> None:
+        self.metrics.decisions.labels(verb, mode).inc()
+        if reason is not None:
+            self.metrics.fallbacks.labels(verb, reason).inc()
+
+    # ----------------------------------------------------------------------- filter
+
+    def _ml_filter(self, c: _Candidates) -> tuple[list[int], dict[str, str]]:
+        cpu, memory, horizon = self._loads_after(c)
+        anomalous = c.state.anomalous[c.rows]
+        over_cpu = cpu > self.config.cpu_threshold
+        over_memory = memory > self.config.memory_threshold
+        failing = anomalous | over_cpu | over_memory
+        if failing.all():
+            log.warning(
+                "every candidate fails the ML filter; passing them all",
+                extra={"fields": {"pod": c.pod.key, "nodes": len(c.names)}},
+            )
+            return list(range(len(c.names))), {}
+        failed: dict[str, str] = {}
+        window = f"{horizon / 60:g}m"
+        for i in np.flatnonzero(failing):
+            name = c.names[i]
+            if anomalous[i]:
+                score = c.state.anomaly_score[c.rows[i]]
+                failed[name] = f"ml-scheduler: node flagged anomalous (score {score:.2f})"
+            elif over_cpu[i]:
+                failed[name] = (
+                    f"ml-scheduler: predicted P90 CPU with this pod {cpu[i]:.0%} > "
+                    f"{self.config.cpu_threshold:.0%} within {window}"
+                )
+            else:
+                failed[name] = (
+                    f"ml-scheduler: predicted P90 memory with this pod {memory[i]:.0%} > "
+                    f"{self.config.memory_threshold:.0%} within {window}"
+                )
+        return np.flatnonzero(~failing).tolist(), failed
+
+    def filter(self, args: ExtenderArgs) -> Decision:
+        """Answer a filter call (an ``ExtenderFilterResult``)."""
+        c = self._candidates(args)
+        use_ml, reason = self._route(c)
+        everyone = range(len(c.names))
+        if not use_ml:
+            self._count("filter", "fallback", reason)
+            return Decision(filter_result(args, everyone), "fallback", reason)
+        passed, failed = self._ml_filter(c)
+        details = {"failed": len(failed)}
+        if reason == "shadow":
+            self._count("filter", "shadow", reason)
+            if failed:
+                self.metrics.shadow_disagreements.labels("filter").inc()
+            details["ml_failed_nodes"] = dict(list(failed.items())[:20])
+            return Decision(filter_result(args, everyone), "shadow", reason, details)
+        self._count("filter", "ml", None)
+        return Decision(filter_result(args, passed, failed), "ml", None, details)
+
+    # ----------------------------------------------------------------------- prioritize
+
+    def _q_values(self, c: _Candidates) -> np.ndarray | None:
+        if self.pod_scorer is None or c.state.prepared is None or self.config.q_weight == 0:
+            return None
+        try:
+            q = self.scorer_breaker.call(self.pod_scorer.q_values, c.pod, c.state.prepared, c.rows)
+            q = np.asarray(q, dtype=np.float64).reshape(-1)
+            if q.shape != (len(c.rows),) or not np.isfinite(q).all():
+                raise MlschedError(f"pod scorer returned {q.shape} values for {len(c.rows)} nodes")
+            return q
+        except CircuitOpenError:
+            self.metrics.scorer_failures.inc()
+            return None
+        except Exception as error:
+            self.metrics.scorer_failures.inc()
+            log.warning(
+                "pod scorer failed",
+                extra={"fields": {"pod": c.pod.key, "error": f"{type(error).__name__}: {error}"}},
+            )
+            return None
+
+    def _ml_scores(self, c: _Candidates) -> tuple[np.ndarray, bool]:
+        cfg = self.config
+        cpu, memory, _ = self._loads_after(c)
+        load = np.clip(
+            1.0 - np.maximum(cpu / cfg.cpu_threshold, memory / cfg.memory_threshold), 0, 1
+        )
+        health = 1.0 - np.clip(c.state.anomaly_score[c.rows], 0.0, 1.0)
+        total = cfg.load_weight * load + cfg.anomaly_weight * health
+        weight = cfg.load_weight + cfg.anomaly_weight
+        q = self._q_values(c)
+        if q is not None and len(q):
+            spread = q.max() - q.min()
+            scaled = (q - q.min()) / spread if spread > 0 else np.full(len(q), 0.5)
+            total = total + cfg.q_weight * scaled
+            weight += cfg.q_weight
+        scores = np.rint(total / weight * MAX_EXTENDER_PRIORITY)
+        return np.clip(scores, 0, MAX_EXTENDER_PRIORITY).astype(np.int64), q is not None
+
+    def prioritize(self, args: ExtenderArgs) -> Decision:
+        """Answer a prioritize call (a ``HostPriorityList``)."""
+        c = self._candidates(args)
+        use_ml, reason = self._route(c)
+        if not use_ml or reason == "shadow":
+            fallback = self._fallback_scores(c)
+            body = host_priority_list(c.names, fallback.tolist())
+            if not use_ml:
+                self._count("prioritize", "fallback", reason)
+                return Decision(body, "fallback", reason)
+            ml, used_q = self._ml_scores(c)
+            self._count("prioritize", "shadow", reason)
+            details = {"dqn": used_q}
+            if len(c.names):
+                ml_top, fallback_top = c.names[int(ml.argmax())], c.names[int(fallback.argmax())]
+                details.update(ml_top=ml_top, fallback_top=fallback_top)
+                if ml_top != fallback_top:
+                    self.metrics.shadow_disagreements.labels("prioritize").inc()
+            return Decision(body, "shadow", reason, details)
+        ml, used_q = self._ml_scores(c)
+        self._count("prioritize", "ml", None)
+        details = {"dqn": used_q}
+        if len(c.names):
+            details["top"] = c.names[int(ml.argmax())]
+        return Decision(host_priority_list(c.names, ml.tolist()), "ml", None, details)

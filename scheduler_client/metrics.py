@@ -1,0 +1,144 @@
+"""The extender's Prometheus metrics, on a registry of their own (one per server)."""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from scheduler_client.predictions import DRIFT_FEATURES, PredictionCache
+from scheduler_client.resilience import CircuitBreaker, CircuitState
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+PREFIX = "mlsched_extender"
+
+
+class ExtenderMetrics:
+    """Latency histogram, request and fallback counters, circuit state, prediction staleness,
+    refresh outcomes and feature drift."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.request_seconds = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "Time to answer a filter or prioritize call, parsing included.",
+            ["verb"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            f"{PREFIX}_requests",
+            "Extender calls by verb and HTTP status code.",
+            ["verb", "code"],
+            registry=r,
+        )
+        self.bad_requests = Counter(
+            f"{PREFIX}_bad_requests",
+            "Calls refused as unusable (malformed JSON, no Pod, unknown nodes...); a filter call "
+            "gets them in its Error field with HTTP 200, a prioritize call gets HTTP 400.",
+            ["verb"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            f"{PREFIX}_decisions",
+            "Answers by the source of the decision: ml, fallback or shadow (fallback returned, ML "
+            "logged).",
+            ["verb", "mode"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            f"{PREFIX}_fallback",
+            "Answers that used the kube-scheduler fallback scores, by reason (stale, "
+            "circuit_open, no_predictions, missing_nodes, rollout, shadow).",
+            ["verb", "reason"],
+            registry=r,
+        )
+        self.scorer_failures = Counter(
+            f"{PREFIX}_pod_scorer_failures",
+            "Pod-scorer (DQN) calls that failed or were refused by its breaker; the answer then "
+            "uses the forecaster and the anomaly detector only.",
+            registry=r,
+        )
+        self.shadow_disagreements = Counter(
+            f"{PREFIX}_shadow_disagreements",
+            "Shadow-mode calls whose ML decision differed from the fallback one.",
+            ["verb"],
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            f"{PREFIX}_circuit_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            ["breaker"],
+            registry=r,
+        )
+        self.prediction_staleness = Gauge(
+            f"{PREFIX}_prediction_staleness_seconds",
+            "Seconds since the node predictions were last refreshed (+Inf before the first).",
+            registry=r,
+        )
+        self.snapshot_staleness = Gauge(
+            f"{PREFIX}_snapshot_staleness_seconds",
+            "Seconds since the node state snapshot was last read (+Inf before the first).",
+            registry=r,
+        )
+        self.refreshes = Counter(
+            f"{PREFIX}_prediction_refreshes",
+            "Background refreshes of the node predictions by outcome (ok, error).",
+            ["outcome"],
+            registry=r,
+        )
+        self.refresh_seconds = Histogram(
+            f"{PREFIX}_prediction_refresh_duration_seconds",
+            "Time of one background refresh (snapshot read, predictions, scorer preparation).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.drift = Gauge(
+            f"{PREFIX}_feature_drift_psi",
+            "Population stability index of a key node feature: current snapshot vs reference.",
+            ["feature"],
+            registry=r,
+        )
+        self.anomalous_nodes = Gauge(
+            f"{PREFIX}_anomalous_nodes",
+            "Nodes the anomaly detector flags in the current predictions.",
+            registry=r,
+        )
+        self.nodes = Gauge(f"{PREFIX}_inventory_nodes", "Nodes in the inventory.", registry=r)
+
+    def watch(self, cache: PredictionCache, breakers: list[CircuitBreaker]) -> None:
+        """Tie the staleness gauges to ``cache`` and the state gauges to ``breakers``."""
+
+        def age(value: float | None) -> float:
+            return math.inf if value is None else value
+
+        self.prediction_staleness.set_function(lambda: age(cache.prediction_age_seconds()))
+        self.snapshot_staleness.set_function(lambda: age(cache.snapshot_age_seconds()))
+        self.nodes.set_function(lambda: len(cache.inventory.names()))
+
+        def anomalous() -> float:
+            flags = cache.state.anomalous
+            return float("nan") if flags is None else float(flags.sum())
+
+        self.anomalous_nodes.set_function(anomalous)
+        for feature in DRIFT_FEATURES:
+            self.drift.labels(feature).set_function(
+                lambda feature=feature: cache.state.drift_psi.get(feature, math.nan)
+            )
+        for breaker in breakers:
+            self.circuit_state.labels(breaker.name).set_function(
+                lambda breaker=breaker: float(breaker.state)
+            )
+
+        def refreshed(_cache: PredictionCache, ok: bool, seconds: float) -> None:
+            self.refreshes.labels("ok" if ok else "error").inc()
+            self.refresh_seconds.observe(seconds)
+
+        cache.on_refresh = refreshed
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+__all__ = ["ExtenderMetrics", "CircuitState"]

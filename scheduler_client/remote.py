@@ -1,0 +1,293 @@
+"""Clients of the served models over the Open Inference Protocol (v2 REST), as KServe serves them.
+
+``POST {base}/v2/models/{name}/infer`` with ``{"inputs": [{"name", "shape", "datatype", "data"}]}``
+(data flattened row-major; NaN sent as ``null``), answered with ``{"outputs": [...]}``. The
+contract the predictors implement:
+
+========================  ===============================================  =====================
+model (default name)      inputs                                           outputs
+========================  ===============================================  =====================
+forecaster                ``features`` FP32 [n, 97] (FEATURE_NAMES order)  ``cpu_p90``,
+(node-load-forecaster)                                                     ``memory_p90`` FP32
+                                                                           [n, horizons]
+anomaly detector          ``features`` FP32 [n, 97]                        ``score`` FP32 [n]
+(node-anomaly-detector)                                                    (1 = alarm
+                                                                           threshold),
+                                                                           ``alarm`` BOOL [n]
+                                                                           (optional)
+placement policy          ``node_state`` FP32 [k, 8] (NODE_STATE_COLUMNS)  ``q_values`` FP32 [k]
+(placement-dqn)           ``pod`` FP32 [1, 3] (cpu cores, memory bytes,
+                          GPUs)
+========================  ===============================================  =====================
+
+Each call has its own time-out; connections are kept alive per thread.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from components.errors import MlschedError
+from components.features.definitions import FEATURE_NAMES
+from scheduler_client.api import PodRequest
+from scheduler_client.predictions import CacheState, NodePredictions
+
+FORECASTER = "node-load-forecaster"
+ANOMALY_DETECTOR = "node-anomaly-detector"
+PLACEMENT_POLICY = "placement-dqn"
+DEFAULT_HORIZONS_SECONDS = (300.0, 900.0, 1800.0)
+NODE_STATE_COLUMNS = (
+    "cpu_capacity_cores",
+    "memory_capacity_bytes",
+    "gpu_capacity",
+    "cpu_requested_cores",
+    "memory_requested_bytes",
+    "cpu_usage_cores",
+    "memory_usage_bytes",
+    "forecast_cpu_p90_cores",
+)
+_DTYPES = {
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "BOOL": bool,
+}
+
+
+class InferenceError(MlschedError):
+    """A model server that failed, timed out or answered outside the contract."""
+
+
+class V2Client:
+    """A minimal Open Inference Protocol v2 REST client with per-call time-outs.
+
+    Args:
+        base_url: ``http://host:port`` of the model server (KServe predictor or ingress).
+        timeout_seconds: connect + read time-out of one call.
+        headers: extra headers (e.g. ``Host`` for a KServe ingress, or authorisation).
+    """
+
+    def __init__(self, base_url: str, *, timeout_seconds: float = 2.0, headers: dict | None = None):
+        url = urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise MlschedError(f"predictors URL {base_url!r}: use http://host:port")
+        self.base_url = base_url.rstrip("/")
+        self._scheme = url.scheme
+        self._host = url.hostname
+        self._port = url.port or (443 if url.scheme == "https" else 80)
+        self._path = url.path.rstrip("/")
+        self.timeout_seconds = timeout_seconds
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        self._local = threading.local()
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            kind = (
+                http.client.HTTPSConnection
+                if self._scheme == "https"
+                else http.client.HTTPConnection
+            )
+            connection = kind(self._host, self._port, timeout=timeout)
+            self._local.connection = connection
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        return connection
+
+    def _drop(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+        self._local.connection = None
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, timeout: float | None = None
+    ):
+        """One HTTP call; returns (status, parsed JSON or None)."""
+        timeout = self.timeout_seconds if timeout is None else timeout
+        for attempt in (0, 1):
+            connection = self._connection(timeout)
+            try:
+                connection.request(method, self._path + path, body=body, headers=self.headers)
+                response = connection.getresponse()
+                payload = response.read()
+            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+                self._drop()
+                if attempt == 0:  # a kept-alive connection the server closed: retry once
+                    continue
+                raise InferenceError(f"{self.base_url}: connection failed") from None
+            except (TimeoutError, OSError, http.client.HTTPException) as error:
+                self._drop()
+                raise InferenceError(
+                    f"{self.base_url}{path}: {type(error).__name__}: {error}"
+                ) from None
+            try:
+                document = orjson.loads(payload) if payload else None
+            except orjson.JSONDecodeError:
+                document = None
+            return response.status, document
+        raise InferenceError(f"{self.base_url}: connection failed")  # pragma: no cover
+
+    def infer(
+        self, model: str, inputs: dict[str, np.ndarray], timeout: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run ``model`` on named tensors; returns its outputs as arrays of their shapes."""
+        body = orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": name,
+                        "shape": list(array.shape),
+                        "datatype": "BOOL" if array.dtype == bool else "FP32",
+                        "data": np.ascontiguousarray(
+                            array, dtype=array.dtype if array.dtype == bool else np.float32
+                        ).reshape(-1),
+                    }
+                    for name, array in inputs.items()
+                ]
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+        status, document = self.request("POST", f"/v2/models/{model}/infer", body, timeout)
+        if status != 200:
+            detail = document.get("error") if isinstance(document, dict) else None
+            raise InferenceError(f"{model}: HTTP {status}{f': {detail}' if detail else ''}")
+        return parse_outputs(model, document)
+
+    def ready(self, model: str | None = None) -> bool:
+        path = f"/v2/models/{model}/ready" if model else "/v2/health/ready"
+        try:
+            status, _ = self.request("GET", path)
+        except InferenceError:
+            return False
+        return status == 200
+
+
+def parse_outputs(model: str, document: Any) -> dict[str, np.ndarray]:
+    """The ``outputs`` of a v2 inference answer as arrays, checked against their shapes."""
+    if not isinstance(document, dict) or not isinstance(document.get("outputs"), list):
+        raise InferenceError(f"{model}: the answer has no 'outputs' list")
+    outputs = {}
+    for output in document["outputs"]:
+        try:
+            name, shape, datatype = output["name"], output["shape"], output["datatype"]
+            dtype = _DTYPES[datatype]
+            values = [np.nan if v is None else v for v in output["data"]]
+            array = np.asarray(values, dtype=dtype).reshape(shape)
+        except (KeyError, TypeError, ValueError) as error:
+            raise InferenceError(f"{model}: malformed output tensor: {error}") from None
+        outputs[name] = array
+    return outputs
+
+
+def _need(outputs: dict[str, np.ndarray], model: str, name: str, shape: tuple) -> np.ndarray:
+    if name not in outputs:
+        raise InferenceError(f"{model}: no output {name!r} (got {sorted(outputs)})")
+    array = outputs[name]
+    if array.shape != shape:
+        raise InferenceError(f"{model}: output {name!r} has shape {array.shape}, expected {shape}")
+    return array
+
+
+def snapshot_features(snapshot: pd.DataFrame) -> np.ndarray:
+    """The snapshot's features as float32 [n, 97] in FEATURE_NAMES order (NaN where missing)."""
+    columns = [
+        snapshot[name].to_numpy(dtype=np.float32, na_value=np.nan)
+        if name in snapshot.columns
+        else np.full(len(snapshot), np.nan, np.float32)
+        for name in FEATURE_NAMES
+    ]
+    return np.stack(columns, axis=1) if columns else np.zeros((len(snapshot), 0), np.float32)
+
+
+class RemoteNodePredictor:
+    """:class:`~scheduler_client.predictions.NodePredictor` over the served forecaster and
+    anomaly detector (two batched v2 calls per refresh)."""
+
+    def __init__(
+        self,
+        client: V2Client,
+        *,
+        forecaster: str = FORECASTER,
+        anomaly_detector: str = ANOMALY_DETECTOR,
+        horizons_seconds: Sequence[float] = DEFAULT_HORIZONS_SECONDS,
+    ):
+        self.client = client
+        self.forecaster = forecaster
+        self.anomaly_detector = anomaly_detector
+        self.horizons_seconds = tuple(float(h) for h in horizons_seconds)
+
+    def predict(self, snapshot: pd.DataFrame) -> NodePredictions:
+        features = snapshot_features(snapshot)
+        n, h = len(snapshot), len(self.horizons_seconds)
+        forecast = self.client.infer(self.forecaster, {"features": features})
+        anomaly = self.client.infer(self.anomaly_detector, {"features": features})
+        score = _need(anomaly, self.anomaly_detector, "score", (n,)).astype(np.float64)
+        alarm = anomaly.get("alarm")
+        if alarm is None:
+            alarm = score >= 1.0
+        elif alarm.shape != (n,):
+            raise InferenceError(f"{self.anomaly_detector}: output 'alarm' has shape {alarm.shape}")
+        return NodePredictions(
+            nodes=tuple(str(node) for node in snapshot.index),
+            horizons_seconds=self.horizons_seconds,
+            cpu_p90=_need(forecast, self.forecaster, "cpu_p90", (n, h)).astype(np.float64),
+            memory_p90=_need(forecast, self.forecaster, "memory_p90", (n, h)).astype(np.float64),
+            anomaly_score=score,
+            anomalous=np.asarray(alarm, dtype=bool),
+        )
+
+
+def node_state_matrix(state: CacheState) -> np.ndarray:
+    """Per node, the NODE_STATE_COLUMNS a placement policy scores with (float32 [n, 8])."""
+    cpu, memory = state.cpu_cores, state.memory_bytes
+    usage_cpu = np.nan_to_num(state.cpu_utilization, nan=0.0) * cpu
+    usage_memory = np.nan_to_num(state.memory_utilization, nan=0.0) * memory
+    forecast = state.cpu_peak[:, -1] if state.cpu_peak is not None else np.zeros(len(cpu))
+    forecast = np.where(np.isfinite(forecast), forecast, 0.0) * cpu
+    return np.stack(
+        [
+            cpu,
+            memory,
+            state.gpus.astype(np.float64),
+            state.cpu_requested_ratio * cpu,
+            state.memory_requested_ratio * memory,
+            usage_cpu,
+            usage_memory,
+            forecast,
+        ],
+        axis=1,
+    ).astype(np.float32)
+
+
+class RemotePodScorer:
+    """:class:`~scheduler_client.predictions.PodScorer` over the served placement policy: one v2
+    call per scheduling request, with its own (short) time-out."""
+
+    def __init__(
+        self, client: V2Client, *, model: str = PLACEMENT_POLICY, timeout_seconds: float = 0.05
+    ):
+        self.client = client
+        self.model = model
+        self.timeout_seconds = timeout_seconds
+
+    def prepare(self, state: CacheState) -> np.ndarray:
+        return node_state_matrix(state)
+
+    def q_values(self, pod: PodRequest, prepared: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        pod_vector = np.array([[pod.cpu_cores, pod.memory_bytes, pod.gpus]], dtype=np.float32)
+        rows = prepared[np.maximum(positions, 0)]
+        outputs = self.client.infer(
+            self.model, {"node_state": rows, "pod": pod_vector}, timeout=self.timeout_seconds
+        )
+        return _need(outputs, self.model, "q_values", (len(positions),))

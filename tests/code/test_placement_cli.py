@@ -1,0 +1,247 @@
+"""``mlsched evaluate placement``: clear errors for bad input, a report that can be rechecked."""
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from components.contracts import (
+    validate_nodes_table,
+    validate_workload_trace,
+    write_nodes_table,
+    write_workload_trace,
+)
+from components.errors import MlschedError
+from components.generate.cluster import make_nodes, nodes_table
+from components.generate.workload import WorkloadConfig, generate_workload
+from components.placement.cli import add_evaluate_placement_parser
+from components.placement.evaluate import evaluate_placement, goal_checks
+from components.placement.policy import BasePolicy
+
+START = int(pd.Timestamp("2026-01-01T00:00:00Z").timestamp())
+
+
+def run_cli(*args: str) -> int:
+    parser = argparse.ArgumentParser(prog="mlsched")
+    evaluate = parser.add_subparsers(dest="command").add_parser("evaluate")
+    add_evaluate_placement_parser(evaluate.add_subparsers(dest="what"))
+    parsed = parser.parse_args(["evaluate", *args])
+    return parsed.handler(parsed)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("placement")
+    nodes = validate_nodes_table(nodes_table(make_nodes(6, seed=4)))
+    trace = generate_workload(WorkloadConfig(START, days=0.2, step_seconds=60, seed=4), nodes)
+    write_nodes_table(nodes, folder / "nodes.csv")
+    write_workload_trace(trace, folder / "workload.parquet")
+    return folder
+
+
+def test_end_to_end_report_log_and_plot(files, tmp_path, capsys):
+    report_path = tmp_path / "out" / "report.json"
+    code = run_cli(
+        "placement",
+        "--workload",
+        str(files / "workload.parquet"),
+        "--nodes",
+        str(files / "nodes.csv"),
+        "--policies",
+        "random,least-allocated,trimaran-lvrb",
+        "--train-fraction",
+        "0.4",
+        "--seed",
+        "3",
+        "--output",
+        str(report_path),
+        "--mlflow-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--quiet",
+    )
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert list(report["policies"]) == ["random", "least-allocated", "trimaran-lvrb"]
+    assert (
+        report["workload"]["train_steps"] + report["workload"]["test_steps"]
+        == (report["workload"]["steps"])
+    )
+    assert report["comparison"]["best_heuristic"] in ("least-allocated", "trimaran-lvrb")
+    assert (tmp_path / "out" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    log = pd.read_csv(tmp_path / "out" / "report.assignments.csv", keep_default_na=False)
+    assert set(log["policy"]) == {"random", "least-allocated", "trimaran-lvrb"}
+    assert "overload" in capsys.readouterr().out
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("placement-evaluation")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert (
+        run.data.metrics["random.overload_node_minutes"]
+        == (report["policies"]["random"]["overload_node_minutes"])
+    )
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert artifacts == {"report.json", "report.assignments.csv", "report.png"}
+    for name in report["policies"]:
+        recomputed = overload_from_log(files, log[log["policy"] == name], report)
+        assert recomputed == report["policies"][name]["overload_node_minutes"]
+
+
+def overload_from_log(files, log: pd.DataFrame, report: dict) -> float:
+    """Overload node-minutes recomputed from the trace and the log alone, with pandas."""
+    trace = pd.read_parquet(files / "workload.parquet")
+    nodes = pd.read_csv(files / "nodes.csv").set_index("node")
+    test_start = pd.Timestamp(report["workload"]["test_start"])
+    test_end = test_start + pd.Timedelta(minutes=report["workload"]["test_steps"])
+    trace = trace[(trace["timestamp"] >= test_start) & (trace["timestamp"] < test_end)]
+    placed = log[log["node"] != ""].set_index("pod")
+    trace = trace[trace["pod"].isin(placed.index)].copy()
+    first = trace.groupby("pod")["timestamp"].transform("min")
+    placed_time = trace["pod"].map(pd.to_datetime(placed["placed_time"], utc=True))
+    trace["run_time"] = trace["timestamp"] + (placed_time - first)
+    trace = trace[trace["run_time"] < test_end]
+    trace["node"] = placed["node"].reindex(trace["pod"]).to_numpy()
+    use = trace.groupby(["node", "run_time"])[["cpu_cores", "memory_bytes"]].sum()
+    capacity = nodes.reindex(use.index.get_level_values("node"))
+    over = (use["cpu_cores"].to_numpy() / capacity["cpu_cores"].to_numpy() > 0.9) | (
+        use["memory_bytes"].to_numpy() / capacity["memory_bytes"].to_numpy() > 0.95
+    )
+    return float(over.sum())
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (lambda t: t.drop(columns=["cpu_request_cores"]), "missing column(s) cpu_request_cores"),
+        (
+            lambda t: t.assign(cpu_cores=-1.0),
+            "column 'cpu_cores', row 1 (line 2): value -1 outside",
+        ),
+        (lambda t: t.head(0), "no pods (the trace has no rows)"),
+        (lambda t: t.assign(timestamp="yesterday"), "cannot parse timestamp 'yesterday'"),
+    ],
+)
+def test_malformed_workload_is_refused_with_file_and_field(files, tmp_path, break_it, message):
+    trace = pd.read_parquet(files / "workload.parquet")
+    bad = tmp_path / "bad_workload.csv"
+    broken = break_it(trace.head(20).copy())
+    broken.to_csv(bad, index=False)
+    with pytest.raises(MlschedError) as error:
+        run_cli(
+            "placement",
+            "--workload",
+            str(bad),
+            "--nodes",
+            str(files / "nodes.csv"),
+            "--output",
+            str(tmp_path / "r.json"),
+            "--quiet",
+        )
+    assert str(bad) in str(error.value) and message in str(error.value)
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("node,cpu_cores,memory_bytes,gpus\nn1,8,1e9,0.5\n", "GPUs must be whole"),
+        ("node,cpu_cores,memory_bytes\nn1,0,1e9\n", "column 'cpu_cores', row 1 (line 2)"),
+        ("node,cpu_cores\nn1,8\n", "missing column(s) memory_bytes"),
+        ("node,cpu_cores,memory_bytes\nn1,8,1e9\nn1,4,1e9\n", "duplicate node"),
+    ],
+)
+def test_malformed_nodes_table_is_refused(files, tmp_path, content, message):
+    bad = tmp_path / "nodes.csv"
+    bad.write_text(content)
+    with pytest.raises(MlschedError) as error:
+        run_cli(
+            "placement",
+            "--workload",
+            str(files / "workload.parquet"),
+            "--nodes",
+            str(bad),
+            "--output",
+            str(tmp_path / "r.json"),
+            "--quiet",
+        )
+    assert str(bad) in str(error.value) and message in str(error.value)
+
+
+def test_unknown_policy_and_bad_output_are_refused(files, tmp_path):
+    common = ["--workload", str(files / "workload.parquet"), "--nodes", str(files / "nodes.csv")]
+    with pytest.raises(MlschedError, match="--policies: unknown magic; known: "):
+        run_cli("placement", *common, "--policies", "random,magic", "--output", "r.json")
+    with pytest.raises(MlschedError, match="--output: expected a .json report path"):
+        run_cli("placement", *common, "--output", str(tmp_path / "report.txt"))
+
+
+def test_train_fraction_must_be_inside_0_and_1(files, capsys):
+    with pytest.raises(SystemExit):
+        run_cli("placement", "--workload", "w", "--nodes", "n", "--train-fraction", "1.5")
+    assert "must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_dqn_without_a_trainer_is_reported_unavailable(files, tmp_path):
+    trace = validate_workload_trace(pd.read_parquet(files / "workload.parquet"))
+    nodes = validate_nodes_table(pd.read_csv(files / "nodes.csv"))
+    report = evaluate_placement(
+        trace, nodes, ["random", "dqn"], output=tmp_path / "r.json", dqn_unavailable="not built"
+    )
+    assert report["unavailable"] == {"dqn": "not built"}
+    assert list(report["policies"]) == ["random"]
+
+
+def test_a_trained_policy_sees_only_the_training_part_and_a_failure_leaves_no_output(
+    files, tmp_path
+):
+    trace = validate_workload_trace(pd.read_parquet(files / "workload.parquet"))
+    nodes = validate_nodes_table(pd.read_csv(files / "nodes.csv"))
+    seen = {}
+
+    class Emptiest(BasePolicy):
+        def score(self, pod, state, feasible):
+            return -state.cpu_requested / state.cpu_capacity
+
+    def train(train_workload, cluster, seed):
+        seen["end"] = train_workload.start + pd.Timedelta(minutes=train_workload.n_steps)
+        return Emptiest(), {"episodes": 1}
+
+    report = evaluate_placement(
+        trace,
+        nodes,
+        ["random", "dqn"],
+        train_fraction=0.5,
+        output=tmp_path / "r.json",
+        train_dqn=train,
+    )
+    assert seen["end"] == pd.Timestamp(report["workload"]["test_start"])
+    assert report["training"] == {"dqn": {"episodes": 1}}
+    assert set(report["comparison"]) >= {"overload_below_random", "goal_met"}
+
+    def broken(train_workload, cluster, seed):
+        raise RuntimeError("training blew up")
+
+    with pytest.raises(RuntimeError, match="training blew up"):
+        evaluate_placement(
+            trace, nodes, ["random", "dqn"], output=tmp_path / "x" / "r.json", train_dqn=broken
+        )
+    assert not (tmp_path / "x" / "r.json").exists()
+
+
+def test_goal_checks_hand_worked():
+    metrics = {
+        "random": {"overload_node_minutes": 100.0, "pods_pending": 5},
+        "least-allocated": {"overload_node_minutes": 80.0, "pods_pending": 4},
+        "trimaran-lvrb": {"overload_node_minutes": 60.0, "pods_pending": 6},
+        "dqn": {"overload_node_minutes": 50.0, "pods_pending": 4},
+    }
+    checks = goal_checks(metrics)
+    assert checks["best_heuristic"] == "trimaran-lvrb"
+    assert checks["overload_below_random"] == pytest.approx(0.5)
+    assert checks["overload_below_best_heuristic"] == pytest.approx(1 / 6)
+    assert checks["pods_pending_vs_least_allocated"] == 0
+    assert checks["goal_met"] is True
+    metrics["dqn"]["pods_pending"] = 5
+    assert goal_checks(metrics)["goal_met"] is False
+    assert np.isfinite(checks["best_heuristic_overload_node_minutes"])
