@@ -37,23 +37,18 @@ import pandas as pd
 
 from components.errors import MlschedError
 from components.features.definitions import FEATURE_NAMES
+from components.model_contracts import (
+    ANOMALY_MODEL,
+    FORECASTER_MODEL,
+    PLACEMENT_MODEL,
+)
 from scheduler_client.api import PodRequest
 from scheduler_client.predictions import CacheState, NodePredictions
 
-FORECASTER = "node-load-forecaster"
-ANOMALY_DETECTOR = "node-anomaly-detector"
-PLACEMENT_POLICY = "placement-dqn"
+FORECASTER = FORECASTER_MODEL
+ANOMALY_DETECTOR = ANOMALY_MODEL
+PLACEMENT_POLICY = PLACEMENT_MODEL
 DEFAULT_HORIZONS_SECONDS = (300.0, 900.0, 1800.0)
-NODE_STATE_COLUMNS = (
-    "cpu_capacity_cores",
-    "memory_capacity_bytes",
-    "gpu_capacity",
-    "cpu_requested_cores",
-    "memory_requested_bytes",
-    "cpu_usage_cores",
-    "memory_usage_bytes",
-    "forecast_cpu_p90_cores",
-)
 _DTYPES = {
     "FP32": np.float32,
     "FP64": np.float64,

@@ -1,0 +1,1 @@
+"""MLflow tracking helpers and the promotion gate shared by every model."""

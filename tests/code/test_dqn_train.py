@@ -1,0 +1,89 @@
+"""The DQN training entrypoint: metric lines, clear errors, and registration behind the gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from components.contracts import write_nodes_table, write_workload_trace
+from components.placement.dqn.policy import load_dqn_policy
+from components.placement.dqn.train import main
+
+GIB = 1024**3
+T0 = pd.Timestamp("2026-01-05T00:00:00Z")
+
+
+def write_inputs(folder):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(40):
+        first, use = 3 * i, float(rng.uniform(0.2, 1.5))
+        for m in range(first, first + 30):
+            rows.append((f"p{i:02d}", T0 + pd.Timedelta(minutes=m), use, GIB, 0.25, GIB))
+    columns = ["pod", "timestamp", "cpu_cores", "memory_bytes", "cpu_request_cores"]
+    trace = pd.DataFrame(rows, columns=[*columns, "memory_request_bytes"])
+    nodes = pd.DataFrame(
+        {"node": ["a", "b", "c"], "cpu_cores": [2.0, 4.0, 8.0], "memory_bytes": [16 * GIB] * 3}
+    )
+    return (
+        write_workload_trace(trace, folder / "workload.parquet"),
+        write_nodes_table(nodes, folder / "nodes.csv"),
+    )
+
+
+def figures(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+FAST = ["--episodes", "2", "--time-budget", "20", "--eval-seeds", "1", "--window-hours", "1"]
+
+
+def test_entrypoint_prints_metric_lines(tmp_path, capsys):
+    workload, nodes = write_inputs(tmp_path)
+    code = main(["--workload", str(workload), "--nodes", str(nodes), "--no-tracking", *FAST])
+    assert code == 0
+    out = figures(capsys.readouterr().out)
+    for key in (
+        "overload_node_minutes",
+        "pods_pending",
+        "improvement_vs_random",
+        "improvement_vs_best_heuristic",
+        "greedy_predictive_overload_node_minutes",
+        "least_allocated_pods_pending",
+        "training_cpu_seconds",
+    ):
+        assert key in out, key
+    assert float(out["overload_node_minutes"]) >= 0
+    assert out["episodes"] == "2"
+
+
+def test_malformed_inputs_and_flags_are_clear_errors(tmp_path, capsys):
+    workload, nodes = write_inputs(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("pod,timestamp,cpu_cores\np,2026-01-01T00:00:00Z,1\n")
+    assert main(["--workload", str(bad), "--nodes", str(nodes), "--no-tracking", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv" in err and "missing column" in err and "Traceback" not in err
+    assert main(["--workload", str(workload), "--nodes", str(nodes), "--gamma", "1.5"]) == 2
+    assert "--gamma" in capsys.readouterr().err
+
+
+def test_register_logs_the_model_and_moves_the_alias_only_through_the_gate(tmp_path, capsys):
+    workload, nodes = write_inputs(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--workload", str(workload), "--nodes", str(nodes), "--tracking-uri", uri, *FAST]
+    assert main([*args, "--register"]) == 0
+    out = figures(capsys.readouterr().out)
+    assert out["registered_version"] == "1"
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = client.get_model_version("placement-dqn", "1").run_id
+    run = client.get_run(run_id)
+    assert "train_mean_reward" in run.data.metrics
+    assert "dqn_overload_node_minutes" in run.data.metrics
+    assert run.data.tags["promotion.promoted"] == out["promoted"].lower()
+    aliases = client.get_registered_model("placement-dqn").aliases
+    assert ("champion" in aliases) == (out["promoted"] == "True")
+    policy = load_dqn_policy("models:/placement-dqn/1")
+    assert policy.name == "dqn"
