@@ -138,3 +138,40 @@ def plot_window(
     figure.autofmt_xdate()
     figure.tight_layout()
     return figure
+
+
+FORECAST_METHODS = ("model", "persistence", "seasonal_naive")
+FORECAST_FIGURES = ("mae", "rmse", "accuracy", "p90_abs_error", "skill")
+ANOMALY_FIGURES = ("event_precision", "window_recall", "point_fpr", "event_f1")
+
+
+def forecast_report_table(report: dict) -> pd.DataFrame:
+    """A forecast evaluation report (``mlsched evaluate forecast``) as one row per resource,
+    horizon and method (the model beside persistence and seasonal naive)."""
+    rows = []
+    for resource, horizons in report.items():
+        if resource in ("data", "summary") or not isinstance(horizons, dict):
+            continue
+        for horizon, methods in horizons.items():
+            for method in FORECAST_METHODS:
+                figures = methods.get(method) or {}
+                rows.append(
+                    {"resource": resource, "horizon": horizon, "method": method}
+                    | {name: figures.get(name) for name in FORECAST_FIGURES}
+                )
+    return pd.DataFrame(rows).set_index(["resource", "horizon", "method"])
+
+
+def anomaly_report_table(report: dict) -> pd.DataFrame:
+    """An anomaly evaluation report (``mlsched evaluate anomaly``): the detector beside the
+    robust z-score baseline, overall figures."""
+    rows = {
+        "isolation forest ensemble": report["overall"],
+        "robust z-score baseline": report["baseline"]["overall"],
+    }
+    return pd.DataFrame(
+        {
+            name: {figure: figures.get(figure) for figure in ANOMALY_FIGURES}
+            for name, figures in rows.items()
+        }
+    ).T

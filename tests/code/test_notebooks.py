@@ -48,3 +48,44 @@ def test_eda_notebook_runs(dataset, tmp_path):
     windows = sum(len(w) for w in read_anomaly_labels(dataset.anomaly_labels).values())
     assert windows > 0
     assert len(images) == 2 + min(4, windows), "profiles, correlation, up to 4 anomaly windows"
+
+
+def _images(notebook) -> int:
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+
+
+def test_model_development_notebook_runs(tmp_path):
+    root = tmp_path / "data"
+    config = HistoryConfig(nodes=4, days=4, step_seconds=60, seed=3, end_epoch=1_767_225_600)
+    generate_synthetic_cluster(config, root, workload_days=0.1, openmetrics=False, progress=False)
+    dataset = SyntheticDataset(root)
+    notebook = nbformat.read(NOTEBOOKS / "02_model_development.ipynb", as_version=4)
+    _with_parameters(
+        notebook,
+        METRICS=str(dataset.node_metrics),
+        LABELS=str(dataset.anomaly_labels),
+        HORIZONS="5m,15m",
+        FORECAST_TRAIN_FRACTION=0.7,
+        ANOMALY_TRAIN_FRACTION=0.3,
+    )
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    ).execute()
+    tables = [
+        output["data"]["text/html"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if "text/html" in output.get("data", {})
+    ]
+    assert any("seasonal_naive" in table and "persistence" in table for table in tables)
+    assert any("robust z-score baseline" in table for table in tables)
+    assert _images(notebook) >= 4, "forecast vs actual, importance, residuals, score timeline"
