@@ -1,0 +1,217 @@
+"""Robust per-node statistics for the anomaly detector, on top of the shared node features.
+
+Every value at time ``t`` uses only the node's samples at or before ``t`` (as the node features of
+:mod:`components.features.engineering`, which this module reuses), so the same function serves
+training and online scoring. Statistics are per node, so one model serves nodes of any load level:
+
+* level: the minimum over the short window (15 minutes, at least 6 samples), raw and as a
+  one-sided robust z-score ``(floor - running median) / (1.4826 * running MAD)`` over the
+  trailing 24 h (the running MAD is the median of each sample's distance from its own running
+  median, a causal approximation);
+* jumps: steps between consecutive samples larger than 6 noise units (1.4826 x the 24 h running
+  median of the absolute steps) in the short window (spikes of a noisy neighbour);
+* frozen share: share of samples in the short window where every resource equals the sample
+  before and at least one lies strictly inside the node's 24 h range (a frozen exporter; values
+  all held at the node's 24 h minimum or maximum are clipped, idle or full resources);
+* rise: the positive part of the 1 h and 6 h least-squares slopes (a leak);
+* scrape health: returns after a missing scrape in the short window and the hour, beyond the two
+  and three that isolated missed scrapes and one outage explain (a flapping node).
+
+"Not defined" (an empty window) is 0, the neutral value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
+from components.errors import MlschedError
+from components.features.engineering import compute_node_features
+
+RESOURCES: dict[str, str] = {"cpu": CPU_UTILIZATION, "memory": MEMORY_UTILIZATION}
+ROBUST_WINDOW_SECONDS = 86_400
+MEDIUM_SECONDS = 900
+HOUR_SECONDS = 3600
+MAD_TO_SIGMA = 1.4826
+SHORT_MIN_STEPS = 6
+JUMP_SIGMAS = 6.0
+_MIN_SCALE = 0.002
+_MIN_NOISE = 0.001
+_MIN_PERIODS_SHARE = 0.05
+
+# Lookback the detector needs before the first scored sample for its features to be complete.
+LOOKBACK_SECONDS = 2 * ROBUST_WINDOW_SECONDS
+
+
+def resource_features(prefix: str) -> tuple[str, ...]:
+    """The per-resource feature names of :func:`anomaly_features` for ``prefix``."""
+    return (
+        f"{prefix}_floor",
+        f"{prefix}_floor_rz",
+        f"{prefix}_jumps",
+        f"{prefix}_rise_1h",
+        f"{prefix}_rise_6h",
+    )
+
+
+HEALTH_FEATURES = ("flaps_excess_short", "flaps_excess_1h")
+FROZEN_FEATURES = ("frozen_share",)
+# Returns after a missing scrape that isolated misses and one outage explain, per window.
+EXPECTED_FLAPS = {"flaps_excess_short": 2.0, "flaps_excess_1h": 3.0}
+
+
+def feature_names(resources: Sequence[str]) -> tuple[str, ...]:
+    """All feature columns :func:`anomaly_features` writes for ``resources``."""
+    names: list[str] = []
+    for prefix in resources:
+        names += resource_features(prefix)
+    return (*names, *FROZEN_FEATURES, *HEALTH_FEATURES)
+
+
+def check_resources(resources: Sequence[str]) -> tuple[str, ...]:
+    """Validate a resource list (names among :data:`RESOURCES`, distinct, at least one)."""
+    out = tuple(resources)
+    unknown = [r for r in out if r not in RESOURCES]
+    if unknown or not out or len(set(out)) != len(out):
+        raise MlschedError(
+            f"resources must be distinct names among {', '.join(RESOURCES)}, got {list(out)}"
+        )
+    return out
+
+
+def short_window_steps(step: int) -> int:
+    """Samples in the short window: 15 minutes, and at least 6 samples on coarse series."""
+    return max(SHORT_MIN_STEPS, -(-MEDIUM_SECONDS // step))
+
+
+def _rolling(values: np.ndarray, steps: int, how: str) -> np.ndarray:
+    roll = pd.Series(values, copy=False).rolling(
+        steps, min_periods=max(1, int(steps * _MIN_PERIODS_SHARE))
+    )
+    return getattr(roll, how)().to_numpy(dtype=np.float64)
+
+
+def _node_resource(
+    columns: np.ndarray, values: np.ndarray, n_steps: int, step: int
+) -> dict[str, np.ndarray]:
+    """Robust statistics of one node's resource on its grid; returns per-sample arrays."""
+    grid = np.full(n_steps, np.nan)
+    grid[columns] = values
+    window = max(2, ROBUST_WINDOW_SECONDS // step)
+    short = short_window_steps(step)
+    median = _rolling(grid, window, "median")
+    scale = np.maximum(MAD_TO_SIGMA * _rolling(np.abs(grid - median), window, "median"), _MIN_SCALE)
+    diff = np.full(n_steps, np.nan)
+    diff[1:] = np.abs(grid[1:] - grid[:-1])
+    noise = np.maximum(MAD_TO_SIGMA * _rolling(diff, window, "median"), _MIN_NOISE)
+    floor = _rolling(grid, short, "min")
+    low, high = _rolling(grid, window, "min"), _rolling(grid, window, "max")
+    jumps = _rolling((diff > JUMP_SIGMAS * noise).astype(np.float64), short, "sum")
+    return {
+        "median": median[columns],
+        "scale": scale[columns],
+        "floor": floor[columns],
+        "jumps": jumps[columns],
+        "repeat": (diff == 0.0)[columns],
+        "inside": ((grid > low) & (grid < high))[columns],
+    }
+
+
+def _node_flaps(columns: np.ndarray, n_steps: int, step: int) -> dict[str, np.ndarray]:
+    present = np.zeros(n_steps, dtype=bool)
+    present[columns] = True
+    returns = np.zeros(n_steps)
+    returns[1:] = present[1:] & ~present[:-1]
+    returns[: int(columns.min()) + 1] = 0.0
+    cumulative = np.cumsum(returns)
+    out = {}
+    windows = (("flaps_excess_short", short_window_steps(step)), ("flaps_excess_1h", None))
+    for name, steps in windows:
+        k = steps if steps is not None else max(1, -(-HOUR_SECONDS // step))
+        lagged = np.concatenate([np.zeros(k), cumulative[:-k]]) if k < n_steps else 0.0
+        out[name] = np.maximum((cumulative - lagged)[columns] - EXPECTED_FLAPS[name], 0.0)
+    return out
+
+
+_NODE_STATS = ("median", "scale", "floor", "jumps", "repeat", "inside")
+
+
+def infer_step_seconds(metrics: pd.DataFrame) -> int:
+    """The scrape interval: the median gap between consecutive samples of a node."""
+    ordered = metrics.sort_values([NODE, TIMESTAMP])
+    nanos = ordered[TIMESTAMP].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    same = ordered[NODE].to_numpy()[1:] == ordered[NODE].to_numpy()[:-1]
+    gaps = np.diff(nanos)[same]
+    gaps = gaps[gaps > 0]
+    if len(gaps) == 0:
+        raise MlschedError(
+            "node metrics: cannot infer the scrape interval from one sample per node"
+        )
+    return max(1, round(float(np.median(gaps)) / 1e9))
+
+
+def anomaly_features(
+    metrics: pd.DataFrame,
+    resources: Sequence[str] = ("cpu", "memory"),
+    step_seconds: int | None = None,
+) -> pd.DataFrame:
+    """The detector's features for every node-metrics row.
+
+    Args:
+        metrics: node metrics (contract of :mod:`components.contracts`); with ``resources`` of
+            ``("cpu",)`` the memory column may be all NaN (a CPU-only source such as NAB).
+        resources: which utilisation columns to use.
+        step_seconds: the scrape interval (default: inferred).
+
+    Returns:
+        ``timestamp``, ``node`` and :func:`feature_names` (float64, no NaN), sorted by
+        (node, timestamp).
+    """
+    resources = check_resources(resources)
+    frame = metrics
+    if MEMORY_UTILIZATION not in frame.columns:
+        frame = frame.assign(**{MEMORY_UTILIZATION: np.nan})
+    step = int(step_seconds) if step_seconds is not None else infer_step_seconds(frame)
+    base = compute_node_features(frame, step)
+    out = pd.DataFrame({TIMESTAMP: base[TIMESTAMP], NODE: base[NODE]})
+    nanos = base[TIMESTAMP].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    node_codes, _ = pd.factorize(base[NODE])
+    boundaries = np.flatnonzero(np.diff(node_codes)) + 1
+    blocks = np.split(np.arange(len(base)), boundaries)
+    columns = {name: np.zeros(len(base)) for name in feature_names(resources)}
+    grid_columns = []
+    for rows in blocks:
+        absolute = nanos[rows] // (step * 1_000_000_000)
+        grid_columns.append(absolute - absolute.min())
+    repeat: np.ndarray | None = None
+    inside: np.ndarray | None = None
+    for prefix in resources:
+        values = base[RESOURCES[prefix]].to_numpy(dtype=np.float64)
+        stats = {key: np.zeros(len(base)) for key in _NODE_STATS}
+        for rows, cols in zip(blocks, grid_columns, strict=True):
+            node_stats = _node_resource(cols, values[rows], int(cols.max()) + 1, step)
+            for key in _NODE_STATS:
+                stats[key][rows] = node_stats[key]
+        median, scale = stats["median"], stats["scale"]
+        columns[f"{prefix}_floor"] = stats["floor"]
+        columns[f"{prefix}_floor_rz"] = np.maximum((stats["floor"] - median) / scale, 0.0)
+        columns[f"{prefix}_jumps"] = stats["jumps"]
+        repeat = stats["repeat"] if repeat is None else np.minimum(repeat, stats["repeat"])
+        inside = stats["inside"] if inside is None else np.maximum(inside, stats["inside"])
+        for window in ("1h", "6h"):
+            slope = base[f"{prefix}_slope_{window}"].to_numpy(dtype=np.float64)
+            columns[f"{prefix}_rise_{window}"] = np.maximum(slope, 0.0)
+    short = short_window_steps(step)
+    for rows, cols in zip(blocks, grid_columns, strict=True):
+        grid = np.full(int(cols.max()) + 1, np.nan)
+        grid[cols] = repeat[rows] * inside[rows]
+        columns["frozen_share"][rows] = _rolling(grid, short, "mean")[cols]
+        flaps = _node_flaps(cols, int(cols.max()) + 1, step)
+        for name in HEALTH_FEATURES:
+            columns[name][rows] = flaps[name]
+    for name, values in columns.items():
+        out[name] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    return out

@@ -1,0 +1,1 @@
+"""Node load forecaster: XGBoost on the node features, predicting CPU and memory at horizons."""

@@ -1,0 +1,105 @@
+"""``mlsched evaluate forecast``: flags and the handler; registered by :mod:`components.cli`.
+
+The report (JSON) holds ``data`` (step, nodes, rows, train fraction, horizons, resources), then
+per resource (``cpu``, ``memory``) and horizon (``5m``, ...): ``model``, ``persistence`` and
+``seasonal_naive``, each with ``mae``, ``rmse``, ``accuracy`` (1 - WAPE), ``p90_abs_error`` and
+``skill`` (1 - MAE / MAE of persistence), plus the model's ``skill``, the scored ``rows`` and
+``p90_coverage`` (share of actuals at or below the P90 forecast); ``summary`` holds mean MAEs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+
+from components.errors import MlschedError
+from components.forecast.dataset import DEFAULT_HORIZONS
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def add_evaluate_forecast_parser(evaluate_subparsers) -> argparse.ArgumentParser:
+    """Add ``forecast`` to the sub-commands of ``mlsched evaluate``."""
+    forecast = evaluate_subparsers.add_parser(
+        "forecast",
+        help="train the load forecaster on the first part of a history, score it on the rest",
+        description=(
+            "Train the XGBoost load forecaster on the first --train-fraction of each node's "
+            "history and report MAE, RMSE, accuracy (1 - WAPE), P90 absolute error and skill "
+            "against persistence and seasonal naive on the rest."
+        ),
+    )
+    forecast.add_argument("--metrics", required=True, help="node-metrics file or folder")
+    forecast.add_argument(
+        "--horizons", default=",".join(DEFAULT_HORIZONS), help="comma-separated, e.g. 5m,15m,30m"
+    )
+    forecast.add_argument("--train-fraction", type=_fraction, default=0.7)
+    forecast.add_argument(
+        "--resources", default="cpu,memory", help="comma-separated subset of cpu,memory"
+    )
+    forecast.add_argument("--output", required=True, help="report JSON file")
+    forecast.add_argument("--quiet", action="store_true", help="no progress bar")
+    forecast.set_defaults(handler=cmd_evaluate_forecast)
+    return forecast
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_report(report: dict, path: Path) -> Path:
+    """Write ``report`` as JSON, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def cmd_evaluate_forecast(args: argparse.Namespace) -> int:
+    """Handle ``mlsched evaluate forecast``; prints a short table, writes the report."""
+    from components.contracts import read_node_metrics
+    from components.forecast.evaluate import evaluate_forecast
+
+    resources = [r.strip() for r in args.resources.split(",") if r.strip()]
+    if not resources:
+        raise MlschedError("--resources: give cpu, memory or both")
+    metrics = read_node_metrics(args.metrics)
+    report = evaluate_forecast(
+        metrics, args.horizons, args.train_fraction, resources=resources, progress=not args.quiet
+    )
+    report["data"]["metrics"] = str(args.metrics)
+    write_report(report, Path(args.output))
+    for resource in report["data"]["resources"]:
+        for horizon in report["data"]["horizons"]:
+            entry = report[resource][horizon]
+            skill = entry["skill"]
+            print(
+                f"{resource} +{horizon}: MAE model {entry['model']['mae']:.4f}, persistence "
+                f"{entry['persistence']['mae']:.4f}, seasonal naive "
+                f"{entry['seasonal_naive']['mae']:.4f}; skill "
+                + ("n/a" if skill is None else f"{skill:.3f}")
+            )
+    print(f"report: {args.output}")
+    return 0

@@ -1,0 +1,367 @@
+"""XGBoost forecaster: one booster per resource and horizon predicting the change, plus a P90.
+
+Each point model learns ``level(t + h) - level(t)`` (the change: persistence is the zero
+prediction, so the model only has to learn what moves); an upper-quantile model
+(``reg:quantileerror``) learns the 90th percentile of the same change. Early stopping uses the
+time-ordered validation fold of :class:`components.forecast.dataset.Split`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from tqdm import tqdm
+
+from components.contracts import NODE, TIMESTAMP, UTILIZATION_RANGE
+from components.errors import MlschedError
+from components.features.definitions import FEATURE_NAMES, RESOURCES
+from components.forecast.dataset import ForecastDataset, Horizon, Split, feature_matrix
+
+FORMAT_VERSION = 1
+MANIFEST = "forecaster.json"
+BOOSTERS = "boosters"
+
+
+@dataclass(frozen=True)
+class ForecastParams:
+    """Training settings (the Katib search space is a subset of these)."""
+
+    max_depth: int = 5
+    learning_rate: float = 0.05
+    n_estimators: int = 200
+    early_stopping_rounds: int = 20
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    min_child_weight: float = 1.0
+    huber_slope: float = 0.01
+    max_train_rows: int = 20_000
+    quantile_alpha: float = 0.9
+    validation_fraction: float = 0.2
+    max_bin: int = 64
+    n_jobs: int = 1
+    seed: int = 0
+
+
+_LEVEL_KINDS = ("mean", "min", "max", "p50", "p95", "ewma", "lag", "same_time")
+
+
+def relative_columns(feature_names: tuple[str, ...] | list[str], resource: str) -> np.ndarray:
+    """Positions of the level features of ``resource`` that enter relative to its current level."""
+    prefix = f"{resource}_"
+    return np.array(
+        [
+            i
+            for i, name in enumerate(feature_names)
+            if name.startswith(prefix)
+            and any(name[len(prefix) :].startswith(kind) for kind in _LEVEL_KINDS)
+        ],
+        dtype=np.int64,
+    )
+
+
+def model_matrix(
+    matrix: np.ndarray, feature_names: tuple[str, ...] | list[str], resource: str
+) -> np.ndarray:
+    """The booster input for ``resource``: its level features minus its current level."""
+    current = matrix[:, list(feature_names).index(RESOURCES[resource])]
+    out = matrix.copy()
+    columns = relative_columns(feature_names, resource)
+    out[:, columns] -= current[:, None]
+    return out
+
+
+def column_name(resource: str, horizon: str, upper: bool = False) -> str:
+    """The output column of a forecast: ``cpu_15m`` or, for the P90, ``cpu_15m_p90``."""
+    return f"{resource}_{horizon}" + ("_p90" if upper else "")
+
+
+@dataclass
+class LoadForecaster:
+    """Trained boosters and what is needed to use them; see :meth:`predict`."""
+
+    step_seconds: int
+    horizons: tuple[Horizon, ...]
+    resources: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    boosters: dict[str, xgb.Booster]
+    params: dict = field(default_factory=dict)
+    best_iterations: dict[str, int] = field(default_factory=dict)
+    persistence_fallback: tuple[str, ...] = ()
+
+    @property
+    def output_columns(self) -> list[str]:
+        return [
+            column_name(r, h.name, upper)
+            for r in self.resources
+            for h in self.horizons
+            for upper in (False, True)
+        ]
+
+    def predict_changes(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw booster outputs (predicted changes) for a float32 feature matrix."""
+        out = {}
+        for resource in self.resources:
+            data = xgb.DMatrix(
+                model_matrix(matrix, self.feature_names, resource),
+                feature_names=list(self.feature_names),
+            )
+            for horizon in self.horizons:
+                for upper in (False, True):
+                    key = column_name(resource, horizon.name, upper)
+                    if key in self.persistence_fallback:
+                        out[key] = np.zeros(len(matrix), dtype=np.float32)
+                    else:
+                        out[key] = self.boosters[key].predict(data)
+        return out
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Predicted utilisation per feature row: ``node`` (and ``timestamp``) then, per resource
+        and horizon, ``<resource>_<h>`` and the upper quantile ``<resource>_<h>_p90``.
+
+        Args:
+            features: rows of :func:`components.features.compute_node_features` (any extra
+                columns are ignored).
+
+        Raises:
+            MlschedError: a feature column is missing.
+        """
+        matrix = feature_matrix(features, self.feature_names)
+        changes = self.predict_changes(matrix) if len(matrix) else {}
+        out = pd.DataFrame(index=range(len(features)))
+        for column in (TIMESTAMP, NODE):
+            if column in features.columns:
+                out[column] = features[column].to_numpy()
+        low, high = UTILIZATION_RANGE
+        for resource in self.resources:
+            current = features[RESOURCES[resource]].to_numpy(dtype=np.float64)
+            for horizon in self.horizons:
+                point_key = column_name(resource, horizon.name)
+                upper_key = column_name(resource, horizon.name, True)
+                if not len(matrix):
+                    out[point_key] = np.array([], dtype=np.float64)
+                    out[upper_key] = np.array([], dtype=np.float64)
+                    continue
+                point = np.clip(current + changes[point_key], low, high)
+                upper = np.clip(current + changes[upper_key], low, high)
+                out[point_key] = point
+                out[upper_key] = np.maximum(upper, point)
+        return out
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the model (manifest + one UBJSON file per booster), replacing ``directory``."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            (staging / BOOSTERS).mkdir(parents=True)
+            for key, booster in self.boosters.items():
+                booster.save_model(staging / BOOSTERS / f"{key}.ubj")
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "step_seconds": self.step_seconds,
+                "horizons": [asdict(h) for h in self.horizons],
+                "resources": list(self.resources),
+                "feature_names": list(self.feature_names),
+                "boosters": sorted(self.boosters),
+                "params": self.params,
+                "best_iterations": self.best_iterations,
+                "persistence_fallback": list(self.persistence_fallback),
+            }
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    @classmethod
+    def load_directory(cls, directory: str | os.PathLike) -> LoadForecaster:
+        """Read a model written by :meth:`save`."""
+        root = Path(directory)
+        try:
+            manifest = json.loads((root / MANIFEST).read_text())
+        except (OSError, ValueError) as error:
+            raise MlschedError(f"{root}: not a saved load forecaster ({error})") from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise MlschedError(
+                f"{root}: unsupported forecaster format {manifest.get('format_version')}"
+            )
+        boosters = {}
+        for key in manifest["boosters"]:
+            booster = xgb.Booster()
+            booster.load_model(root / BOOSTERS / f"{key}.ubj")
+            boosters[key] = booster
+        return cls(
+            step_seconds=int(manifest["step_seconds"]),
+            horizons=tuple(Horizon(**h) for h in manifest["horizons"]),
+            resources=tuple(manifest["resources"]),
+            feature_names=tuple(manifest["feature_names"]),
+            boosters=boosters,
+            params=manifest.get("params", {}),
+            best_iterations=manifest.get("best_iterations", {}),
+            persistence_fallback=tuple(manifest.get("persistence_fallback", ())),
+        )
+
+
+def _find_manifest(root: Path) -> Path:
+    if (root / MANIFEST).is_file():
+        return root
+    found = sorted(root.rglob(MANIFEST))
+    if not found:
+        raise MlschedError(f"{root}: holds no saved load forecaster ({MANIFEST})")
+    return found[0].parent
+
+
+def load_forecaster(
+    uri_or_path: str | os.PathLike, *, tracking_uri: str | None = None
+) -> LoadForecaster:
+    """Load a forecaster from a folder written by :meth:`LoadForecaster.save`, an MLflow model
+    folder that wraps one, or an MLflow URI (``models:/node-load-forecaster@champion``,
+    ``runs:/<id>/model``, ...).
+
+    Raises:
+        MlschedError: nothing loadable at ``uri_or_path``.
+    """
+    text = str(uri_or_path)
+    local = (
+        Path(text.removeprefix("file://"))
+        if "://" not in text or text.startswith("file://")
+        else None
+    )
+    if local is not None and local.exists():
+        return LoadForecaster.load_directory(_find_manifest(local))
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="forecaster-") as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=text, dst_path=tmp, tracking_uri=tracking_uri
+            )
+        except (MlflowException, OSError) as error:
+            raise MlschedError(f"{text}: cannot download the model: {error}") from None
+        return LoadForecaster.load_directory(_find_manifest(Path(path)))
+
+
+def _sample(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    if len(rows) <= limit:
+        return rows
+    return np.sort(rng.choice(rows, size=limit, replace=False))
+
+
+def _booster_params(params: ForecastParams, objective: str) -> dict:
+    out = {
+        "objective": objective,
+        "max_depth": params.max_depth,
+        "eta": params.learning_rate,
+        "subsample": params.subsample,
+        "colsample_bytree": params.colsample_bytree,
+        "min_child_weight": params.min_child_weight,
+        "tree_method": "hist",
+        "nthread": params.n_jobs,
+        "seed": params.seed,
+        "max_bin": params.max_bin,
+        "eval_metric": "mae",
+    }
+    if objective == "reg:pseudohubererror":
+        out["huber_slope"] = params.huber_slope
+        out["base_score"] = 0.0
+    if objective == "reg:quantileerror":
+        out["quantile_alpha"] = params.quantile_alpha
+        out["eval_metric"] = "quantile"
+    return out
+
+
+def _fit(
+    params: ForecastParams,
+    objective: str,
+    train: xgb.DMatrix,
+    validation: xgb.DMatrix,
+) -> tuple[xgb.Booster, int]:
+    booster = xgb.train(
+        _booster_params(params, objective),
+        train,
+        num_boost_round=params.n_estimators,
+        evals=[(validation, "validation")],
+        early_stopping_rounds=params.early_stopping_rounds,
+        verbose_eval=False,
+    )
+    best = int(booster.best_iteration)
+    return booster[: best + 1], best + 1
+
+
+def train_forecaster(
+    dataset: ForecastDataset,
+    split: Split,
+    params: ForecastParams | None = None,
+    *,
+    resources: tuple[str, ...] | None = None,
+    progress: bool = True,
+) -> LoadForecaster:
+    """Train the point and P90 boosters for every resource and horizon of ``dataset``.
+
+    Only rows whose target lies before the node's train/test boundary are used; at most
+    ``params.max_train_rows`` fit rows (a seeded sample) per booster.
+
+    Raises:
+        MlschedError: a horizon with no usable fit or validation rows (history too short).
+    """
+    params = params or ForecastParams()
+    resources = resources or dataset.resources
+    names = list(FEATURE_NAMES)
+    raw = feature_matrix(dataset.features, names)
+    boosters: dict[str, xgb.Booster] = {}
+    best: dict[str, int] = {}
+    fallback: list[str] = []
+    jobs = [(r, h) for r in resources for h in dataset.horizons]
+    matrix, matrix_resource = raw, None
+    for resource, horizon in tqdm(jobs, desc="boosters", unit="pair", disable=not progress):
+        if matrix_resource != resource:
+            matrix, matrix_resource = model_matrix(raw, names, resource), resource
+        rng = np.random.default_rng([params.seed, len(boosters)])
+        current = dataset.current[resource]
+        target = dataset.targets[resource, horizon.name]
+        usable = np.isfinite(current) & np.isfinite(target)
+        fit_rows = np.flatnonzero(split.fit(dataset, horizon) & usable)
+        validation_rows = np.flatnonzero(split.validation(dataset, horizon) & usable)
+        if len(fit_rows) == 0 or len(validation_rows) == 0:
+            raise MlschedError(
+                f"horizon {horizon.name}: no {'fit' if len(fit_rows) == 0 else 'validation'} rows "
+                f"with a {resource} target; the history is too short for this horizon and "
+                "train fraction"
+            )
+        fit_rows = _sample(fit_rows, params.max_train_rows, rng)
+        validation_rows = _sample(validation_rows, max(1000, params.max_train_rows // 4), rng)
+        change = target - current
+        train = xgb.DMatrix(matrix[fit_rows], change[fit_rows], feature_names=names)
+        validation = xgb.DMatrix(
+            matrix[validation_rows], change[validation_rows], feature_names=names
+        )
+        for upper, objective in ((False, "reg:pseudohubererror"), (True, "reg:quantileerror")):
+            key = column_name(resource, horizon.name, upper)
+            boosters[key], best[key] = _fit(params, objective, train, validation)
+        point = column_name(resource, horizon.name)
+        expected = change[validation_rows]
+        model_mae = np.mean(np.abs(boosters[point].predict(validation) - expected))
+        if not model_mae < np.mean(np.abs(expected)):
+            fallback.append(point)
+    return LoadForecaster(
+        step_seconds=dataset.step_seconds,
+        horizons=dataset.horizons,
+        resources=tuple(resources),
+        feature_names=tuple(FEATURE_NAMES),
+        boosters=boosters,
+        params=asdict(params),
+        best_iterations=best,
+        persistence_fallback=tuple(fallback),
+    )

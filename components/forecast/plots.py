@@ -1,0 +1,83 @@
+"""Diagnostic figures of a forecast experiment.
+
+Figures are plain :class:`matplotlib.figure.Figure` objects (rendered by Agg on save), so no
+pyplot backend or global state is involved.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from components.contracts import NODE
+from components.forecast.model import LoadForecaster, column_name
+
+
+def _subplots(rows: int, columns: int, size: tuple[float, float]):
+    figure = Figure(figsize=size)
+    return figure, figure.subplots(rows, columns, squeeze=False)
+
+
+MAX_POINTS = 1000
+
+
+def forecast_vs_actual(experiment, resource: str, horizon: str, nodes: list[str]):
+    """Actual level at ``t + h`` against the model, its P90 and persistence, on test rows."""
+    dataset, split = experiment.dataset, experiment.split
+    test = split.test(dataset)
+    figure, axes = _subplots(len(nodes), 1, (11, 2.6 * len(nodes)))
+    node_column = dataset.features[NODE].to_numpy()
+    for axis, node in zip(axes[:, 0], nodes, strict=True):
+        rows = np.flatnonzero(test & (node_column == node))[:MAX_POINTS]
+        step = dataset.horizons[[h.name for h in dataset.horizons].index(horizon)]
+        stamps = dataset.features["timestamp"].iloc[rows] + np.timedelta64(step.seconds, "s")
+        axis.plot(stamps, dataset.targets[resource, horizon][rows], label="actual", lw=1)
+        axis.plot(
+            stamps, experiment.predictions[column_name(resource, horizon)][rows], label="model"
+        )
+        axis.plot(
+            stamps,
+            experiment.predictions[column_name(resource, horizon, True)][rows],
+            label="model P90",
+            lw=0.8,
+            ls="--",
+        )
+        axis.plot(stamps, dataset.current[resource][rows], label="persistence", lw=0.8, alpha=0.6)
+        axis.set_title(f"{node}: {resource} at +{horizon}")
+        axis.set_ylabel("utilisation")
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def feature_importance(forecaster: LoadForecaster, key: str, top: int = 20):
+    """The ``top`` features of booster ``key`` by total gain."""
+    booster = forecaster.boosters[key]
+    scores = booster.get_score(importance_type="total_gain")
+    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)[:top][::-1]
+    figure, axes = _subplots(1, 1, (8, 0.3 * max(len(ranked), 4) + 1))
+    axis = axes[0, 0]
+    axis.barh([name for name, _ in ranked], [value for _, value in ranked])
+    axis.set_title(f"feature importance (total gain): {key}")
+    figure.tight_layout()
+    return figure
+
+
+def residuals(experiment, resource: str):
+    """Histogram of model and persistence errors on test rows, one panel per horizon."""
+    dataset, split = experiment.dataset, experiment.split
+    test = split.test(dataset)
+    horizons = [h.name for h in dataset.horizons]
+    figure, axes = _subplots(1, len(horizons), (4 * len(horizons), 3))
+    for axis, horizon in zip(axes[0], horizons, strict=True):
+        actual = dataset.targets[resource, horizon]
+        rows = test & np.isfinite(actual)
+        model = experiment.predictions[column_name(resource, horizon)][rows] - actual[rows]
+        persistence = dataset.current[resource][rows] - actual[rows]
+        bins = np.linspace(*np.nanquantile(persistence, [0.005, 0.995]), 80)
+        axis.hist(persistence, bins=bins, alpha=0.5, label="persistence")
+        axis.hist(model, bins=bins, alpha=0.5, label="model")
+        axis.set_title(f"{resource} +{horizon}: forecast - actual")
+    axes[0, 0].legend(fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,160 @@
+"""Forecast dataset, split, metrics and model: shapes, determinism and no time leakage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
+from components.errors import MlschedError
+from components.forecast import metrics as m
+from components.forecast.dataset import (
+    build_forecast_dataset,
+    infer_step_seconds,
+    parse_horizons,
+    time_split,
+)
+from components.forecast.evaluate import evaluate_forecast, run_forecast_experiment
+from components.forecast.model import ForecastParams, load_forecaster
+
+START = pd.Timestamp("2026-01-05T00:00:00Z")
+FAST = ForecastParams(n_estimators=20, max_train_rows=2000, early_stopping_rounds=5)
+
+
+def make_metrics(
+    nodes: int = 3, days: float = 3, step: int = 300, seed: int = 0, gaps: bool = False
+) -> pd.DataFrame:
+    """A small node-metrics frame: daily cycles plus AR noise, optionally with missing scrapes."""
+    rng = np.random.default_rng(seed)
+    steps = int(days * 86_400 / step)
+    stamps = START + pd.to_timedelta(np.arange(steps) * step, unit="s")
+    hours = (np.arange(steps) * step / 3600.0) % 24
+    frames = []
+    for i in range(nodes):
+        noise = np.cumsum(rng.normal(0, 0.01, steps)) * 0.2
+        cpu = 0.4 + 0.2 * np.sin(2 * np.pi * (hours - 6 - i) / 24) + noise
+        memory = 0.5 + 0.05 * np.sin(2 * np.pi * hours / 24) + 0.3 * noise
+        frame = pd.DataFrame(
+            {
+                TIMESTAMP: stamps,
+                NODE: f"node-{i}",
+                CPU_UTILIZATION: np.clip(cpu, 0, 1),
+                MEMORY_UTILIZATION: np.clip(memory, 0, 1),
+            }
+        )
+        if gaps:
+            frame = frame[rng.uniform(size=steps) > 0.05]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_parse_horizons_normalises_and_rejects_bad_values():
+    assert parse_horizons("30m, 5m,900s") == ("5m", "15m", "30m")
+    for bad in ("", "5m,5m", "1d", "soon", "-5m"):
+        with pytest.raises(MlschedError):
+            parse_horizons(bad)
+
+
+@pytest.mark.parametrize("step", [30, 60, 300])
+def test_step_inference_and_target_alignment(step):
+    metrics = make_metrics(nodes=2, days=1.2, step=step, gaps=True)
+    assert infer_step_seconds(metrics) == step
+    dataset = build_forecast_dataset(metrics, ["5m", "15m"])
+    assert dataset.step_seconds == step
+    assert len(dataset.features) == len(metrics)
+    series = metrics.set_index([NODE, TIMESTAMP])[CPU_UTILIZATION]
+    features = dataset.features
+    for row in (5, len(features) // 2, len(features) - 3):
+        node, stamp = features[NODE].iloc[row], features[TIMESTAMP].iloc[row]
+        for name, minutes in (("5m", 5), ("15m", 15)):
+            expected = series.get((node, stamp + pd.Timedelta(minutes=minutes)), np.nan)
+            got = dataset.targets["cpu", name][row]
+            assert (np.isnan(expected) and np.isnan(got)) or got == pytest.approx(expected)
+        yesterday = series.get((node, stamp + pd.Timedelta(minutes=15) - pd.Timedelta(days=1)))
+        got = dataset.seasonal["cpu", "15m"][row]
+        assert np.isnan(got) if yesterday is None else got == pytest.approx(yesterday)
+
+
+def test_horizon_shorter_than_step_fails_clearly():
+    with pytest.raises(MlschedError, match="shorter than the scrape interval"):
+        build_forecast_dataset(make_metrics(nodes=1, days=1, step=600), ["5m"])
+
+
+def test_split_purges_targets_across_the_boundary():
+    dataset = build_forecast_dataset(make_metrics(), ["5m", "30m"])
+    split = time_split(dataset, 0.7, 0.2)
+    nanos = dataset.nanos
+    test = split.test(dataset)
+    for horizon in dataset.horizons:
+        fit, validation = split.fit(dataset, horizon), split.validation(dataset, horizon)
+        target_time = nanos + horizon.seconds * 1_000_000_000
+        assert not (fit & validation).any() and not (fit & test).any()
+        assert (target_time[fit] < split.validation_cut[fit]).all()
+        assert (target_time[validation] < split.train_cut[validation]).all()
+        for node in dataset.features[NODE].unique():
+            rows = (dataset.features[NODE] == node).to_numpy()
+            assert nanos[rows & (fit | validation)].max() < nanos[rows & test].min()
+
+
+def test_training_ignores_everything_after_the_boundary():
+    """Scrambling the test part of the history changes no trained booster (no leakage)."""
+    metrics = make_metrics(days=3)
+    first = run_forecast_experiment(metrics, ["15m"], 0.6, params=FAST)
+    cut = first.split.train_cut.min()
+    scrambled = metrics.copy()
+    later = scrambled[TIMESTAMP].to_numpy(dtype="datetime64[ns]").view(np.int64) >= cut
+    rng = np.random.default_rng(1)
+    scrambled.loc[later, CPU_UTILIZATION] = rng.uniform(0, 1, later.sum())
+    scrambled.loc[later, MEMORY_UTILIZATION] = rng.uniform(0, 1, later.sum())
+    second = run_forecast_experiment(scrambled, ["15m"], 0.6, params=FAST)
+    for key, booster in first.forecaster.boosters.items():
+        assert booster.save_raw() == second.forecaster.boosters[key].save_raw(), key
+
+
+def test_training_is_deterministic_and_round_trips(tmp_path):
+    metrics = make_metrics(gaps=True)
+    first = run_forecast_experiment(metrics, ["5m", "15m"], 0.7, params=FAST)
+    second = run_forecast_experiment(metrics, ["5m", "15m"], 0.7, params=FAST)
+    assert json.dumps(first.report, sort_keys=True) == json.dumps(second.report, sort_keys=True)
+    features = first.dataset.features.tail(50).reset_index(drop=True)
+    predicted = first.forecaster.predict(features)
+    assert list(predicted.columns) == [TIMESTAMP, NODE, *first.forecaster.output_columns]
+    assert len(predicted) == 50
+    assert (predicted["cpu_15m_p90"] >= predicted["cpu_15m"]).all()
+    saved = first.forecaster.save(tmp_path / "model")
+    reloaded = load_forecaster(saved)
+    pd.testing.assert_frame_equal(reloaded.predict(features), predicted)
+    with pytest.raises(MlschedError, match="missing column"):
+        reloaded.predict(features.drop(columns=["cpu_mean_1h"]))
+
+
+def test_report_structure_and_metric_definitions():
+    report = evaluate_forecast(make_metrics(), ["5m", "15m"], 0.7, params=FAST)
+    assert report["data"]["step_seconds"] == 300 and report["data"]["nodes"] == 3
+    for resource in ("cpu", "memory"):
+        for horizon in ("5m", "15m"):
+            entry = report[resource][horizon]
+            for method in ("model", "persistence", "seasonal_naive"):
+                assert set(entry[method]) == {"mae", "rmse", "accuracy", "p90_abs_error", "skill"}
+            assert entry["persistence"]["skill"] == 0.0
+            assert entry["skill"] == entry["model"]["skill"]
+            assert entry["rows"] > 0
+    actual, predicted = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.0, 4.0])
+    assert m.mae(actual, predicted) == pytest.approx(0.375)
+    assert m.rmse(actual, predicted) == pytest.approx(np.sqrt(1.25 / 4))
+    assert m.accuracy(actual, predicted) == pytest.approx(1 - 1.5 / 10)
+    assert m.p90_abs_error(actual, predicted) == pytest.approx(np.quantile([0.5, 0, 1, 0], 0.9))
+    assert m.skill(0.3, 0.4) == pytest.approx(0.25)
+    assert np.isnan(m.skill(0.3, 0.0))
+
+
+def test_too_short_histories_fail_clearly():
+    with pytest.raises(MlschedError, match="one day"):
+        evaluate_forecast(make_metrics(days=0.9), ["15m"], 0.7, params=FAST)
+    with pytest.raises(MlschedError, match="no node has two samples"):
+        evaluate_forecast(make_metrics(days=1).groupby(NODE).head(1), ["15m"], 0.7, params=FAST)
+    with pytest.raises(MlschedError, match="train fraction"):
+        evaluate_forecast(make_metrics(), ["15m"], 1.5, params=FAST)
