@@ -15,9 +15,12 @@ from components.durations import parse_duration_seconds
 from components.errors import MlschedError
 from components.features.cli import add_features_parser
 from components.forecast.cli import add_evaluate_forecast_parser
+from components.pipeline_steps.cli import add_pipeline_parser
 from components.placement.cli import add_evaluate_placement_parser
+from components.tune.cli import add_tune_parser
 from data_validation.cli import add_validate_parser
 from scheduler_client.cli import add_extender_parser
+from serving.cli import add_manifests_parser, add_serve_parser
 
 DEFAULT_DATA = Path("data/synthetic")
 DEFAULT_STACK_HOME = Path(".stack")
@@ -194,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_anomaly_parser(evaluate_what)
     add_evaluate_placement_parser(evaluate_what)
 
+    add_tune_parser(commands)
+    add_pipeline_parser(commands)
+    add_serve_parser(commands)
+    add_manifests_parser(commands)
     add_extender_parser(commands)
     return parser
 

@@ -1,0 +1,27 @@
+"""Component: train, evaluate and register the node load forecaster."""
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.pipeline_steps.factory import DEFAULT_IMAGE, make_component
+
+
+def train_forecaster(
+    node_metrics: Input[Dataset],
+    hyperparameters: dict,
+    tracking_uri: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    register: bool = True,
+    extra_args: list = [],  # noqa: B006 (a KFP default, never mutated)
+) -> dict:
+    """``python -m components.forecast.train``; returns its MAE beside the baselines'."""
+    from components.pipeline_steps.training import run_training
+
+    paths = {"node_metrics": node_metrics.path}
+    return run_training(
+        "forecaster", paths, hyperparameters, tracking_uri, register, extra_args, model, metrics
+    )
+
+
+def component(image: str = DEFAULT_IMAGE):
+    return make_component(train_forecaster, image)

@@ -1,0 +1,1 @@
+"""Hyperparameter tuning: Katib Experiments, run locally with Optuna or on a cluster."""

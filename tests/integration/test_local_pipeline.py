@@ -1,0 +1,113 @@
+"""The training pipeline run locally by kfp.local (SubprocessRunner) on a tiny synthetic cluster.
+
+Every stage runs for real: the gate, features and Feast, the three training entrypoints against a
+real MLflow (SQLite store), registration and promotion, and the serving manifests. Bad data
+must stop the run at the gate, before anything is trained or registered.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from components.contracts import CPU_UTILIZATION, NODE, read_node_metrics
+from components.errors import MlschedError
+from components.generate.history import HistoryConfig
+from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
+from components.pipeline_steps.steps import MODEL_NAMES, registry_state
+from pipelines.run import run_local, synthetic_arguments
+
+pytestmark = pytest.mark.integration
+
+END = int(pd.Timestamp("2026-03-03T00:00:00Z").timestamp())
+FAST_ARGS = {
+    "forecaster_args": ["--n-estimators=30", "--resources=cpu", "--horizons=15m"],
+    "anomaly_args": ["--n-estimators=20"],
+    "placement_args": ["--episodes=2", "--time-budget=5", "--eval-seeds=1"],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny") / "synthetic"
+    config = HistoryConfig(nodes=3, days=2, step_seconds=60, seed=3, end_epoch=END)
+    generate_synthetic_cluster(
+        config, root, workload_days=1, workload_step_seconds=120, openmetrics=False, progress=False
+    )
+    return root
+
+
+def _arguments(data: Path, tmp_path: Path) -> dict:
+    return {
+        **synthetic_arguments(data),
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        **FAST_ARGS,
+    }
+
+
+def test_training_pipeline_runs_every_stage_and_registers_the_models(
+    tiny_data, tmp_path, monkeypatch
+):
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    arguments = _arguments(tiny_data, tmp_path)
+    run = run_local("training", arguments, pipeline_root=tmp_path / "runs")
+    assert run.run_dir is not None
+    result = json.loads(
+        (
+            run.run_dir / "validate-node-metrics" / "validation" / "validation_result.json"
+        ).read_text()
+    )
+    assert result["success"] is True
+    tables = list(run.run_dir.glob("build-node-features/feature_table/node_features.parquet"))
+    assert len(tables) == 1 and pq.read_metadata(tables[0]).num_rows > 0
+    client = MlflowClient(arguments["tracking_uri"], registry_uri=arguments["tracking_uri"])
+    state = registry_state(client, list(MODEL_NAMES.values()))
+    assert all(s["versions"] >= 1 for s in state.values()), state
+    registry = json.loads((run.run_dir / "report-promotions" / "registry").read_text())
+    assert set(registry) == {"forecaster", "anomaly", "placement"}
+    for kind, entry in registry.items():
+        assert entry.get("candidate_version") is not None, kind
+    champions = [s for s in state.values() if s["champion"] is not None]
+    manifests = list(run.run_dir.glob("render-serving-manifests/manifests/*/canary-*.yaml"))
+    assert len(manifests) == 3 * len(champions)
+
+
+def test_the_gate_stops_the_run_on_bad_data(tiny_data, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    metrics = read_node_metrics(SyntheticDataset(tiny_data).node_metrics)
+    first = metrics[NODE].iloc[0]
+    broken = metrics[NODE] == first
+    metrics.loc[broken, CPU_UTILIZATION] = metrics.loc[broken, CPU_UTILIZATION] + 5.0
+    bad = tmp_path / "bad_metrics.parquet"
+    pq.write_table(pa.Table.from_pandas(metrics, preserve_index=False), bad)
+    arguments = {**_arguments(tiny_data, tmp_path), "node_metrics_path": str(bad)}
+    with pytest.raises(MlschedError, match="stop-on-failed-gate"):
+        run_local("training", arguments, pipeline_root=tmp_path / "runs")
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert (run_dir / "validate-node-metrics" / "validation" / "validation_result.json").is_file()
+    assert not (run_dir / "build-node-features").exists()
+    client = MlflowClient(arguments["tracking_uri"], registry_uri=arguments["tracking_uri"])
+    assert client.search_registered_models() == []
+    shutil.rmtree(run_dir)
+
+
+def test_retraining_records_no_drift_and_trains_nothing(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "drift.yaml"
+    config.write_text("method: ks\nks:\n  threshold: 1.0\n")
+    arguments = {**_arguments(tiny_data, tmp_path), "drift_config_path": str(config)}
+    run = run_local("retraining", arguments, pipeline_root=tmp_path / "runs")
+    tasks = {p.name for p in run.run_dir.iterdir()}
+    assert tasks == {"collect-node-metrics", "check-drift", "record-no-drift"}
+    report = json.loads((run.run_dir / "check-drift" / "report").read_text())
+    assert report["drifted"] is False and report["method"] == "ks"
