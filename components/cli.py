@@ -17,6 +17,7 @@ from components.features.cli import add_features_parser
 from components.forecast.cli import add_evaluate_forecast_parser
 from components.pipeline_steps.cli import add_pipeline_parser
 from components.placement.cli import add_evaluate_placement_parser
+from components.replay.cli import add_replay_parser
 from components.tune.cli import add_tune_parser
 from data_validation.cli import add_validate_parser
 from scheduler_client.cli import add_extender_parser
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(commands)
     add_manifests_parser(commands)
     add_extender_parser(commands)
+    add_replay_parser(commands)
     return parser
 
 
