@@ -29,9 +29,9 @@ system-deps:
 run: install system-deps
 	$(BIN)/mlsched generate
 	$(BIN)/mlsched stack up
-	$(BIN)/mlsched collect --range-of data/synthetic/manifest.json --output data/collected/node_metrics
-	$(BIN)/mlsched validate --metrics data/collected/node_metrics --output data/validation
-	$(BIN)/mlsched features --metrics data/collected/node_metrics
+	$(BIN)/mlsched pipeline run --local --pipeline training --data data/synthetic \
+		--prometheus http://127.0.0.1:9090 --range-of data/synthetic/manifest.json \
+		--tracking-uri http://127.0.0.1:5000
 
 lint: install
 	$(BIN)/ruff check .

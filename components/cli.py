@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from components.anomaly.cli import add_evaluate_anomaly_parser
+from components.cli_args import positive_int, utc_timestamp
 from components.collect.cli import add_collect_parser
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
@@ -31,25 +32,7 @@ CPU_CHECK_QUERY = '1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle
 def _end_epoch(text: str | None) -> int:
     if text is None:
         return int(pd.Timestamp.now(tz="UTC").floor("D").timestamp())
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError:
-        raise MlschedError(
-            f"--end: cannot parse {text!r}; use ISO 8601 such as 2026-01-01T00:00:00Z"
-        ) from None
-    if stamp.tzinfo is None:
-        raise MlschedError(f"--end: {text!r} has no time zone; add Z or an offset")
-    return int(stamp.timestamp())
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+    return int(utc_timestamp(text, "--end").timestamp())
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -162,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="write the synthetic cluster history")
-    generate.add_argument("--nodes", type=_positive_int, default=12)
+    generate.add_argument("--nodes", type=positive_int, default=12)
     generate.add_argument("--days", type=float, default=14)
     generate.add_argument("--step", default="30s", help="scrape interval, e.g. 30s, 1m")
     generate.add_argument("--seed", type=int, default=0)
@@ -181,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("action", choices=("up", "down", "status"))
     stack.add_argument("--home", default=str(DEFAULT_STACK_HOME), help="state folder of the stack")
     stack.add_argument("--data", default=str(DEFAULT_DATA), help="generated data set to load")
-    stack.add_argument("--prometheus-port", type=_positive_int, default=9090)
-    stack.add_argument("--mlflow-port", type=_positive_int, default=5000)
+    stack.add_argument("--prometheus-port", type=positive_int, default=9090)
+    stack.add_argument("--mlflow-port", type=positive_int, default=5000)
     stack.add_argument("--force-backfill", action="store_true")
     stack.set_defaults(handler=_cmd_stack)
 

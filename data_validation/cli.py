@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from components.cli_args import utc_timestamp
 from components.errors import MlschedError
 
 DEFAULT_METRICS = Path("data/synthetic/node_metrics")
@@ -19,17 +20,7 @@ DEFAULT_OUTPUT = Path("data/validation")
 
 
 def _reference_time(text: str | None) -> pd.Timestamp:
-    if text is None:
-        return pd.Timestamp.now(tz="UTC")
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError:
-        raise MlschedError(
-            f"--now: cannot parse {text!r}; use ISO 8601 such as 2026-01-01T00:00:00Z"
-        ) from None
-    if stamp.tzinfo is None:
-        raise MlschedError(f"--now: {text!r} has no time zone; add Z or an offset")
-    return stamp.tz_convert("UTC")
+    return pd.Timestamp.now(tz="UTC") if text is None else utc_timestamp(text, "--now")
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -7,21 +7,12 @@ import os
 import sys
 from pathlib import Path
 
+from components.cli_args import port
 from components.errors import MlschedError
 from components.model_contracts import REGISTERED_MODELS
 
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 DEFAULT_MANIFESTS = Path("build/serving")
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {value}")
-    return value
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -55,8 +46,8 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
             "them over KServe's v1 and v2 (Open Inference Protocol) REST APIs on one port."
         ),
     )
-    serve.add_argument("--port", type=_port, default=8080, help="HTTP port")
-    serve.add_argument("--grpc-port", type=_port, help="also serve v2 gRPC on this port")
+    serve.add_argument("--port", type=port, default=8080, help="HTTP port")
+    serve.add_argument("--grpc-port", type=port, help="also serve v2 gRPC on this port")
     serve.add_argument(
         "--models-from",
         default="registry",

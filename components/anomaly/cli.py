@@ -9,15 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {value}")
-    return value
+from components.cli_args import fraction
 
 
 def add_evaluate_anomaly_parser(evaluate_subparsers) -> argparse.ArgumentParser:
@@ -37,13 +29,13 @@ def add_evaluate_anomaly_parser(evaluate_subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--labels", required=True, help="anomaly labels JSON")
     parser.add_argument(
         "--train-fraction",
-        type=_fraction,
+        type=fraction,
         default=DEFAULT_TRAIN_FRACTION,
         help=f"share of each node's span to fit on (default {DEFAULT_TRAIN_FRACTION})",
     )
     parser.add_argument(
         "--fpr-budget",
-        type=_fraction,
+        type=fraction,
         default=DEFAULT_FPR_BUDGET,
         help=f"share of training points above the alarm threshold (default {DEFAULT_FPR_BUDGET})",
     )

@@ -80,13 +80,18 @@ def fit_detector(
     step_seconds: int,
     rules: EventRules | None = None,
 ) -> AnomalyDetector:
-    """Fit the ensemble on unlabelled training features and calibrate its thresholds."""
+    """Fit the ensemble on unlabelled training features and calibrate its thresholds.
+
+    An event must peak at ``config.min_peak_score`` at least (in the ensemble's standardised
+    units, multiples of each node's training spread), whatever the calibrated peak threshold:
+    on quiet training data the calibrated one alone lets marginal bumps through.
+    """
     rules = rules or EventRules()
     features = features.reset_index(drop=True)
     ensemble = fit_ensemble(features, config, step_seconds)
     scores = ensemble.score(features)
     threshold = calibrate_threshold(scores, fpr_budget)
-    peak = calibrate_peak(scores, threshold, rules.peak_factor)
+    peak = max(calibrate_peak(scores, threshold, rules.peak_factor), config.min_peak_score)
     return AnomalyDetector(ensemble, threshold, fpr_budget, rules, peak)
 
 

@@ -2,8 +2,9 @@
 
 Each member is an :class:`~sklearn.ensemble.IsolationForest` over a small subset of the features
 of :mod:`components.anomaly.features`, each over its own time window: the sustained level of each
-resource (15 minutes against the trailing 24 h), CPU spikes (15 minutes), a frozen exporter
-(15 minutes), the rise (1 h and 6 h) and the scrape health (15 minutes and 1 h). A member's raw
+resource (15 minutes against the trailing 24 h), CPU jumps and short pulses (15 minutes), a
+frozen exporter (15 minutes), the CPU rise (1 h and 6 h), memory beyond what its requests explain
+(a leak, 1 h against a 2 h rise) and the scrape health (15 minutes and 1 h). A member's raw
 score is ``-score_samples`` (higher is more anomalous), standardised per node by the median and
 the distance to a high quantile of that node's training scores, plus how far the row lies beyond
 the training range (which a forest cannot score). The ensemble score of a sample is the largest
@@ -19,7 +20,12 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
-from components.anomaly.features import FROZEN_FEATURES, HEALTH_FEATURES, check_resources
+from components.anomaly.features import (
+    FROZEN_FEATURES,
+    HEALTH_FEATURES,
+    MEMORY_EXCESS_FEATURES,
+    check_resources,
+)
 from components.contracts import NODE, TIMESTAMP
 from components.errors import MlschedError
 
@@ -32,6 +38,8 @@ FEATURE_UNITS = {
     "_share": 0.1,
     "_rise_1h": 0.05,
     "_rise_6h": 0.05,
+    "_excess": 0.05,
+    "_pulses": 0.1,
 }
 
 
@@ -43,9 +51,11 @@ def member_features(resources: Sequence[str]) -> dict[str, tuple[str, ...]]:
         return tuple(f"{prefix}_{suffix}" for prefix in resources for suffix in suffixes)
 
     members = {f"{prefix}_level": (f"{prefix}_floor", f"{prefix}_floor_rz") for prefix in resources}
-    members["spikes"] = ("cpu_jumps",)
+    members["spikes"] = ("cpu_jumps", "cpu_pulses")
     members["frozen"] = FROZEN_FEATURES
-    members["trend"] = each("rise_1h", "rise_6h")
+    members["trend"] = ("cpu_rise_1h", "cpu_rise_6h")
+    if "memory" in resources:
+        members["leak"] = MEMORY_EXCESS_FEATURES
     members["health"] = HEALTH_FEATURES
     return members
 
@@ -61,6 +71,7 @@ class EnsembleConfig:
     smooth_seconds: int = 1800
     spread_quantile: float = 0.98
     range_margin: float = 1.0
+    min_peak_score: float = 2.0
     seed: int = 0
 
 

@@ -10,10 +10,18 @@ training and online scoring. Statistics are per node, so one model serves nodes 
   median, a causal approximation);
 * jumps: steps between consecutive samples larger than 6 noise units (1.4826 x the 24 h running
   median of the absolute steps) in the short window (spikes of a noisy neighbour);
+* pulses: short pulses in the short window, a rise and a fall back each larger than 6 noise units
+  at most 3 samples apart, summed by the smaller of the two (a noisy neighbour's spikes stand out
+  from load steps and batch bursts that last longer);
 * frozen share: share of samples in the short window where every resource equals the sample
   before and at least one lies strictly inside the node's 24 h range (a frozen exporter; values
   all held at the node's 24 h minimum or maximum are clipped, idle or full resources);
-* rise: the positive part of the 1 h and 6 h least-squares slopes (a leak);
+* rise: the positive part of the 1 h and 6 h least-squares slopes;
+* memory excess: memory above what the node's memory requests explain (a leak raises memory
+  with no matching change in requests; a rise that follows more pods or requests is normal): the
+  residual of a trailing 24 h least-squares fit of memory on the requested-memory ratio, averaged
+  over the last hour, where it has also risen by as much over the last 2 hours (a leak is a
+  sustained ramp; what lingers after it or a lasting offset is not);
 * scrape health: returns after a missing scrape in the short window and the hour, beyond the two
   and three that isolated missed scrapes and one outage explain (a flapping node).
 
@@ -29,6 +37,7 @@ import pandas as pd
 
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 from components.errors import MlschedError
+from components.features.definitions import MEMORY_REQUESTED_RATIO
 from components.features.engineering import compute_node_features
 
 RESOURCES: dict[str, str] = {"cpu": CPU_UTILIZATION, "memory": MEMORY_UTILIZATION}
@@ -41,6 +50,10 @@ JUMP_SIGMAS = 6.0
 _MIN_SCALE = 0.002
 _MIN_NOISE = 0.001
 _MIN_PERIODS_SHARE = 0.05
+PULSE_MAX_STEPS = 3
+LEAK_RISE_HOURS = 2
+_MIN_REQUEST_VARIANCE = 1e-6
+_MAX_REQUEST_SLOPE = 2.0
 
 # Lookback the detector needs before the first scored sample for its features to be complete.
 LOOKBACK_SECONDS = 2 * ROBUST_WINDOW_SECONDS
@@ -52,12 +65,14 @@ def resource_features(prefix: str) -> tuple[str, ...]:
         f"{prefix}_floor",
         f"{prefix}_floor_rz",
         f"{prefix}_jumps",
+        f"{prefix}_pulses",
         f"{prefix}_rise_1h",
         f"{prefix}_rise_6h",
     )
 
 
 HEALTH_FEATURES = ("flaps_excess_short", "flaps_excess_1h")
+MEMORY_EXCESS_FEATURES = ("memory_excess",)
 FROZEN_FEATURES = ("frozen_share",)
 # Returns after a missing scrape that isolated misses and one outage explain, per window.
 EXPECTED_FLAPS = {"flaps_excess_short": 2.0, "flaps_excess_1h": 3.0}
@@ -68,7 +83,8 @@ def feature_names(resources: Sequence[str]) -> tuple[str, ...]:
     names: list[str] = []
     for prefix in resources:
         names += resource_features(prefix)
-    return (*names, *FROZEN_FEATURES, *HEALTH_FEATURES)
+    extra = MEMORY_EXCESS_FEATURES if "memory" in resources else ()
+    return (*names, *extra, *FROZEN_FEATURES, *HEALTH_FEATURES)
 
 
 def check_resources(resources: Sequence[str]) -> tuple[str, ...]:
@@ -94,6 +110,18 @@ def _rolling(values: np.ndarray, steps: int, how: str) -> np.ndarray:
     return getattr(roll, how)().to_numpy(dtype=np.float64)
 
 
+def _pulses(grid: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Per sample, the size of a short pulse whose fall ends here (0 where none)."""
+    step = np.full(len(grid), np.nan)
+    step[1:] = grid[1:] - grid[:-1]
+    fall = np.nan_to_num(-step, nan=0.0)
+    rise = np.zeros(len(grid))
+    for lag in range(1, PULSE_MAX_STEPS + 1):
+        rise[lag:] = np.fmax(rise[lag:], np.nan_to_num(step[:-lag], nan=0.0))
+    size = np.minimum(fall, rise)
+    return np.where(size > threshold, size, 0.0)
+
+
 def _node_resource(
     columns: np.ndarray, values: np.ndarray, n_steps: int, step: int
 ) -> dict[str, np.ndarray]:
@@ -110,14 +138,40 @@ def _node_resource(
     floor = _rolling(grid, short, "min")
     low, high = _rolling(grid, window, "min"), _rolling(grid, window, "max")
     jumps = _rolling((diff > JUMP_SIGMAS * noise).astype(np.float64), short, "sum")
+    pulses = _rolling(_pulses(grid, JUMP_SIGMAS * noise), short, "sum")
     return {
         "median": median[columns],
         "scale": scale[columns],
         "floor": floor[columns],
         "jumps": jumps[columns],
+        "pulses": pulses[columns],
         "repeat": (diff == 0.0)[columns],
         "inside": ((grid > low) & (grid < high))[columns],
     }
+
+
+def _memory_excess(
+    columns: np.ndarray, memory: np.ndarray, requested: np.ndarray, n_steps: int, step: int
+) -> dict[str, np.ndarray]:
+    """Memory above the trailing 24 h least-squares fit on the requested-memory ratio."""
+    y = np.full(n_steps, np.nan)
+    y[columns] = memory
+    x = np.full(n_steps, np.nan)
+    x[columns] = np.nan_to_num(requested, nan=0.0)
+    window = max(2, ROBUST_WINDOW_SECONDS // step)
+    mean_x, mean_y = _rolling(x, window, "mean"), _rolling(y, window, "mean")
+    var_x = _rolling(x * x, window, "mean") - mean_x**2
+    cov = _rolling(x * y, window, "mean") - mean_x * mean_y
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where(var_x > _MIN_REQUEST_VARIANCE, cov / var_x, 0.0)
+    slope = np.clip(np.nan_to_num(slope, nan=0.0), 0.0, _MAX_REQUEST_SLOPE)
+    excess = y - (mean_y + slope * (x - mean_x))
+    hour = max(1, -(-HOUR_SECONDS // step))
+    smoothed = _rolling(excess, hour, "mean")
+    lag = LEAK_RISE_HOURS * hour
+    rise = np.full(n_steps, np.nan)
+    rise[lag:] = smoothed[lag:] - smoothed[:-lag]
+    return {"memory_excess": np.maximum(np.fmin(smoothed, rise), 0.0)[columns]}
 
 
 def _node_flaps(columns: np.ndarray, n_steps: int, step: int) -> dict[str, np.ndarray]:
@@ -136,7 +190,7 @@ def _node_flaps(columns: np.ndarray, n_steps: int, step: int) -> dict[str, np.nd
     return out
 
 
-_NODE_STATS = ("median", "scale", "floor", "jumps", "repeat", "inside")
+_NODE_STATS = ("median", "scale", "floor", "jumps", "pulses", "repeat", "inside")
 
 
 def infer_step_seconds(metrics: pd.DataFrame) -> int:
@@ -199,11 +253,19 @@ def anomaly_features(
         columns[f"{prefix}_floor"] = stats["floor"]
         columns[f"{prefix}_floor_rz"] = np.maximum((stats["floor"] - median) / scale, 0.0)
         columns[f"{prefix}_jumps"] = stats["jumps"]
+        columns[f"{prefix}_pulses"] = stats["pulses"]
         repeat = stats["repeat"] if repeat is None else np.minimum(repeat, stats["repeat"])
         inside = stats["inside"] if inside is None else np.maximum(inside, stats["inside"])
         for window in ("1h", "6h"):
             slope = base[f"{prefix}_slope_{window}"].to_numpy(dtype=np.float64)
             columns[f"{prefix}_rise_{window}"] = np.maximum(slope, 0.0)
+    if "memory" in resources:
+        memory = base[MEMORY_UTILIZATION].to_numpy(dtype=np.float64)
+        requested = base[MEMORY_REQUESTED_RATIO].to_numpy(dtype=np.float64)
+        for rows, cols in zip(blocks, grid_columns, strict=True):
+            excess = _memory_excess(cols, memory[rows], requested[rows], int(cols.max()) + 1, step)
+            for name in MEMORY_EXCESS_FEATURES:
+                columns[name][rows] = excess[name]
     short = short_window_steps(step)
     for rows, cols in zip(blocks, grid_columns, strict=True):
         grid = np.full(int(cols.max()) + 1, np.nan)

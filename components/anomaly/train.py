@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--smooth-seconds", type=int, default=EnsembleConfig.smooth_seconds)
     parser.add_argument("--spread-quantile", type=float, default=EnsembleConfig.spread_quantile)
+    parser.add_argument(
+        "--min-peak-score",
+        type=float,
+        default=EnsembleConfig.min_peak_score,
+        help="score an alarm event must reach at least (standardised units)",
+    )
     parser.add_argument("--min-gap-seconds", type=int, default=DEFAULT_RULES.min_gap_seconds)
     parser.add_argument(
         "--min-duration-seconds", type=int, default=DEFAULT_RULES.min_duration_seconds
@@ -267,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             contamination=args.contamination,
             smooth_seconds=args.smooth_seconds,
             spread_quantile=args.spread_quantile,
+            min_peak_score=args.min_peak_score,
             seed=args.seed,
         )
         rules = EventRules(args.min_gap_seconds, args.min_duration_seconds, args.peak_factor)

@@ -7,21 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from components.cli_args import positive_int, utc_timestamp
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
 
 DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
 DEFAULT_OUTPUT = Path("data/collected/node_metrics")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def add_collect_parser(subparsers) -> argparse.ArgumentParser:
@@ -53,12 +44,12 @@ def add_collect_parser(subparsers) -> argparse.ArgumentParser:
         help="range of rate(), $window in the PromQL (default: the config's; auto is "
         "max(4 x step, 2m))",
     )
-    collect.add_argument("--workers", type=_positive_int, default=4, help="parallel requests")
+    collect.add_argument("--workers", type=positive_int, default=4, help="parallel requests")
     collect.add_argument(
-        "--chunk-points", type=_positive_int, default=11_000, help="points per series per request"
+        "--chunk-points", type=positive_int, default=11_000, help="points per series per request"
     )
     collect.add_argument(
-        "--attempts", type=_positive_int, default=4, help="tries per request (5xx, time-outs)"
+        "--attempts", type=positive_int, default=4, help="tries per request (5xx, time-outs)"
     )
     collect.add_argument("--timeout", default="2m", help="time-out of one request")
     collect.add_argument("--gzip", action="store_true", help="ask for compressed answers")
@@ -70,17 +61,7 @@ def add_collect_parser(subparsers) -> argparse.ArgumentParser:
 def _time(text: str | None, what: str):
     import pandas as pd
 
-    if text is None:
-        return pd.Timestamp.now(tz="UTC")
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError:
-        raise MlschedError(
-            f"{what}: cannot parse {text!r}; use ISO 8601 such as 2026-01-01T00:00:00Z"
-        ) from None
-    if stamp.tzinfo is None:
-        raise MlschedError(f"{what}: {text!r} has no time zone; add Z or an offset")
-    return stamp
+    return pd.Timestamp.now(tz="UTC") if text is None else utc_timestamp(text, what)
 
 
 def _time_range(args: argparse.Namespace) -> tuple[str, str | None]:

@@ -16,18 +16,9 @@ import os
 import uuid
 from pathlib import Path
 
+from components.cli_args import fraction
 from components.errors import MlschedError
 from components.forecast.dataset import DEFAULT_HORIZONS
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
 
 
 def add_evaluate_forecast_parser(evaluate_subparsers) -> argparse.ArgumentParser:
@@ -45,7 +36,7 @@ def add_evaluate_forecast_parser(evaluate_subparsers) -> argparse.ArgumentParser
     forecast.add_argument(
         "--horizons", default=",".join(DEFAULT_HORIZONS), help="comma-separated, e.g. 5m,15m,30m"
     )
-    forecast.add_argument("--train-fraction", type=_fraction, default=0.7)
+    forecast.add_argument("--train-fraction", type=fraction, default=0.7)
     forecast.add_argument(
         "--resources", default="cpu,memory", help="comma-separated subset of cpu,memory"
     )

@@ -6,22 +6,13 @@ import argparse
 import importlib
 from pathlib import Path
 
+from components.cli_args import fraction
 from components.errors import MlschedError
 
 DQN_TRAINERS = (
     ("components.placement.dqn.train", "train_dqn_policy"),
     ("components.placement.dqn", "train_for_evaluation"),
 )
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value:g}")
-    return value
 
 
 def add_evaluate_placement_parser(evaluate_subparsers) -> argparse.ArgumentParser:
@@ -38,7 +29,7 @@ def add_evaluate_placement_parser(evaluate_subparsers) -> argparse.ArgumentParse
     placement.add_argument("--workload", required=True, help="workload trace (.parquet or .csv)")
     placement.add_argument("--nodes", required=True, help="nodes table (.parquet or .csv)")
     placement.add_argument(
-        "--train-fraction", type=_fraction, default=0.5, help="share of the steps for training"
+        "--train-fraction", type=fraction, default=0.5, help="share of the steps for training"
     )
     placement.add_argument(
         "--policies",

@@ -17,36 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from components.cli_args import non_negative_seconds, positive_int, positive_seconds
 from components.errors import MlschedError
 
 TOKEN_VARIABLE = "MLSCHED_EXTENDER_TOKEN"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be positive, got 0")
-    return value
 
 
 def add_replay_parser(subparsers) -> argparse.ArgumentParser:
@@ -68,18 +42,18 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--url-prefix", default="/scheduler", help="the extender's urlPrefix path")
     p.add_argument("--workload", required=True, help="workload trace (.parquet or .csv)")
     p.add_argument("--nodes", required=True, help="nodes table (.parquet or .csv)")
-    p.add_argument("--day", type=_positive_int, default=1, help="day of the trace, 1 = first")
+    p.add_argument("--day", type=positive_int, default=1, help="day of the trace, 1 = first")
     p.add_argument(
         "--snapshot",
         help="node state snapshot file the extender reads (its --snapshot); written from the "
         "simulated cluster. Without it the extender keeps its own node state source",
     )
     p.add_argument(
-        "--snapshot-every", type=_positive_int, default=15, help="simulated steps between writes"
+        "--snapshot-every", type=positive_int, default=15, help="simulated steps between writes"
     )
     p.add_argument(
         "--sync-timeout",
-        type=_non_negative,
+        type=non_negative_seconds,
         default=5.0,
         help="seconds to wait for the extender to re-read each snapshot (0: do not wait)",
     )
@@ -88,7 +62,7 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
         default="kube-default,random",
         help="comma-separated simulator policies replayed on the same day",
     )
-    p.add_argument("--timeout", type=_positive_seconds, default=5.0, help="seconds per HTTP call")
+    p.add_argument("--timeout", type=positive_seconds, default=5.0, help="seconds per HTTP call")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="data/replay/report.json", help="report path (.json)")
     p.add_argument(

@@ -278,3 +278,38 @@ def test_cli_writes_the_report(tmp_path, metrics, capsys):
     assert "model: event_precision" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "anomaly", "--metrics", "x", "--labels", "y"])
+
+
+def _memory_rise(explained: bool) -> pd.DataFrame:
+    """One node: memory rises by 0.3 over 4 h on day 2, with (or without) its requests."""
+    frame = cycle_metrics(nodes=1, days=2.0)
+    minutes = np.arange(len(frame))
+    ramp = np.clip((minutes - 1800) / 240, 0.0, 1.0) * (minutes < 2400)
+    requested = 0.4 + rng_noise(len(frame)) + (0.4 * ramp if explained else 0.0)
+    return frame.assign(
+        **{MEMORY_UTILIZATION: frame[MEMORY_UTILIZATION] + 0.3 * ramp},
+        memory_requested_ratio=requested,
+    )
+
+
+def rng_noise(n: int) -> np.ndarray:
+    return np.random.default_rng(7).normal(0, 0.01, n)
+
+
+def test_memory_excess_flags_a_leak_but_not_a_rise_that_requests_explain():
+    leak = anomaly_features(_memory_rise(explained=False))["memory_excess"].to_numpy()
+    explained = anomaly_features(_memory_rise(explained=True))["memory_excess"].to_numpy()
+    assert leak[1800:2040].max() > 0.1
+    assert explained[1800:2040].max() < 0.05
+    assert leak[:1800].max() < 0.05
+
+
+def test_pulses_count_short_spikes_but_not_a_load_step():
+    frame = cycle_metrics(nodes=1, days=2.0)
+    cpu = frame[CPU_UTILIZATION].to_numpy().copy()
+    cpu[2000:2030:5] += 0.4  # one-sample spikes every 5 minutes
+    cpu[2400:] += 0.3  # a lasting load step
+    pulses = anomaly_features(frame.assign(**{CPU_UTILIZATION: cpu}))["cpu_pulses"].to_numpy()
+    assert pulses[2000:2040].max() > 1.0
+    assert pulses[2390:2420].max() == 0.0
+    assert pulses[1440:1990].max() == 0.0

@@ -179,7 +179,7 @@ def test_unknown_policy_and_bad_output_are_refused(files, tmp_path):
 def test_train_fraction_must_be_inside_0_and_1(files, capsys):
     with pytest.raises(SystemExit):
         run_cli("placement", "--workload", "w", "--nodes", "n", "--train-fraction", "1.5")
-    assert "must be between 0 and 1" in capsys.readouterr().err
+    assert "must lie strictly between 0 and 1" in capsys.readouterr().err
 
 
 def test_dqn_without_a_trainer_is_reported_unavailable(files, tmp_path):
