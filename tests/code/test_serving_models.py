@@ -16,6 +16,7 @@ from kserve import InferRequest
 from kserve.errors import InvalidInput
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 
+from components.anomaly.ensemble import member_features
 from components.contracts import NODE, TIMESTAMP
 from components.features.definitions import FEATURE_NAMES
 from serving.predictors import (
@@ -370,6 +371,11 @@ def test_models_load_from_the_mlflow_registry_champion_alias(models, tmp_path):
     assert champion_uri(client, FORECASTER) == f"models:/{FORECASTER}/1"
 
 
+# The detector's feature vector width (default resources, as the tiny detector is fitted).
+ANOMALY_WIDTH = len(
+    {name: None for names in member_features(("cpu", "memory")).values() for name in names}
+)
+
 BAD_V2 = [
     (FORECASTER, [], "missing input 'features'"),
     (
@@ -394,10 +400,17 @@ BAD_V2 = [
         "does not fit",
     ),
     (FORECASTER, [tensor("features", np.zeros((1, 97))), tensor("extra", np.zeros(1))], "unknown"),
-    (ANOMALY_DETECTOR, [tensor("features", np.zeros((1, 3)))], r"expected FP32 \[n, 14\]"),
     (
         ANOMALY_DETECTOR,
-        [tensor("features", np.zeros((2, 14))), tensor("timestamp", np.zeros(3), "FP64")],
+        [tensor("features", np.zeros((1, 3)))],
+        rf"expected FP32 \[n, {ANOMALY_WIDTH}\]",
+    ),
+    (
+        ANOMALY_DETECTOR,
+        [
+            tensor("features", np.zeros((2, ANOMALY_WIDTH))),
+            tensor("timestamp", np.zeros(3), "FP64"),
+        ],
         "'timestamp' has 3 rows",
     ),
     (PLACEMENT_POLICY, [tensor("node_state", node_state(3))], "missing input 'pod'"),
