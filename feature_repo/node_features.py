@@ -1,5 +1,7 @@
 """Feast definitions of the node features: entity ``node``, one feature view per feature group
-over the parquet feature table, and the versioned feature service ``node_features_v1``.
+over the parquet feature table, and the versioned feature service ``node_features_v1``; with an
+anomaly feature table, also the view ``node_anomaly_features`` over it (the anomaly detector's
+own features, :mod:`components.features.anomaly_group`; not part of the service).
 
 The feature list is not repeated here: it comes from :mod:`components.features.definitions`, the
 same registry the feature computation writes. The table path is a parameter, so nothing is read
@@ -37,15 +39,22 @@ class NodeFeatureRepo:
     source: FileSource
     views: tuple[FeatureView, ...]
     service: FeatureService
+    anomaly_source: FileSource | None = None
+    anomaly_view: FeatureView | None = None
 
     def objects(self) -> list:
-        return [self.entity, self.source, *self.views, self.service]
+        extra = [self.anomaly_source, self.anomaly_view] if self.anomaly_view is not None else []
+        return [self.entity, self.source, *self.views, self.service, *extra]
 
 
 def build_definitions(
-    table_path: str | os.PathLike, *, ttl: timedelta = FEATURE_TTL
+    table_path: str | os.PathLike,
+    *,
+    ttl: timedelta = FEATURE_TTL,
+    anomaly_table_path: str | os.PathLike | None = None,
 ) -> NodeFeatureRepo:
-    """The entity, source, feature views and service over the feature table at ``table_path``."""
+    """The entity, source, feature views and service over the feature table at ``table_path``,
+    and the anomaly source and view over ``anomaly_table_path`` when given."""
     node = Entity(
         name=NODE,
         join_keys=[NODE],
@@ -82,4 +91,32 @@ def build_definitions(
         description="every node feature, version 1 of the feature set",
         tags=tags,
     )
-    return NodeFeatureRepo(node, source, views, service)
+    if anomaly_table_path is None:
+        return NodeFeatureRepo(node, source, views, service)
+    from components.features.anomaly_group import (
+        ANOMALY_GROUP,
+        ANOMALY_SOURCE_NAME,
+        ANOMALY_VIEW,
+        anomaly_feature_names,
+    )
+
+    anomaly_source = FileSource(
+        name=ANOMALY_SOURCE_NAME,
+        path=str(anomaly_table_path),
+        timestamp_field=TIMESTAMP,
+        description="anomaly detector features computed by components.features.anomaly_group",
+    )
+    anomaly_view = FeatureView(
+        name=ANOMALY_VIEW,
+        entities=[node],
+        ttl=ttl,
+        schema=[
+            Field(name=name, dtype=Float32, description="anomaly detector feature")
+            for name in anomaly_feature_names()
+        ],
+        source=anomaly_source,
+        online=True,
+        description="the node anomaly detector's own features (components.anomaly.features)",
+        tags={**tags, "group": ANOMALY_GROUP},
+    )
+    return NodeFeatureRepo(node, source, views, service, anomaly_source, anomaly_view)

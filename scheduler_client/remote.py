@@ -10,15 +10,21 @@ model (default name)      inputs                                           outpu
 forecaster                ``features`` FP32 [n, 97] (FEATURE_NAMES order)  ``cpu_p90``,
 (node-load-forecaster)                                                     ``memory_p90`` FP32
                                                                            [n, horizons]
-anomaly detector          ``features`` FP32 [n, 97]                        ``score`` FP32 [n]
-(node-anomaly-detector)                                                    (1 = alarm
-                                                                           threshold),
-                                                                           ``alarm`` BOOL [n]
+anomaly detector          one FP32 [m] input per detector feature, named   ``score`` FP32 [m]
+(node-anomaly-detector)   and ordered as the model's v2 metadata declares  (1 = alarm
+                          them (``GET /v2/models/<name>``: its inputs of   threshold),
+                          shape [-1]), and ``node`` BYTES [m]              ``alarm`` BOOL [m]
                                                                            (optional)
 placement policy          ``node_state`` FP32 [k, 8] (NODE_STATE_COLUMNS)  ``q_values`` FP32 [k]
 (placement-dqn)           ``pod`` FP32 [1, 3] (cpu cores, memory bytes,
                           GPUs)
 ========================  ===============================================  =====================
+
+The anomaly detector's features are not the forecaster's 97: they are the snapshot's anomaly
+feature group (``components.features.anomaly_group``, the Feast view ``node_anomaly_features``).
+The predictor reads the detector's metadata once (again after a failed call), sends the m nodes
+whose declared features are all present and finite, and leaves the others unscored (score NaN,
+no alarm: the filter does not drop a node for want of anomaly features).
 
 Each call has its own time-out; connections are kept alive per thread.
 """
@@ -136,21 +142,12 @@ class V2Client:
     def infer(
         self, model: str, inputs: dict[str, np.ndarray], timeout: float | None = None
     ) -> dict[str, np.ndarray]:
-        """Run ``model`` on named tensors; returns its outputs as arrays of their shapes."""
+        """Run ``model`` on named tensors; returns its outputs as arrays of their shapes.
+
+        Boolean arrays go as BOOL, object (string) arrays as BYTES, everything else as FP32.
+        """
         body = orjson.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": name,
-                        "shape": list(array.shape),
-                        "datatype": "BOOL" if array.dtype == bool else "FP32",
-                        "data": np.ascontiguousarray(
-                            array, dtype=array.dtype if array.dtype == bool else np.float32
-                        ).reshape(-1),
-                    }
-                    for name, array in inputs.items()
-                ]
-            },
+            {"inputs": [_input_tensor(name, array) for name, array in inputs.items()]},
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
         status, document = self.request("POST", f"/v2/models/{model}/infer", body, timeout)
@@ -159,6 +156,13 @@ class V2Client:
             raise InferenceError(f"{model}: HTTP {status}{f': {detail}' if detail else ''}")
         return parse_outputs(model, document)
 
+    def metadata(self, model: str, timeout: float | None = None) -> dict:
+        """The model's v2 metadata (``GET /v2/models/<model>``: name, inputs, outputs)."""
+        status, document = self.request("GET", f"/v2/models/{model}", timeout=timeout)
+        if status != 200 or not isinstance(document, dict):
+            raise InferenceError(f"{model}: metadata HTTP {status}")
+        return document
+
     def ready(self, model: str | None = None) -> bool:
         path = f"/v2/models/{model}/ready" if model else "/v2/health/ready"
         try:
@@ -166,6 +170,42 @@ class V2Client:
         except InferenceError:
             return False
         return status == 200
+
+
+def _input_tensor(name: str, array: np.ndarray) -> dict:
+    if array.dtype == bool:
+        datatype, data = "BOOL", np.ascontiguousarray(array).reshape(-1)
+    elif array.dtype == object:
+        datatype, data = "BYTES", [str(value) for value in array.reshape(-1)]
+    else:
+        datatype, data = "FP32", np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
+
+
+def declared_feature_inputs(model: str, metadata: Any) -> tuple[str, ...]:
+    """The per-feature inputs a model's v2 metadata declares: its FP32 inputs of shape [-1], in
+    the declared order.
+
+    Raises:
+        InferenceError: the metadata has no such input (a model without the columnar form).
+    """
+    inputs = metadata.get("inputs") if isinstance(metadata, dict) else None
+    if not isinstance(inputs, list):
+        raise InferenceError(f"{model}: the metadata has no 'inputs' list")
+    names = tuple(
+        str(item["name"])
+        for item in inputs
+        if isinstance(item, dict)
+        and item.get("datatype") == "FP32"
+        and item.get("shape") == [-1]
+        and isinstance(item.get("name"), str)
+    )
+    if not names:
+        raise InferenceError(
+            f"{model}: the metadata declares no per-feature FP32 [-1] inputs; serve it with "
+            "serving.predictors.NodeAnomalyModel (it names one input per feature)"
+        )
+    return names
 
 
 def parse_outputs(model: str, document: Any) -> dict[str, np.ndarray]:
@@ -207,7 +247,7 @@ def snapshot_features(snapshot: pd.DataFrame) -> np.ndarray:
 
 class RemoteNodePredictor:
     """:class:`~scheduler_client.predictions.NodePredictor` over the served forecaster and
-    anomaly detector (two batched v2 calls per refresh)."""
+    anomaly detector (two batched v2 calls per refresh; the detector's metadata once)."""
 
     def __init__(
         self,
@@ -221,25 +261,59 @@ class RemoteNodePredictor:
         self.forecaster = forecaster
         self.anomaly_detector = anomaly_detector
         self.horizons_seconds = tuple(float(h) for h in horizons_seconds)
+        self._anomaly_inputs: tuple[str, ...] | None = None
+
+    def anomaly_inputs(self) -> tuple[str, ...]:
+        """The detector's feature inputs, in its order (read from its metadata, then cached)."""
+        if self._anomaly_inputs is None:
+            metadata = self.client.metadata(self.anomaly_detector)
+            self._anomaly_inputs = declared_feature_inputs(self.anomaly_detector, metadata)
+        return self._anomaly_inputs
+
+    def _anomaly(self, snapshot: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        n = len(snapshot)
+        score = np.full(n, np.nan)
+        alarm = np.zeros(n, dtype=bool)
+        names = self.anomaly_inputs()
+        columns = {
+            name: snapshot[name].to_numpy(dtype=np.float32, na_value=np.nan)
+            for name in names
+            if name in snapshot.columns
+        }
+        if len(columns) < len(names):
+            return score, alarm
+        complete = np.logical_and.reduce([np.isfinite(c) for c in columns.values()])
+        rows = np.flatnonzero(complete)
+        if len(rows) == 0:
+            return score, alarm
+        inputs = {name: column[rows] for name, column in columns.items()}
+        inputs["node"] = np.asarray(snapshot.index.astype(str), dtype=object)[rows]
+        try:
+            outputs = self.client.infer(self.anomaly_detector, inputs)
+        except InferenceError:
+            self._anomaly_inputs = None  # a redeployed model may declare other inputs
+            raise
+        m = len(rows)
+        score[rows] = _need(outputs, self.anomaly_detector, "score", (m,))
+        flags = outputs.get("alarm")
+        if flags is None:
+            flags = score[rows] >= 1.0
+        elif flags.shape != (m,):
+            raise InferenceError(f"{self.anomaly_detector}: output 'alarm' has shape {flags.shape}")
+        alarm[rows] = np.asarray(flags, dtype=bool)
+        return score, alarm
 
     def predict(self, snapshot: pd.DataFrame) -> NodePredictions:
-        features = snapshot_features(snapshot)
         n, h = len(snapshot), len(self.horizons_seconds)
-        forecast = self.client.infer(self.forecaster, {"features": features})
-        anomaly = self.client.infer(self.anomaly_detector, {"features": features})
-        score = _need(anomaly, self.anomaly_detector, "score", (n,)).astype(np.float64)
-        alarm = anomaly.get("alarm")
-        if alarm is None:
-            alarm = score >= 1.0
-        elif alarm.shape != (n,):
-            raise InferenceError(f"{self.anomaly_detector}: output 'alarm' has shape {alarm.shape}")
+        forecast = self.client.infer(self.forecaster, {"features": snapshot_features(snapshot)})
+        score, alarm = self._anomaly(snapshot)
         return NodePredictions(
             nodes=tuple(str(node) for node in snapshot.index),
             horizons_seconds=self.horizons_seconds,
             cpu_p90=_need(forecast, self.forecaster, "cpu_p90", (n, h)).astype(np.float64),
             memory_p90=_need(forecast, self.forecaster, "memory_p90", (n, h)).astype(np.float64),
             anomaly_score=score,
-            anomalous=np.asarray(alarm, dtype=bool),
+            anomalous=alarm,
         )
 
 

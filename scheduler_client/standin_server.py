@@ -30,7 +30,30 @@ class InputError(ValueError):
     """A request outside the tensor contract (answered with 400)."""
 
 
-def _tensor(document: dict, name: str, columns: int | None = None) -> np.ndarray:
+# The stand-in detector's features (it scores the snapshot's z-scores), one [n] input each.
+ANOMALY_INPUTS = ("cpu_zscore_1h", "memory_zscore_1h")
+
+
+def metadata(model: str) -> dict:
+    """The v2 metadata of a stand-in model (its inputs as the remote clients send them)."""
+    if model == PLACEMENT_POLICY:
+        inputs = [_spec("node_state", [-1, 8]), _spec("pod", [-1, 3])]
+        outputs = [_spec("q_values", [-1])]
+    elif model == FORECASTER:
+        inputs = [_spec("features", [-1, len(FEATURE_NAMES)])]
+        outputs = [_spec("cpu_p90", [-1, -1]), _spec("memory_p90", [-1, -1])]
+    else:
+        inputs = [_spec(name, [-1]) for name in ANOMALY_INPUTS]
+        inputs.append({"name": "node", "datatype": "BYTES", "shape": [-1]})
+        outputs = [_spec("score", [-1]), {"name": "alarm", "datatype": "BOOL", "shape": [-1]}]
+    return {"name": model, "platform": "stand-in", "inputs": inputs, "outputs": outputs}
+
+
+def _spec(name: str, shape: list[int]) -> dict:
+    return {"name": name, "datatype": "FP32", "shape": shape}
+
+
+def _tensor(document: dict, name: str, columns: int | None = None, rank: int = 2) -> np.ndarray:
     for item in document.get("inputs") or []:
         if isinstance(item, dict) and item.get("name") == name:
             try:
@@ -38,10 +61,9 @@ def _tensor(document: dict, name: str, columns: int | None = None) -> np.ndarray
                 array = np.asarray(data, dtype=np.float32).reshape(item["shape"])
             except (KeyError, TypeError, ValueError) as error:
                 raise InputError(f"input {name!r}: {error}") from None
-            if array.ndim != 2 or (columns is not None and array.shape[1] != columns):
-                raise InputError(
-                    f"input {name!r}: shape {list(array.shape)}, expected [n, {columns}]"
-                )
+            if array.ndim != rank or (columns is not None and array.shape[1] != columns):
+                expected = f"[n, {columns}]" if rank == 2 else "[n]"
+                raise InputError(f"input {name!r}: shape {list(array.shape)}, expected {expected}")
             return array
     raise InputError(f"missing input {name!r}")
 
@@ -61,22 +83,25 @@ def infer(
     if model == PLACEMENT_POLICY:
         q = network.forward(_tensor(document, "node_state", 8), _tensor(document, "pod", 3))
         outputs = [_output("q_values", q)]
-    else:
+    elif model == FORECASTER:
         features = _tensor(document, "features", len(FEATURE_NAMES))
         frame = pd.DataFrame(
             features, columns=list(FEATURE_NAMES), index=[str(i) for i in range(len(features))]
         )
         predictions = predictor.predict(frame)
-        if model == FORECASTER:
-            outputs = [
-                _output("cpu_p90", predictions.cpu_p90),
-                _output("memory_p90", predictions.memory_p90),
-            ]
-        else:
-            outputs = [
-                _output("score", predictions.anomaly_score),
-                _output("alarm", predictions.anomalous),
-            ]
+        outputs = [
+            _output("cpu_p90", predictions.cpu_p90),
+            _output("memory_p90", predictions.memory_p90),
+        ]
+    else:
+        columns = {name: _tensor(document, name, rank=1) for name in ANOMALY_INPUTS}
+        if len({len(column) for column in columns.values()}) > 1:
+            raise InputError("the feature inputs have different lengths")
+        predictions = predictor.predict(pd.DataFrame(columns))
+        outputs = [
+            _output("score", predictions.anomaly_score),
+            _output("alarm", predictions.anomalous),
+        ]
     return {"model_name": model, "model_version": "stand-in", "outputs": outputs}
 
 
@@ -97,7 +122,10 @@ def make_handler(predictor: RecentUsagePredictor, network: StandInQNetwork):
             if parts in (["v2", "health", "ready"], ["v2", "health", "live"]):
                 self._reply(200, {"ready": True})
             elif len(parts) >= 3 and parts[:2] == ["v2", "models"] and parts[2] in MODELS:
-                self._reply(200, {"name": parts[2], "ready": True, "platform": "stand-in"})
+                if parts[3:] == ["ready"]:
+                    self._reply(200, {"name": parts[2], "ready": True})
+                else:
+                    self._reply(200, metadata(parts[2]))
             else:
                 self._reply(404, {"error": f"unknown path {self.path}"})
 

@@ -192,11 +192,14 @@ class NodeLoadForecasterModel(ServedModel):
 class NodeAnomalyModel(ServedModel):
     """The node anomaly detector (:class:`components.anomaly.detector.AnomalyDetector`).
 
-    v2: ``features`` FP32 [n, k] (the detector's own features, in ``feature_names`` order, see
-    metadata), optional ``node`` BYTES [n] (per-node standardisation; pooled without it) and
-    ``timestamp`` FP64 [n] (epoch seconds; rows of a node within the smoothing window are
-    averaged; without it, every row is scored on its own) -> ``score`` FP32 [n] (1 = the alarm
-    threshold), ``raw_score`` FP32 [n] (the detector's own scale) and ``alarm`` BOOL [n].
+    v2: the detector's own features, either as ``features`` FP32 [n, k] (in ``feature_names``
+    order) or as one FP32 [n] input per feature, named after it (the columnar form the extender
+    sends: the model's metadata lists these inputs, so a client learns the names and their order
+    from ``GET /v2/models/<name>``); optional ``node`` BYTES [n] (per-node standardisation;
+    pooled without it) and ``timestamp`` FP64 [n] (epoch seconds; rows of a node within the
+    smoothing window are averaged; without it, every row is scored on its own) -> ``score`` FP32
+    [n] (1 = the alarm threshold), ``raw_score`` FP32 [n] (the detector's own scale) and
+    ``alarm`` BOOL [n].
     v1: ``instances`` of ``{feature: value, ..., "node": name, "timestamp": seconds}`` or lists
     of k numbers -> ``{"score", "raw_score", "alarm"}`` per row.
     """
@@ -225,11 +228,42 @@ class NodeAnomalyModel(ServedModel):
         return tuple(names)
 
     def input_specs(self) -> tuple[TensorSpec, ...]:
+        names = self.feature_names
         return (
-            TensorSpec("features", "FP32", (-1, len(self.feature_names))),
+            TensorSpec("features", "FP32", (-1, len(names))),
             TensorSpec("node", "BYTES", (-1,), required=False),
             TensorSpec("timestamp", "FP64", (-1,), required=False),
+            *(TensorSpec(name, "FP32", (-1,), required=False) for name in names),
         )
+
+    def _matrix(
+        self, arrays: dict[str, np.ndarray], datatypes: dict[str, str], spec: TensorSpec
+    ) -> np.ndarray:
+        """The feature matrix from ``features`` [n, k] or from one [n] input per feature."""
+        names = self.feature_names
+        given = [name for name in names if name in arrays]
+        if not given:
+            return numeric(self.name, arrays, spec, datatypes)
+        if spec.name in arrays:
+            raise InvalidInput(
+                f"model {self.name}: send either {spec.name!r} {spec.describe()} or one FP32 [n] "
+                f"input per feature, not both"
+            )
+        missing = [name for name in names if name not in arrays]
+        if missing:
+            raise InvalidInput(
+                f"model {self.name}: missing feature input(s) {missing}; the columnar form needs "
+                f"one FP32 [n] input per feature: {list(names)}"
+            )
+        columns = [
+            numeric(self.name, arrays, TensorSpec(name, "FP32", (-1,)), datatypes) for name in names
+        ]
+        lengths = {len(column) for column in columns}
+        if len(lengths) > 1:
+            raise InvalidInput(
+                f"model {self.name}: the feature inputs have different lengths {sorted(lengths)}"
+            )
+        return np.stack(columns, axis=1)
 
     def output_specs(self) -> tuple[TensorSpec, ...]:
         return (
@@ -269,7 +303,7 @@ class NodeAnomalyModel(ServedModel):
 
     def infer(self, arrays: dict[str, np.ndarray], datatypes: dict[str, str]) -> dict:
         specs = self.input_specs()
-        matrix = numeric(self.name, arrays, specs[0], datatypes)
+        matrix = self._matrix(arrays, datatypes, specs[0])
         nodes = arrays.get("node")
         if nodes is not None:
             if datatypes.get("node") != "BYTES":

@@ -46,6 +46,7 @@ def build_features(
     *,
     online_store: str | None = None,
     step_seconds: int | None = None,
+    anomaly: bool = False,
 ) -> FeatureBuildReport:
     """Compute the feature table of a node-metrics data set and load it into Feast.
 
@@ -55,6 +56,8 @@ def build_features(
         feast_home: Feast work folder to apply and materialise into; ``None`` skips Feast.
         online_store: ``None`` for sqlite, or a Redis URL ``redis://host:port/db``.
         step_seconds: scrape interval (default: inferred from the data).
+        anomaly: also compute the anomaly detector's feature group, write it beside the table
+            (``<table stem>_anomaly.parquet``) and register and materialise its Feast view.
     """
     from components.contracts import NODE, read_node_metrics
     from components.features.definitions import FEATURE_NAMES
@@ -71,10 +74,25 @@ def build_features(
     started = time.perf_counter()
     write_feature_table(features, table_path)
     seconds["write"] = time.perf_counter() - started
+    anomaly_table = None
+    if anomaly:
+        from components.features.anomaly_group import (
+            anomaly_table_path,
+            compute_anomaly_features,
+            write_anomaly_table,
+        )
+
+        started = time.perf_counter()
+        anomaly_table = write_anomaly_table(
+            compute_anomaly_features(metrics, step_seconds), anomaly_table_path(table_path)
+        )
+        seconds["anomaly_features"] = time.perf_counter() - started
     until = None
     if feast_home is not None:
         started = time.perf_counter()
-        store = apply_feature_repo(feast_home, table_path, online_store=online_store)
+        store = apply_feature_repo(
+            feast_home, table_path, online_store=online_store, anomaly_table_path=anomaly_table
+        )
         seconds["feast_apply"] = time.perf_counter() - started
         started = time.perf_counter()
         until = materialize_features(store).isoformat()
@@ -107,6 +125,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
         None if args.no_feast else Path(args.feast_home),
         online_store=args.online_store,
         step_seconds=step,
+        anomaly=args.anomaly,
     )
     print(report.summary())
     return 0
@@ -134,5 +153,11 @@ def add_features_parser(subparsers) -> argparse.ArgumentParser:
     )
     features.add_argument("--step", help="scrape interval (default: inferred)")
     features.add_argument("--no-feast", action="store_true", help="only write the feature table")
+    features.add_argument(
+        "--anomaly",
+        action="store_true",
+        help="also build the anomaly detector's feature group (<output stem>_anomaly.parquet and "
+        "the Feast view node_anomaly_features) for the served anomaly detector",
+    )
     features.set_defaults(handler=_cmd_features)
     return features
