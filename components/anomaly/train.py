@@ -167,10 +167,11 @@ def log_to_mlflow(
         get_or_create_experiment,
         log_figure,
         open_tracking,
+        point_mlflow_at,
     )
 
     client = open_tracking(args.tracking_uri, default_dir=Path(args.local_store))
-    mlflow.set_tracking_uri(client.tracking_uri)
+    point_mlflow_at(client)
     experiment_id = get_or_create_experiment(client, args.experiment)
     digest = dataset_digest(metrics)
     out: dict[str, str] = {}

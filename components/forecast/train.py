@@ -64,7 +64,6 @@ def params_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import mlflow
 
     from components.contracts import read_node_metrics
     from components.forecast.evaluate import run_forecast_experiment
@@ -74,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
         register_and_gate,
         report_metrics,
     )
-    from components.tracking.runs import dataset_digest, get_or_create_experiment, open_tracking
+    from components.tracking.runs import (
+        dataset_digest,
+        get_or_create_experiment,
+        open_tracking,
+        point_mlflow_at,
+    )
 
     params = params_from_args(args)
     metrics_frame = read_node_metrics(args.metrics)
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_tracking:
         return 0
     client = open_tracking(args.tracking_uri, default_dir=args.tracking_dir)
-    mlflow.set_tracking_uri(client.tracking_uri)
+    point_mlflow_at(client)
     experiment_id = get_or_create_experiment(client, args.experiment)
     run_info = client.create_run(experiment_id, run_name="forecast-train").info
     run_id = run_info.run_id

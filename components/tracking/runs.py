@@ -21,12 +21,22 @@ def local_tracking_uri(default_dir: Path) -> str:
 def open_tracking(tracking_uri: str | None, *, default_dir: Path) -> MlflowClient:
     """A client of ``tracking_uri``, or of a local SQLite store under ``default_dir`` when None.
 
-    Sets nothing globally; entrypoints call ``mlflow.set_tracking_uri(client.tracking_uri)``.
+    Sets nothing globally; entrypoints call :func:`point_mlflow_at` with it.
     """
     if tracking_uri is None:
         Path(default_dir).mkdir(parents=True, exist_ok=True)
         tracking_uri = local_tracking_uri(Path(default_dir))
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def point_mlflow_at(client: MlflowClient) -> None:
+    """Point mlflow's fluent API (runs, model logging, registration) at ``client``'s store, for
+    tracking and registry alike: a registry URI left over in the environment would otherwise
+    register models in another store than the one the gate reads. For entrypoints only."""
+    import mlflow
+
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_registry_uri(client._registry_uri)
 
 
 def is_local_store(client: MlflowClient) -> bool:

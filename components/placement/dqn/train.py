@@ -233,13 +233,11 @@ def run_training(args: argparse.Namespace) -> dict[str, object]:
 def _open_run(args: argparse.Namespace, config: TrainConfig):
     if args.no_tracking:
         return None, None
-    import mlflow
 
-    from components.tracking.runs import get_or_create_experiment, open_tracking
+    from components.tracking.runs import get_or_create_experiment, open_tracking, point_mlflow_at
 
     client = open_tracking(args.tracking_uri, default_dir=Path(args.mlflow_dir))
-    mlflow.set_tracking_uri(client.tracking_uri)
-    mlflow.set_registry_uri(client.tracking_uri)
+    point_mlflow_at(client)
     experiment_id = get_or_create_experiment(client, EXPERIMENT)
     run = client.create_run(experiment_id, tags={"mlflow.runName": f"dqn-seed{args.seed}"})
     params = {
