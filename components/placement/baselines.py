@@ -64,12 +64,12 @@ class KubeDefaultPolicy(BasePolicy):
         ).astype(np.float64)
 
 
-@register_policy("least-allocated")
-class LeastAllocatedPolicy(BasePolicy):
-    """NodeResourcesFit LeastAllocated alone."""
+class _NodeResourcesFitPolicy(BasePolicy):
+    """A NodeResourcesFit scoring strategy (``strategy``, from :mod:`kube_scores`) on the
+    nodes' non-zero requests."""
 
     def score(self, pod: PodSpec, state: ClusterState, feasible: np.ndarray) -> np.ndarray:
-        return kube_scores.least_allocated_scores(
+        return self.strategy(
             state.cpu_capacity,
             state.memory_capacity,
             state.cpu_requested_nonzero,
@@ -77,21 +77,20 @@ class LeastAllocatedPolicy(BasePolicy):
             pod.cpu_request_cores,
             pod.memory_request_bytes,
         ).astype(np.float64)
+
+
+@register_policy("least-allocated")
+class LeastAllocatedPolicy(_NodeResourcesFitPolicy):
+    """NodeResourcesFit LeastAllocated alone."""
+
+    strategy = staticmethod(kube_scores.least_allocated_scores)
 
 
 @register_policy("most-allocated")
-class MostAllocatedPolicy(BasePolicy):
+class MostAllocatedPolicy(_NodeResourcesFitPolicy):
     """NodeResourcesFit MostAllocated: bin packing on requests."""
 
-    def score(self, pod: PodSpec, state: ClusterState, feasible: np.ndarray) -> np.ndarray:
-        return kube_scores.most_allocated_scores(
-            state.cpu_capacity,
-            state.memory_capacity,
-            state.cpu_requested_nonzero,
-            state.memory_requested_nonzero,
-            pod.cpu_request_cores,
-            pod.memory_request_bytes,
-        ).astype(np.float64)
+    strategy = staticmethod(kube_scores.most_allocated_scores)
 
 
 def trimaran_predicted_milli_cpu(pod: PodSpec, multiplier: float = TRIMARAN_REQUESTS_MULTIPLIER):

@@ -32,6 +32,7 @@ from components.placement.workload import cluster_from_nodes, workload_from_trac
 from components.replay.cli import add_replay_parser
 from components.replay.prometheus import parse_counters
 from components.replay.run import day_window, overload_from_assignments, run_replay
+from tests.integration.test_extender_server import _stop
 
 REPO = Path(__file__).resolve().parents[2]
 START = 1_767_225_600
@@ -46,16 +47,6 @@ def _parser() -> argparse.ArgumentParser:
 def _mlsched(*argv: str) -> int:
     args = _parser().parse_args(["replay", *argv])
     return args.handler(args)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
