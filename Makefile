@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := prometheus redis-server
 
+REPLAY := --nodes data/synthetic/nodes.csv --workload data/synthetic/workload.parquet \
+	--day last --snapshot data/replay/snapshot.parquet
+
 .PHONY: run test lint install system-deps stack-down clean
 
 $(STAMP): pyproject.toml requirements.lock
@@ -32,6 +35,9 @@ run: install system-deps
 	$(BIN)/mlsched pipeline run --local --pipeline training --data data/synthetic \
 		--prometheus http://127.0.0.1:9090 --range-of data/synthetic/manifest.json \
 		--tracking-uri http://127.0.0.1:5000
+	$(BIN)/mlsched replay --prepare-snapshot $(REPLAY)
+	$(BIN)/mlsched stack serve
+	$(BIN)/mlsched replay --extender http://127.0.0.1:8888 $(REPLAY) --output data/replay/report.json
 
 lint: install
 	$(BIN)/ruff check .

@@ -92,19 +92,57 @@ def _stack_config(args: argparse.Namespace):
     )
 
 
+def _serving_config(args: argparse.Namespace, tracking_uri: str):
+    from components.stack.serving import ServingConfig
+
+    return ServingConfig(
+        home=Path(args.home),
+        tracking_uri=tracking_uri,
+        nodes=Path(args.nodes),
+        snapshot=Path(args.snapshot),
+        model_server_port=args.model_port,
+        extender_port=args.extender_port,
+    )
+
+
 def _cmd_stack(args: argparse.Namespace) -> int:
     from components.generate.synthetic import SyntheticDataset
     from components.stack import stack_down, stack_status, stack_up
+    from components.stack.serving import serving_down, serving_status, serving_up
+    from components.stack.stack import format_services
 
     config = _stack_config(args)
+    serving = _serving_config(args, config.mlflow_url)
     if args.action == "down":
-        stopped = stack_down(config)
+        stopped = serving_down(serving) + stack_down(config)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
         return 0
     if args.action == "status":
         status = stack_status(config)
         print(status.format())
+        serving_services = serving_status(serving)
+        if any(service.running for service in serving_services):
+            print(format_services(serving_services))
         return 0 if all(s.ready for s in status.services) else 1
+    if args.action == "serve":
+        if not stack_status(config).service("mlflow").ready:
+            raise MlschedError(
+                f"MLflow is not running at {config.mlflow_url}; run `mlsched stack up` and "
+                "train the models (`mlsched pipeline run --local`) first"
+            )
+        state = serving_up(serving)
+        print(format_services(state.services))
+        for name, version in state.champions.items():
+            print(f"  {name}: " + (f"version {version}" if version else "no champion, not served"))
+        print(
+            "extender predictions: "
+            + (
+                "usable (ML scores)"
+                if state.predictions_usable
+                else "not usable yet (kube-scheduler's scores)"
+            )
+        )
+        return 0
     dataset = SyntheticDataset(Path(args.data))
     openmetrics = dataset.openmetrics
     if not openmetrics.is_file():
@@ -160,13 +198,34 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(handler=_cmd_generate)
 
-    stack = commands.add_parser("stack", help="the local Prometheus and MLflow servers")
-    stack.add_argument("action", choices=("up", "down", "status"))
+    stack = commands.add_parser(
+        "stack",
+        help="the local Prometheus and MLflow servers; the model server and extender (serve)",
+        description=(
+            "up: start Prometheus (backfilled with the generated history) and MLflow. serve: "
+            "(re)start the KServe model server with the registered champions and the scheduler "
+            "extender in front of it. down: stop everything. status: what runs."
+        ),
+    )
+    stack.add_argument("action", choices=("up", "serve", "down", "status"))
     stack.add_argument("--home", default=str(DEFAULT_STACK_HOME), help="state folder of the stack")
     stack.add_argument("--data", default=str(DEFAULT_DATA), help="generated data set to load")
     stack.add_argument("--prometheus-port", type=positive_int, default=9090)
     stack.add_argument("--mlflow-port", type=positive_int, default=5000)
     stack.add_argument("--force-backfill", action="store_true")
+    stack.add_argument("--model-port", type=positive_int, default=8080, help="serve: model server")
+    stack.add_argument("--extender-port", type=positive_int, default=8888, help="serve: extender")
+    stack.add_argument(
+        "--nodes",
+        default=str(DEFAULT_DATA / "nodes.csv"),
+        help="serve: nodes table the extender knows the cluster from",
+    )
+    stack.add_argument(
+        "--snapshot",
+        default="data/replay/snapshot.parquet",
+        help="serve: node state snapshot file the extender re-reads "
+        "(`mlsched replay --prepare-snapshot` writes the first one)",
+    )
     stack.set_defaults(handler=_cmd_stack)
 
     add_collect_parser(commands)

@@ -42,7 +42,12 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--url-prefix", default="/scheduler", help="the extender's urlPrefix path")
     p.add_argument("--workload", required=True, help="workload trace (.parquet or .csv)")
     p.add_argument("--nodes", required=True, help="nodes table (.parquet or .csv)")
-    p.add_argument("--day", type=positive_int, default=1, help="day of the trace, 1 = first")
+    p.add_argument(
+        "--day",
+        type=_day,
+        default=1,
+        help="day of the trace: 1 = the first, 'last' = the last (held out from training)",
+    )
     p.add_argument(
         "--snapshot",
         help="node state snapshot file the extender reads (its --snapshot); written from the "
@@ -74,6 +79,19 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_replay)
     return p
+
+
+def _day(text: str) -> int | str:
+    from components.replay.run import LAST_DAY
+
+    if text.strip().lower() == LAST_DAY:
+        return LAST_DAY
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a day number (1 = the first) or {LAST_DAY!r}, got {text!r}"
+        ) from None
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

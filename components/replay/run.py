@@ -39,20 +39,23 @@ from scheduler_client.client import ExtenderClient
 
 DAY_SECONDS = 86_400
 DEFAULT_BASELINES = ("kube-default", "random")
+LAST_DAY = "last"
 REPLAY_POLICY = "extender"
 
 
-def day_window(workload: Workload, day: int) -> Workload:
-    """Day ``day`` (1 = the first) of the workload: pods alive at its start arrive at its first
-    step (see :meth:`Workload.window`).
+def day_window(workload: Workload, day: int | str) -> Workload:
+    """Day ``day`` (1 = the first, ``"last"`` = the last) of the workload: pods alive at its
+    start arrive at its first step (see :meth:`Workload.window`).
 
     Raises:
         MlschedError: when the workload has no such day.
     """
     per_day = max(1, DAY_SECONDS // workload.step_seconds)
     days = -(-workload.n_steps // per_day)
-    if not 1 <= day <= days:
-        raise MlschedError(f"--day {day}: the workload has {days} day(s) (1..{days})")
+    if day == LAST_DAY:
+        day = days
+    if not isinstance(day, int) or not 1 <= day <= days:
+        raise MlschedError(f"--day {day}: the workload has {days} day(s) (1..{days} or last)")
     return workload.window((day - 1) * per_day, day * per_day)
 
 

@@ -6,7 +6,9 @@ CPU and memory use over capacity, pods, requested ratios: the columns of
 :class:`SnapshotWriter` turns the recent window of those rows into node features with
 :func:`components.features.engineering.latest_node_features` (the online feature path the
 extender's Feast snapshot comes from) and writes the parquet file the extender's ``--snapshot``
-re-reads (to a temporary file, then ``os.replace``).
+re-reads (to a temporary file, then ``os.replace``), with the anomaly feature group
+(:func:`components.features.anomaly_group.latest_anomaly_features`, the Feast view the served
+detector reads) joined per node, as the extender's Feast snapshot has it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.anomaly.features import LOOKBACK_SECONDS as ANOMALY_LOOKBACK_SECONDS
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 from components.features import definitions as d
+from components.features.anomaly_group import latest_anomaly_features
 from components.features.engineering import latest_node_features
 from components.placement.policy import ClusterState
 
@@ -112,12 +116,18 @@ def snapshot_from_metrics(
     nodes: tuple[str, ...] | list[str],
     step_seconds: int,
     lookback_seconds: int = d.ONLINE_LOOKBACK_SECONDS,
+    anomaly_lookback_seconds: int = ANOMALY_LOOKBACK_SECONDS,
 ) -> pd.DataFrame:
-    """The node features at ``at`` (one row per node in ``nodes``, ``node`` a column; nodes
-    without a recent sample get NaN features)."""
+    """The node features and anomaly features at ``at`` (one row per node in ``nodes``,
+    ``node`` a column; nodes without a recent sample get NaN features)."""
+    index = pd.Index([str(n) for n in nodes], name=NODE)
     features = latest_node_features(metrics, at, step_seconds, lookback_seconds=lookback_seconds)
-    features = features.set_index(NODE).reindex(pd.Index([str(n) for n in nodes], name=NODE))
-    return features.reset_index()
+    features = features.set_index(NODE).reindex(index)
+    anomaly = latest_anomaly_features(
+        metrics, at, step_seconds, lookback_seconds=anomaly_lookback_seconds
+    )
+    anomaly = anomaly.drop(columns=TIMESTAMP).set_index(NODE).reindex(index)
+    return features.join(anomaly).reset_index()
 
 
 def write_snapshot(snapshot: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -157,7 +167,8 @@ class SnapshotWriter:
         path: the file the extender's ``--snapshot`` reads.
         recorder: the node-metrics rows so far.
         step_seconds: the simulator's step (the features' scrape interval).
-        lookback_seconds: history handed to the feature computation.
+        lookback_seconds: history handed to the node feature computation.
+        anomaly_lookback_seconds: history handed to the anomaly feature computation.
     """
 
     def __init__(
@@ -166,11 +177,13 @@ class SnapshotWriter:
         recorder: NodeMetricsRecorder,
         step_seconds: int,
         lookback_seconds: int = d.ONLINE_LOOKBACK_SECONDS,
+        anomaly_lookback_seconds: int = ANOMALY_LOOKBACK_SECONDS,
     ):
         self.path = Path(path)
         self.recorder = recorder
         self.step_seconds = int(step_seconds)
         self.lookback_seconds = int(lookback_seconds)
+        self.anomaly_lookback_seconds = int(anomaly_lookback_seconds)
         self.writes = 0
         self.seconds: list[float] = []
         self.last_written_at: pd.Timestamp | None = None
@@ -178,13 +191,15 @@ class SnapshotWriter:
     def write(self, at: pd.Timestamp) -> pd.DataFrame:
         """Compute and write the snapshot at ``at``; returns it."""
         began = time.perf_counter()
-        since = pd.Timestamp(at) - pd.Timedelta(seconds=self.lookback_seconds)
+        longest = max(self.lookback_seconds, self.anomaly_lookback_seconds)
+        since = pd.Timestamp(at) - pd.Timedelta(seconds=longest)
         snapshot = snapshot_from_metrics(
             self.recorder.frame(since),
             pd.Timestamp(at),
             tuple(self.recorder.nodes),
             self.step_seconds,
             self.lookback_seconds,
+            self.anomaly_lookback_seconds,
         )
         write_snapshot(snapshot, self.path)
         self.writes += 1

@@ -1,4 +1,5 @@
-"""The local stack: Prometheus with backfilled history and an MLflow tracking server."""
+"""The local stack: Prometheus with backfilled history, an MLflow tracking server, and after
+training the model server and the extender (:mod:`components.stack.serving`)."""
 
 from components.stack.processes import (
     is_running,

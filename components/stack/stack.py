@@ -169,17 +169,21 @@ class StackStatus:
 
     def format(self) -> str:
         """A human-readable table."""
-        rows = [("service", "state", "pid", "url")]
-        rows += [(s.name, s.state, str(s.pid or "-"), s.url) for s in self.services]
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines = [
-            "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-            + "  "
-            + row[3]
-            for row in rows
-        ]
-        lines.append(f"history: {self.backfilled_from or 'not backfilled'}")
-        return "\n".join(lines)
+        history = f"history: {self.backfilled_from or 'not backfilled'}"
+        return format_services(self.services) + "\n" + history
+
+
+def format_services(services: tuple[ServiceStatus, ...] | list[ServiceStatus]) -> str:
+    """A human-readable table of services: name, state, pid, URL."""
+    rows = [("service", "state", "pid", "url")]
+    rows += [(s.name, s.state, str(s.pid or "-"), s.url) for s in services]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + "  "
+        + row[3]
+        for row in rows
+    )
 
 
 def _read_marker(path: Path) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ import pytest
 
 from components.contracts import validate_nodes_table, validate_workload_trace
 from components.errors import MlschedError
+from components.features.anomaly_group import anomaly_feature_names, latest_anomaly_features
 from components.generate.cluster import make_nodes, nodes_table
 from components.generate.workload import WorkloadConfig, generate_workload
 from components.placement.policy import ClusterState, PodSpec, make_policy
@@ -100,6 +101,31 @@ def test_recorder_rows_and_snapshot_features():
     assert snapshot.set_index("node").loc["ghost"].drop("timestamp").isna().all()
 
 
+def test_snapshot_carries_the_anomaly_group_the_served_detector_reads():
+    recorder = NodeMetricsRecorder(("a", "b"))
+    state = _state()
+    rng = np.random.default_rng(0)
+    for step in range(600):
+        at = T0 + pd.Timedelta(minutes=step)
+        cpu = np.array([0.3, 0.5]) + rng.normal(0, 0.02, 2)
+        recorder.record(at, cpu, np.array([0.4, 0.2]) + step * 1e-4, state)
+    at = T0 + pd.Timedelta(minutes=599)
+    written = SnapshotWriter("unused.parquet", recorder, 60)
+    snapshot = snapshot_from_metrics(
+        recorder.frame(at - pd.Timedelta(seconds=written.anomaly_lookback_seconds)),
+        at,
+        ("a", "b", "ghost"),
+        60,
+    ).set_index("node")
+    names = list(anomaly_feature_names())
+    expected = latest_anomaly_features(recorder.frame(), at, 60).set_index("node")[names]
+    pd.testing.assert_frame_equal(
+        snapshot.loc[["a", "b"], names], expected, check_names=False, check_dtype=False
+    )
+    assert snapshot.loc[["a", "b"], names].notna().all().all()
+    assert snapshot.loc["ghost", names].isna().all()
+
+
 def test_snapshot_writer_writes_atomically(tmp_path):
     recorder = NodeMetricsRecorder(("a", "b"))
     state = _state()
@@ -156,6 +182,7 @@ def test_day_window(small):
     workload, _ = small
     day = day_window(workload, 1)
     assert day.n_steps == workload.n_steps and day.n_pods == workload.n_pods
+    assert day_window(workload, "last").n_steps == day.n_steps
     with pytest.raises(MlschedError, match="--day 2"):
         day_window(workload, 2)
 
@@ -202,6 +229,10 @@ def test_cli_flags_and_bad_input(tmp_path, small, capsys):
     with pytest.raises(SystemExit):
         _parse("--workload", "w", "--nodes", "n", "--snapshot-every", "0")
     assert "must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _parse("--workload", "w", "--nodes", "n", "--day", "soon")
+    assert "a day number (1 = the first) or 'last'" in capsys.readouterr().err
+    assert _parse("--workload", "w", "--nodes", "n", "--day", "LAST").day == "last"
     workload_frame = validate_workload_trace(
         generate_workload(
             WorkloadConfig(int(T0.timestamp()), days=0.05, seed=1),
@@ -216,6 +247,7 @@ def test_cli_flags_and_bad_input(tmp_path, small, capsys):
         ((), "--extender URL is required"),
         (("--extender", "http://x", "--baselines", "nope"), "unknown policy 'nope'"),
         (("--day", "3"), "--day 3"),
+        (("--day", "last", "--prepare-snapshot"), "--prepare-snapshot needs --snapshot"),
     ]:
         args = _parse(*base, *argv)
         with pytest.raises(MlschedError, match=message):

@@ -2,7 +2,9 @@
 
 Every stage runs for real: the gate, features and Feast, the three training entrypoints against a
 real MLflow (SQLite store), registration and promotion, and the serving manifests. Bad data
-must stop the run at the gate, before anything is trained or registered.
+must stop the run at the gate, before anything is trained or registered. The champions it
+registers are then served (``mlsched stack serve``: model server + extender) and a day of pods is
+replayed through the extender, as ``make run`` ends.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from components.errors import MlschedError
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
 from components.pipeline_steps.steps import MODEL_NAMES, registry_state
+from components.stack.serving import ServingConfig, serving_down, serving_status, serving_up
 from pipelines.run import run_local, synthetic_arguments
 
 pytestmark = pytest.mark.integration
@@ -51,14 +54,21 @@ def _arguments(data: Path, tmp_path: Path) -> dict:
     }
 
 
-def test_training_pipeline_runs_every_stage_and_registers_the_models(
-    tiny_data, tmp_path, monkeypatch
-):
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    """One pipeline run on the tiny data; its arguments, run and working folder."""
+    folder = tmp_path_factory.mktemp("trained")
+    arguments = _arguments(tiny_data, folder)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        run = run_local("training", arguments, pipeline_root=folder / "runs")
+    return {"arguments": arguments, "run": run, "folder": folder}
+
+
+def test_training_pipeline_runs_every_stage_and_registers_the_models(trained):
     from mlflow import MlflowClient
 
-    monkeypatch.chdir(tmp_path)
-    arguments = _arguments(tiny_data, tmp_path)
-    run = run_local("training", arguments, pipeline_root=tmp_path / "runs")
+    arguments, run = trained["arguments"], trained["run"]
     assert run.run_dir is not None
     result = json.loads(
         (
@@ -78,6 +88,56 @@ def test_training_pipeline_runs_every_stage_and_registers_the_models(
     champions = [s for s in state.values() if s["champion"] is not None]
     manifests = list(run.run_dir.glob("render-serving-manifests/manifests/*/canary-*.yaml"))
     assert len(manifests) == 3 * len(champions)
+
+
+def test_the_champions_serve_a_replayed_day_through_the_extender(
+    trained, tiny_data, tmp_path, free_ports
+):
+    from mlflow import MlflowClient
+
+    from components.contracts import read_nodes_table, read_workload_trace
+    from components.placement.workload import cluster_from_nodes, workload_from_trace
+    from components.replay.run import day_window, run_replay
+    from components.replay.snapshot import empty_cluster_snapshot, write_snapshot
+
+    tracking_uri = trained["arguments"]["tracking_uri"]
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    state = registry_state(client, list(MODEL_NAMES.values()))
+    dataset = SyntheticDataset(tiny_data)
+    cluster = cluster_from_nodes(read_nodes_table(dataset.nodes))
+    workload = day_window(workload_from_trace(read_workload_trace(dataset.workload)), "last")
+    snapshot = write_snapshot(
+        empty_cluster_snapshot(cluster.nodes, workload.start, workload.step_seconds),
+        tmp_path / "snapshot.parquet",
+    )
+    model_port, extender_port = free_ports(2)
+    config = ServingConfig(
+        home=tmp_path / ".stack",
+        tracking_uri=tracking_uri,
+        nodes=dataset.nodes,
+        snapshot=snapshot,
+        model_server_port=model_port,
+        extender_port=extender_port,
+    )
+    try:
+        serving = serving_up(config)
+        assert all(service.ready for service in serving.services)
+        versions = {name: s["champion"] for name, s in state.items()}
+        assert serving.champions == {n: v if v is None else str(v) for n, v in versions.items()}
+        every_champion = all(s["champion"] is not None for s in state.values())
+        assert serving.predictions_usable or not every_champion
+        result = run_replay(
+            workload, cluster, config.extender_url, snapshot_path=snapshot, snapshot_every=30
+        )
+    finally:
+        stopped = serving_down(config)
+    assert stopped == ["extender", "model-server"]
+    assert not any(service.running for service in serving_status(config))
+    replay = result.report["replay"]
+    assert replay["http_errors"] == 0
+    assert replay["decided_over_http"] == replay["placements"] > 0
+    if every_champion:
+        assert replay["fallback_rate"] == 0.0, replay["extender_counters"]
 
 
 def test_the_gate_stops_the_run_on_bad_data(tiny_data, tmp_path, monkeypatch):
