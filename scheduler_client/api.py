@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -224,7 +225,7 @@ def parse_extender_args(body: bytes | str | Mapping) -> ExtenderArgs:
     pod = parse_pod(document.get("Pod"))
     names = document.get("NodeNames")
     if names is not None:
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        if not isinstance(names, list) or not all(map(isinstance, names, repeat(str))):
             raise ExtenderRequestError("NodeNames: expected a list of node names")
         return ExtenderArgs(pod=pod, node_names=names, node_cache_capable=True)
     node_list = document.get("Nodes")

@@ -10,12 +10,32 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from scheduler_client.api import ExtenderRequestError, NodeAllocatable
+
+POSITIONS_MEMO_SIZE = 8
+
+
+def memoized_positions(
+    memo: dict[tuple[str, ...], np.ndarray],
+    names: Sequence[str],
+    compute: Callable[[Sequence[str]], np.ndarray],
+) -> np.ndarray:
+    """``compute(names)``, remembered in ``memo`` for the last few name lists (kube-scheduler
+    sends the same candidates call after call); the arrays are read-only."""
+    key = tuple(names)
+    rows = memo.get(key)
+    if rows is None:
+        rows = compute(names)
+        rows.setflags(write=False)
+        if len(memo) >= POSITIONS_MEMO_SIZE:
+            memo.pop(next(iter(memo), key), None)
+        memo[key] = rows
+    return rows
 
 
 @dataclass(frozen=True)
@@ -28,6 +48,7 @@ class InventoryView:
     cpu_cores: np.ndarray
     memory_bytes: np.ndarray
     gpus: np.ndarray
+    _positions: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, nodes: Iterable[NodeAllocatable]) -> InventoryView:
@@ -47,6 +68,9 @@ class InventoryView:
         Raises:
             ExtenderRequestError: naming the nodes the inventory does not know.
         """
+        return memoized_positions(self._positions, names, self._lookup)
+
+    def _lookup(self, names: Sequence[str]) -> np.ndarray:
         try:
             return np.array(list(map(self.index.__getitem__, names)), dtype=np.int64)
         except KeyError:

@@ -14,6 +14,7 @@ they are older than its staleness limit.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -27,7 +28,7 @@ import pandas as pd
 
 from components.errors import MlschedError
 from scheduler_client.api import PodRequest
-from scheduler_client.inventory import InventoryView, NodeInventory
+from scheduler_client.inventory import InventoryView, NodeInventory, memoized_positions
 from scheduler_client.resilience import CircuitBreaker
 
 log = logging.getLogger("scheduler_client.predictions")
@@ -140,8 +141,13 @@ class CacheState:
     drift_psi: dict[str, float] = field(default_factory=dict)
     snapshot: pd.DataFrame | None = None
 
+    _positions: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def positions(self, names: Sequence[str]) -> np.ndarray:
-        """Rows of ``names`` (-1 for a node this state does not hold)."""
+        """Rows of ``names`` (-1 for a node this state does not hold; read-only)."""
+        return memoized_positions(self._positions, names, self._lookup)
+
+    def _lookup(self, names: Sequence[str]) -> np.ndarray:
         found = map(self.index.get, names, itertools.repeat(-1, len(names)))
         return np.array(list(found), dtype=np.int64)
 
@@ -357,7 +363,7 @@ class PredictionCache:
         )
         if self.pod_scorer is not None and state.predictions is not None:
             try:
-                state = _replace(state, prepared=self.pod_scorer.prepare(state))
+                state = dataclasses.replace(state, prepared=self.pod_scorer.prepare(state))
             except Exception as error:
                 self.last_error = f"pod scorer prepare: {type(error).__name__}: {error}"
                 log.warning("pod scorer prepare failed", extra={"fields": {"error": str(error)}})
@@ -392,12 +398,6 @@ class PredictionCache:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _replace(state: CacheState, **changes) -> CacheState:
-    values = {name: getattr(state, name) for name in state.__dataclass_fields__}
-    values.update(changes)
-    return CacheState(**values)
 
 
 def _remap(previous: CacheState, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -236,13 +236,8 @@ def _need(outputs: dict[str, np.ndarray], model: str, name: str, shape: tuple) -
 
 def snapshot_features(snapshot: pd.DataFrame) -> np.ndarray:
     """The snapshot's features as float32 [n, 97] in FEATURE_NAMES order (NaN where missing)."""
-    columns = [
-        snapshot[name].to_numpy(dtype=np.float32, na_value=np.nan)
-        if name in snapshot.columns
-        else np.full(len(snapshot), np.nan, np.float32)
-        for name in FEATURE_NAMES
-    ]
-    return np.stack(columns, axis=1) if columns else np.zeros((len(snapshot), 0), np.float32)
+    columns = snapshot.reindex(columns=list(FEATURE_NAMES))
+    return columns.to_numpy(dtype=np.float32, na_value=np.nan)
 
 
 class RemoteNodePredictor:

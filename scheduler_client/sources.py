@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,98 @@ def _feature(state: CacheState, name: str, fallback: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, fallback)
 
 
+_POD_COLUMNS = (
+    "pod_cpu_ratio",
+    "pod_memory_ratio",
+    "cpu_after_p90_vs_threshold",
+    "cpu_after_long_max_vs_threshold",
+    "memory_after_vs_threshold",
+    "cpu_headroom_cores",
+    "memory_headroom_gib",
+    "cpu_free_after_request",
+    "memory_free_after_request",
+)
+
+
+@dataclass(frozen=True)
+class DQNNodeFeatures:
+    """The DQN's node features of every node, split for the scheduling path: ``base`` holds the
+    columns that do not depend on the pod (computed once per refresh), the other arrays what the
+    pod-dependent columns (``_POD_COLUMNS``, contiguous) are computed from.
+
+    :meth:`for_pod` equals ``components.placement.dqn.features.node_features`` on the rows.
+    """
+
+    snapshot: Any
+    base: np.ndarray
+    pod_columns: slice
+    cpu_capacity: np.ndarray
+    memory_capacity: np.ndarray
+    cpu_before: np.ndarray
+    cpu_long_before: np.ndarray
+    memory_before: np.ndarray
+    cpu_requested: np.ndarray
+    memory_requested: np.ndarray
+
+    @classmethod
+    def build(cls, snapshot: Any) -> DQNNodeFeatures:
+        from components.placement.dqn.features import NODE_FEATURE_NAMES, node_features
+        from components.placement.policy import PodSpec
+
+        first = NODE_FEATURE_NAMES.index(_POD_COLUMNS[0])
+        if NODE_FEATURE_NAMES[first : first + len(_POD_COLUMNS)] != _POD_COLUMNS:
+            raise MlschedError("the DQN's node features changed; update DQNNodeFeatures")
+        s = snapshot
+        cpu_cap = np.asarray(s.cpu_capacity, dtype=np.float64)
+        memory_cap = np.asarray(s.memory_capacity, dtype=np.float64)
+        pending_cpu = s.cpu_pending_cores / cpu_cap
+        pending_memory = s.memory_pending_bytes / memory_cap
+        return cls(
+            snapshot=snapshot,
+            base=node_features(snapshot, PodSpec("", 0.0, 0.0, 0)),
+            pod_columns=slice(first, first + len(_POD_COLUMNS)),
+            cpu_capacity=cpu_cap,
+            memory_capacity=memory_cap,
+            cpu_before=np.asarray(s.cpu_util_p90 + pending_cpu, dtype=np.float64),
+            cpu_long_before=np.asarray(s.cpu_util_long_max + pending_cpu, dtype=np.float64),
+            memory_before=np.asarray(s.memory_util_p90 + pending_memory, dtype=np.float64),
+            cpu_requested=np.asarray(s.cpu_requested, dtype=np.float64),
+            memory_requested=np.asarray(s.memory_requested, dtype=np.float64),
+        )
+
+    def for_pod(self, pod: Any, rows: np.ndarray) -> np.ndarray:
+        """The node features of ``rows`` for placing ``pod`` (a PodSpec): (len(rows), F)
+        float32, the same arithmetic as ``node_features`` on the pod-dependent columns."""
+        from components.placement.dqn.features import (
+            CPU_OVERLOAD,
+            FEATURE_CLIP,
+            GIB,
+            MEMORY_OVERLOAD,
+        )
+
+        cpu_cap, memory_cap = self.cpu_capacity[rows], self.memory_capacity[rows]
+        pod_cpu = pod.nonzero_cpu_cores / cpu_cap
+        pod_memory = pod.nonzero_memory_bytes / memory_cap
+        cpu_after = self.cpu_before[rows] + pod_cpu
+        memory_after = self.memory_before[rows] + pod_memory
+        columns = np.column_stack(
+            [
+                pod_cpu,
+                pod_memory,
+                cpu_after / CPU_OVERLOAD,
+                (self.cpu_long_before[rows] + pod_cpu) / CPU_OVERLOAD,
+                memory_after / MEMORY_OVERLOAD,
+                (CPU_OVERLOAD - cpu_after) * cpu_cap / 8.0,
+                (MEMORY_OVERLOAD - memory_after) * memory_cap / (32.0 * GIB),
+                1.0 - (self.cpu_requested[rows] + pod.cpu_request_cores) / cpu_cap,
+                1.0 - (self.memory_requested[rows] + pod.memory_request_bytes) / memory_cap,
+            ]
+        )
+        features = self.base[rows]
+        features[:, self.pod_columns] = np.clip(columns, -FEATURE_CLIP, FEATURE_CLIP)
+        return features
+
+
 class DQNPodScorer:
     """The trained DQN (``components.placement.dqn``) in-process: one batched forward pass per
     pod over the candidates.
@@ -220,12 +313,14 @@ class DQNPodScorer:
     snapshot and the forecaster: utilisation now (``*_utilization``), mean/std/max over 1 h,
     long-window mean/max over 6 h (the DQN's long window), the forecaster's P90 over the longest
     horizon as the P90 (the snapshot's 1 h P95 where a node has no forecast), requested from the
-    requested ratios, pods from ``pod_count``. ``q_values`` builds the pod's node features for
-    the candidates and runs the network.
+    requested ratios, pods from ``pod_count``, and the pod-independent node features of every
+    node (:class:`DQNNodeFeatures`). ``q_values`` completes the candidates' features for the pod
+    and runs the network.
     """
 
     def __init__(self, network: Any):
         self.network = network.eval()
+        self._features: DQNNodeFeatures | None = None
 
     @classmethod
     def load(cls, path_or_uri: str | os.PathLike) -> DQNPodScorer:
@@ -250,7 +345,7 @@ class DQNPodScorer:
             return np.where(np.isfinite(last), last, fallback)
 
         cpu_max_1h = _feature(state, "cpu_max_1h", cpu_now)
-        return NodeSnapshot(
+        snapshot = NodeSnapshot(
             cpu_capacity=state.cpu_cores,
             memory_capacity=state.memory_bytes,
             gpu_capacity=state.gpus,
@@ -273,20 +368,21 @@ class DQNPodScorer:
             cpu_pending_cores=zeros,
             memory_pending_bytes=zeros,
         )
+        self._features = DQNNodeFeatures.build(snapshot)
+        return snapshot
+
+    def _node_features(self, prepared: Any) -> DQNNodeFeatures:
+        features = self._features
+        if features is None or features.snapshot is not prepared:
+            features = DQNNodeFeatures.build(prepared)
+            self._features = features
+        return features
 
     def q_values(self, pod: PodRequest, prepared: Any, positions: np.ndarray) -> np.ndarray:
-        import dataclasses
-
-        from components.placement.dqn.features import node_features, pod_features
+        from components.placement.dqn.features import pod_features
         from components.placement.dqn.policy import q_values
         from components.placement.policy import PodSpec
 
-        subset = dataclasses.replace(
-            prepared,
-            **{
-                f.name: np.asarray(getattr(prepared, f.name))[positions]
-                for f in dataclasses.fields(prepared)
-            },
-        )
         spec = PodSpec(pod.key, pod.cpu_cores, float(pod.memory_bytes), pod.gpus)
-        return q_values(self.network, pod_features(spec), node_features(subset, spec))
+        features = self._node_features(prepared).for_pod(spec, positions)
+        return q_values(self.network, pod_features(spec), features)

@@ -599,6 +599,68 @@ def test_the_dqn_network_scores_in_process():
     assert decision.mode == "ml" and decision.details["dqn"] is True
 
 
+def _random_node_snapshot(n: int, seed: int = 0):
+    import dataclasses
+
+    from components.placement.dqn.features import NodeSnapshot
+
+    rng = np.random.default_rng(seed)
+    values = {f.name: rng.uniform(0.0, 1.3, n) for f in dataclasses.fields(NodeSnapshot)}
+    values["cpu_capacity"] = rng.choice([2.0, 8.0, 64.0], n)
+    values["memory_capacity"] = rng.choice([4.0, 32.0, 512.0], n) * 2**30
+    values["gpu_capacity"] = rng.integers(0, 4, n)
+    values["gpus_requested"] = np.zeros(n, dtype=np.int64)
+    values["cpu_requested"] = rng.uniform(0, 1.1, n) * values["cpu_capacity"]
+    values["memory_requested"] = rng.uniform(0, 1.1, n) * values["memory_capacity"]
+    values["pod_count"] = rng.integers(0, 40, n).astype(np.float64)
+    values["cpu_pending_cores"] = rng.uniform(0, 4, n)
+    values["memory_pending_bytes"] = rng.uniform(0, 2**33, n)
+    return NodeSnapshot(**values)
+
+
+@pytest.mark.parametrize(
+    "cpu, memory, gpus",
+    [(0.0, 0.0, 0), (0.25, 2**28, 0), (48.0, 2**39, 2), (0.1, 0.0, 0), (0.0, 2**30, 1)],
+)
+def test_precomputed_dqn_node_features_equal_the_dqn_features(cpu, memory, gpus):
+    import dataclasses
+
+    from components.placement.dqn.features import node_features
+    from components.placement.policy import PodSpec
+    from scheduler_client.sources import DQNNodeFeatures
+
+    snapshot = _random_node_snapshot(400)
+    features = DQNNodeFeatures.build(snapshot)
+    rows = np.random.default_rng(1).permutation(400)[:250]
+    subset = dataclasses.replace(
+        snapshot,
+        **{f.name: getattr(snapshot, f.name)[rows] for f in dataclasses.fields(snapshot)},
+    )
+    pod = PodSpec("p", cpu, memory, gpus)
+    got = features.for_pod(pod, rows)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, node_features(subset, pod))
+    assert features.for_pod(pod, rows[:0]).shape == (0, got.shape[1])
+
+
+def test_node_positions_are_remembered_per_name_list():
+    from scheduler_client.inventory import POSITIONS_MEMO_SIZE
+
+    extender, _, _ = make_extender()
+    view, state = extender.inventory.view, extender.cache.state
+    names = [NAMES[2], NAMES[0]]
+    first = view.positions(names)
+    assert first.tolist() == [2, 0] and not first.flags.writeable
+    assert view.positions(list(names)) is first
+    assert state.positions([NAMES[1], "nowhere"]).tolist() == [1, -1]
+    for i in range(2 * POSITIONS_MEMO_SIZE):
+        view.positions(NAMES[: 1 + i % len(NAMES)] + [NAMES[-1]] * i)
+    assert len(view._positions) <= POSITIONS_MEMO_SIZE
+    assert view.positions(names).tolist() == [2, 0]
+    with pytest.raises(ExtenderRequestError, match="nowhere"):
+        view.positions(["nowhere"])
+
+
 def test_placement_policies_plug_in_as_pod_scorers():
     from components.placement.policy import make_policy
 
