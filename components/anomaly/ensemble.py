@@ -6,9 +6,11 @@ resource (15 minutes against the trailing 24 h), CPU jumps and short pulses (15 
 frozen exporter (15 minutes), the CPU rise (1 h and 6 h), memory beyond what its requests explain
 (a leak, 1 h against a 2 h rise) and the scrape health (15 minutes and 1 h). A member's raw
 score is ``-score_samples`` (higher is more anomalous), standardised per node by the median and
-the distance to a high quantile of that node's training scores, plus how far the row lies beyond
-the training range (which a forest cannot score). The ensemble score of a sample is the largest
-member score, averaged over a trailing window per node. Fitting is deterministic for a seed.
+the distance to a high quantile of that node's training scores (at least a share of the pooled
+distance, so a node that was quiet in training is not hypersensitive), plus how far the row lies
+beyond the training range (which a forest cannot score). The ensemble score of a sample is the
+largest member score, averaged over a trailing window per node. Fitting is deterministic for a
+seed.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class EnsembleConfig:
     spread_quantile: float = 0.98
     range_margin: float = 1.0
     min_peak_score: float = 2.0
+    node_spread_floor: float = 0.35
     seed: int = 0
 
 
@@ -196,9 +199,10 @@ def fit_ensemble(
         spread = np.quantile(data, 0.99, axis=0) - np.quantile(data, 0.01, axis=0)
         member.scale = config.range_margin * np.maximum(spread, [feature_unit(c) for c in columns])
         raw = member.raw(features)
+        floor = config.node_spread_floor * member.spread
         for node, rows in features.groupby(NODE, sort=True).indices.items():
-            member.node_center[str(node)], member.node_spread[str(node)] = _standardisation(
-                raw[rows], q
-            )
+            center, spread = _standardisation(raw[rows], q)
+            member.node_center[str(node)] = center
+            member.node_spread[str(node)] = max(spread, floor)
         ensemble.members.append(member)
     return ensemble

@@ -14,8 +14,10 @@ training and online scoring. Statistics are per node, so one model serves nodes 
   at most 3 samples apart, summed by the smaller of the two (a noisy neighbour's spikes stand out
   from load steps and batch bursts that last longer);
 * frozen share: share of samples in the short window where every resource equals the sample
-  before and at least one lies strictly inside the node's 24 h range (a frozen exporter; values
-  all held at the node's 24 h minimum or maximum are clipped, idle or full resources);
+  before (within 1 % of its noise unit) and at least one lies strictly inside the node's 24 h
+  range, for at least 5 minutes in a row (a frozen exporter; values all held at the node's 24 h
+  minimum or maximum are clipped, idle or full resources; shorter runs come from rate() windows
+  sliding over a flat series);
 * rise: the positive part of the 1 h and 6 h least-squares slopes;
 * memory excess: memory above what the node's memory requests explain (a leak raises memory
   with no matching change in requests; a rise that follows more pods or requests is normal): the
@@ -54,6 +56,12 @@ PULSE_MAX_STEPS = 3
 LEAK_RISE_HOURS = 2
 _MIN_REQUEST_VARIANCE = 1e-6
 _MAX_REQUEST_SLOPE = 2.0
+# Consecutive values closer than the larger of these are a repeat: utilisation computed from
+# counters (rate() in PromQL) carries float noise (~1e-12) and the counters' own resolution
+# (node_exporter's CPU seconds count 10 ms jiffies) around a held value.
+EQUAL_TOLERANCE = 1e-9
+REPEAT_NOISE_SHARE = 0.01
+FROZEN_MIN_RUN_SECONDS = 300
 
 # Lookback the detector needs before the first scored sample for its features to be complete.
 LOOKBACK_SECONDS = 2 * ROBUST_WINDOW_SECONDS
@@ -110,6 +118,13 @@ def _rolling(values: np.ndarray, steps: int, how: str) -> np.ndarray:
     return getattr(roll, how)().to_numpy(dtype=np.float64)
 
 
+def _run_so_far(flags: np.ndarray) -> np.ndarray:
+    """At each position, how many positions in a row up to it are True (0 where False)."""
+    index = np.arange(len(flags))
+    last_false = np.maximum.accumulate(np.where(flags, -1, index))
+    return np.where(flags, index - last_false, 0)
+
+
 def _pulses(grid: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     """Per sample, the size of a short pulse whose fall ends here (0 where none)."""
     step = np.full(len(grid), np.nan)
@@ -145,8 +160,8 @@ def _node_resource(
         "floor": floor[columns],
         "jumps": jumps[columns],
         "pulses": pulses[columns],
-        "repeat": (diff == 0.0)[columns],
-        "inside": ((grid > low) & (grid < high))[columns],
+        "repeat": (diff <= np.maximum(EQUAL_TOLERANCE, REPEAT_NOISE_SHARE * noise))[columns],
+        "inside": ((grid > low + EQUAL_TOLERANCE) & (grid < high - EQUAL_TOLERANCE))[columns],
     }
 
 
@@ -267,9 +282,13 @@ def anomaly_features(
             for name in MEMORY_EXCESS_FEATURES:
                 columns[name][rows] = excess[name]
     short = short_window_steps(step)
+    min_run = max(1, FROZEN_MIN_RUN_SECONDS // step)
     for rows, cols in zip(blocks, grid_columns, strict=True):
-        grid = np.full(int(cols.max()) + 1, np.nan)
-        grid[cols] = repeat[rows] * inside[rows]
+        held = np.zeros(int(cols.max()) + 1, dtype=bool)
+        held[cols] = repeat[rows] * inside[rows] > 0
+        frozen = (_run_so_far(held) >= min_run).astype(np.float64)
+        grid = np.full(len(held), np.nan)
+        grid[cols] = frozen[cols]
         columns["frozen_share"][rows] = _rolling(grid, short, "mean")[cols]
         flaps = _node_flaps(cols, int(cols.max()) + 1, step)
         for name in HEALTH_FEATURES:

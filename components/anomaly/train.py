@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smooth-seconds", type=int, default=EnsembleConfig.smooth_seconds)
     parser.add_argument("--spread-quantile", type=float, default=EnsembleConfig.spread_quantile)
     parser.add_argument(
+        "--node-spread-floor",
+        type=float,
+        default=EnsembleConfig.node_spread_floor,
+        help="a node's score spread is at least this share of the pooled spread (a node quiet "
+        "in training is not made hypersensitive)",
+    )
+    parser.add_argument(
         "--min-peak-score",
         type=float,
         default=EnsembleConfig.min_peak_score,
@@ -274,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             contamination=args.contamination,
             smooth_seconds=args.smooth_seconds,
             spread_quantile=args.spread_quantile,
+            node_spread_floor=args.node_spread_floor,
             min_peak_score=args.min_peak_score,
             seed=args.seed,
         )

@@ -24,7 +24,7 @@ DEFAULT_NODE_LABELS = ("node", "instance")
 REQUIRED_COLUMNS = (CPU_UTILIZATION, MEMORY_UTILIZATION)
 MIN_AUTO_WINDOW_SECONDS = 120.0
 AUTO_WINDOW_STEPS = 4
-PLACEHOLDERS = ("window", "step")
+PLACEHOLDERS = ("window", "step", "step_seconds")
 
 _TOP_KEYS = ("node_label", "strip_port", "window", "queries")
 _QUERY_KEYS = ("promql", "required", "node_label", "strip_port", "chunk", "resolution")
@@ -40,7 +40,8 @@ class QuerySpec:
 
     Attributes:
         column: the output column, e.g. ``cpu_utilization``.
-        promql: the query, possibly with ``$window`` and ``$step`` placeholders.
+        promql: the query, possibly with ``$window``, ``$step`` (durations) and
+            ``$step_seconds`` (a number) placeholders.
         required: whether a run fails when the query returns no series at all.
         node_labels: labels whose value names a series' node, tried in order.
         strip_port: whether to drop a trailing ``:<port>`` from that value.
@@ -73,8 +74,13 @@ class QuerySpec:
         return max(1, min(max_points, int(self.chunk_seconds // step_seconds)))
 
     def render(self, window_seconds: float, step_seconds: float) -> str:
-        """The PromQL with ``$window`` and ``$step`` replaced by Prometheus durations."""
-        values = {"window": format_duration(window_seconds), "step": format_duration(step_seconds)}
+        """The PromQL with ``$window`` and ``$step`` replaced by Prometheus durations and
+        ``$step_seconds`` by the step in seconds."""
+        values = {
+            "window": format_duration(window_seconds),
+            "step": format_duration(step_seconds),
+            "step_seconds": f"{step_seconds:g}",
+        }
         return _PLACEHOLDER.sub(lambda match: values[match.group(1)], self.promql)
 
 

@@ -108,6 +108,40 @@ def test_frozen_share_counts_exact_repeats(metrics):
     assert out.loc[out[NODE] == "n1", "frozen_share"].max() < 0.2
 
 
+def test_frozen_share_needs_a_run_of_five_minutes_and_tolerates_counter_noise(metrics):
+    held = metrics.copy()
+    n0 = held[NODE] == "n0"
+    start = T0 + pd.Timedelta(hours=40)
+    minutes = (held[TIMESTAMP] - start) / pd.Timedelta(minutes=1)
+    short = n0 & (minutes >= 0) & (minutes < 4)  # a rate() window sliding over a flat series
+    held.loc[short, [CPU_UTILIZATION, MEMORY_UTILIZATION]] = [0.4, 0.5]
+    out = anomaly_features(held)
+    assert out.loc[out[NODE] == "n0", "frozen_share"].max() == 0.0
+    long = n0 & (minutes >= 120) & (minutes < 180)
+    flicker = np.where(np.arange(long.sum()) % 3 == 0, 1e-5, 0.0)  # 10 ms counter resolution
+    held.loc[long, CPU_UTILIZATION] = 0.4 + flicker
+    held.loc[long, MEMORY_UTILIZATION] = 0.5
+    out = anomaly_features(held)
+    node = out[out[NODE] == "n0"].set_index(TIMESTAMP)["frozen_share"]
+    assert node[start + pd.Timedelta(minutes=123)] == 0.0, "under 5 minutes held: not frozen"
+    assert node[start + pd.Timedelta(minutes=175)] > 0.5
+
+
+def test_a_node_quiet_in_training_is_not_made_hypersensitive(metrics):
+    quiet = metrics.copy()
+    n0 = quiet[NODE] == "n0"
+    quiet.loc[n0, CPU_UTILIZATION] = 0.3
+    quiet.loc[n0, MEMORY_UTILIZATION] = 0.5
+    features = anomaly_features(quiet)
+    spreads = {}
+    for floor in (0.0, 0.35):
+        config = EnsembleConfig(n_estimators=20, node_spread_floor=floor)
+        members = fit_detector(features, config, 0.01, STEP).ensemble.members
+        spreads[floor] = [(m.node_spread["n0"], m.spread) for m in members]
+    assert any(node < 0.35 * pooled for node, pooled in spreads[0.0])
+    assert all(node >= 0.35 * pooled for node, pooled in spreads[0.35])
+
+
 def test_members_cover_feature_subsets():
     both = member_features(("cpu", "memory"))
     assert {"cpu_level", "memory_level", "spikes", "frozen", "health", "trend"} <= set(both)

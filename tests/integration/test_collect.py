@@ -103,11 +103,15 @@ def test_collected_values_match_the_generated_history(served, full):
     assert {"cpu_requested_ratio", "memory_requested_ratio", "pod_count"} <= set(collected)
     assert collected.duplicated(["node", "timestamp"]).sum() == 0
 
-    # Memory is a gauge: the value at t is the last scrape at or before t (5 min look-back).
-    memory = _on_grid(generated, "memory_utilization").ffill(limit=9)
+    # Memory is a gauge: the value at t is the scrape at t, and a missed scrape stays missing
+    # (the query drops samples older than one step; Prometheus would look back 5 minutes and
+    # repeat the previous value).
+    memory = _on_grid(generated, "memory_utilization")
     got = collected.pivot(index="timestamp", columns="node", values="memory_utilization")
     expected = memory.reindex(got.index)[got.columns]
     assert np.nanmax(np.abs(got.to_numpy() - expected.to_numpy())) < 1e-6
+    missed = expected.isna().to_numpy()
+    assert missed.sum() > 0 and got.notna().to_numpy()[missed].sum() == 0
 
     # CPU is 1 - rate(idle[2m]): with the five scrapes of the window [t - 2m, t] present, the
     # interval-weighted mean over its four intervals, i.e. the plain mean of the last four values.
@@ -192,16 +196,24 @@ def test_reruns_fetch_only_what_is_missing(served, full, tmp_path):
     assert later.rows_added == (everything["timestamp"] > middle).sum()
     pd.testing.assert_frame_equal(added, everything)
 
+    # Coverage ends at the last sample held; the grid points after it are asked again (data may
+    # still arrive there), and the run adds nothing.
+    last = everything["timestamp"].max()
+    tail = () if last == END else ((last + pd.Timedelta(seconds=STEP), END),)
     before = _snapshot(output)
     again = collect_node_metrics(url, START, END, STEP, output, progress=False)
-    assert again.rows_added == 0 and again.fetched == () and again.requests == 0
-    assert _snapshot(output) == before
+    assert again.rows_added == 0 and again.fetched == tail
+    assert (again.requests == 0) == (not tail)
+    assert {k: v for k, v in _snapshot(output).items() if not k.startswith("_")} == {
+        k: v for k, v in before.items() if not k.startswith("_")
+    }
 
     # An earlier start fetches only the part before what is there; the data holds no row there.
     earlier = collect_node_metrics(
         url, START - pd.Timedelta(hours=2), END, STEP, output, progress=False
     )
-    assert earlier.fetched == ((START - pd.Timedelta(hours=2), START - pd.Timedelta(seconds=30)),)
+    before_start = (START - pd.Timedelta(hours=2), START - pd.Timedelta(seconds=30))
+    assert earlier.fetched == (before_start, *tail)
     assert earlier.rows_added == 0
     assert "no series" in " ".join(earlier.warnings)
     data_files = {k: v for k, v in before.items() if not k.startswith("_")}
@@ -210,13 +222,13 @@ def test_reruns_fetch_only_what_is_missing(served, full, tmp_path):
         collect_node_metrics(
             url, START - pd.Timedelta(hours=2), END, STEP, output, progress=False
         ).fetched
-        == ()
+        == tail
     )
 
     # Without the state file the data's own span counts as collected: still no duplicate.
     (output / "_collect_state.json").unlink()
     lost = collect_node_metrics(url, START, END, STEP, output, progress=False)
-    assert lost.rows_added == 0 and lost.fetched == ((START, START),)
+    assert lost.rows_added == 0 and lost.fetched == ((START, START), *tail)
     assert {k: v for k, v in _snapshot(output).items() if not k.startswith("_")} == data_files
     pd.testing.assert_frame_equal(read_node_metrics(output), everything)
 

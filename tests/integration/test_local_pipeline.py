@@ -102,6 +102,9 @@ def test_the_champions_serve_a_replayed_day_through_the_extender(
 
     tracking_uri = trained["arguments"]["tracking_uri"]
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    for name, entry in registry_state(client, list(MODEL_NAMES.values())).items():
+        if entry["champion"] is None:  # tiny models may lose to their baselines at the gate
+            client.set_registered_model_alias(name, "champion", str(entry["latest"]))
     state = registry_state(client, list(MODEL_NAMES.values()))
     dataset = SyntheticDataset(tiny_data)
     cluster = cluster_from_nodes(read_nodes_table(dataset.nodes))
@@ -122,10 +125,8 @@ def test_the_champions_serve_a_replayed_day_through_the_extender(
     try:
         serving = serving_up(config)
         assert all(service.ready for service in serving.services)
-        versions = {name: s["champion"] for name, s in state.items()}
-        assert serving.champions == {n: v if v is None else str(v) for n, v in versions.items()}
-        every_champion = all(s["champion"] is not None for s in state.values())
-        assert serving.predictions_usable or not every_champion
+        assert serving.champions == {name: str(s["champion"]) for name, s in state.items()}
+        assert serving.predictions_usable
         result = run_replay(
             workload, cluster, config.extender_url, snapshot_path=snapshot, snapshot_every=30
         )
@@ -136,8 +137,7 @@ def test_the_champions_serve_a_replayed_day_through_the_extender(
     replay = result.report["replay"]
     assert replay["http_errors"] == 0
     assert replay["decided_over_http"] == replay["placements"] > 0
-    if every_champion:
-        assert replay["fallback_rate"] == 0.0, replay["extender_counters"]
+    assert replay["fallback_rate"] == 0.0, replay["extender_counters"]
 
 
 def test_the_gate_stops_the_run_on_bad_data(tiny_data, tmp_path, monkeypatch):
