@@ -24,7 +24,8 @@ DEFAULT_NODE_LABELS = ("node", "instance")
 REQUIRED_COLUMNS = (CPU_UTILIZATION, MEMORY_UTILIZATION)
 MIN_AUTO_WINDOW_SECONDS = 120.0
 AUTO_WINDOW_STEPS = 4
-PLACEHOLDERS = ("window", "step", "step_seconds")
+PLACEHOLDERS = ("window", "step", "scrape_window")
+SCRAPE_WINDOW_MARGIN_SECONDS = 1.0
 
 _TOP_KEYS = ("node_label", "strip_port", "window", "queries")
 _QUERY_KEYS = ("promql", "required", "node_label", "strip_port", "chunk", "resolution")
@@ -40,8 +41,8 @@ class QuerySpec:
 
     Attributes:
         column: the output column, e.g. ``cpu_utilization``.
-        promql: the query, possibly with ``$window``, ``$step`` (durations) and
-            ``$step_seconds`` (a number) placeholders.
+        promql: the query, possibly with ``$window``, ``$step`` and ``$scrape_window``
+            placeholders (see :meth:`render`).
         required: whether a run fails when the query returns no series at all.
         node_labels: labels whose value names a series' node, tried in order.
         strip_port: whether to drop a trailing ``:<port>`` from that value.
@@ -74,12 +75,15 @@ class QuerySpec:
         return max(1, min(max_points, int(self.chunk_seconds // step_seconds)))
 
     def render(self, window_seconds: float, step_seconds: float) -> str:
-        """The PromQL with ``$window`` and ``$step`` replaced by Prometheus durations and
-        ``$step_seconds`` by the step in seconds."""
+        """The PromQL with its placeholders replaced by Prometheus durations: ``$window`` (the
+        range of rate()), ``$step`` (the query resolution) and ``$scrape_window`` (a second less
+        than the step: a range that holds the one scrape of each step and never the one before,
+        so a missed scrape stays missing)."""
+        scrape_window = max(step_seconds - SCRAPE_WINDOW_MARGIN_SECONDS, 1.0)
         values = {
             "window": format_duration(window_seconds),
             "step": format_duration(step_seconds),
-            "step_seconds": f"{step_seconds:g}",
+            "scrape_window": format_duration(scrape_window),
         }
         return _PLACEHOLDER.sub(lambda match: values[match.group(1)], self.promql)
 

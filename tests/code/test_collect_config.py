@@ -55,7 +55,7 @@ def test_window_is_automatic_unless_set():
     assert "[2m]" in cpu.render(config.window_for(30), 30)
     assert "$" not in cpu.render(300, 30)
     memory = next(q for q in config.queries if q.column == "memory_utilization")
-    assert "< 30)" in memory.render(120, 30) and "< 300)" in memory.render(1200, 300)
+    assert "[29s]" in memory.render(120, 30) and "[299s]" in memory.render(1200, 300)
     fixed = parse_collect_config(MINIMAL + "window: 5m\n", "q.yaml")
     assert fixed.window_for(30) == 300
     assert config.with_window(600).window_for(30) == 600
