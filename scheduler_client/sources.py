@@ -24,6 +24,7 @@ import pandas as pd
 
 from components.errors import MlschedError
 from scheduler_client.api import PodRequest
+from scheduler_client.dqn_forward import PreparedNodes, SplitQNetwork
 from scheduler_client.predictions import CacheState, NodePredictions, SnapshotSource
 from scheduler_client.remote import DEFAULT_HORIZONS_SECONDS, node_state_matrix
 
@@ -213,24 +214,11 @@ def _feature(state: CacheState, name: str, fallback: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, fallback)
 
 
-_POD_COLUMNS = (
-    "pod_cpu_ratio",
-    "pod_memory_ratio",
-    "cpu_after_p90_vs_threshold",
-    "cpu_after_long_max_vs_threshold",
-    "memory_after_vs_threshold",
-    "cpu_headroom_cores",
-    "memory_headroom_gib",
-    "cpu_free_after_request",
-    "memory_free_after_request",
-)
-
-
 @dataclass(frozen=True)
 class DQNNodeFeatures:
     """The DQN's node features of every node, split for the scheduling path: ``base`` holds the
     columns that do not depend on the pod (computed once per refresh), the other arrays what the
-    pod-dependent columns (``_POD_COLUMNS``, contiguous) are computed from.
+    pod-dependent columns (the DQN's ``POD_DEPENDENT_FEATURE_NAMES``, contiguous) are computed from.
 
     :meth:`for_pod` equals ``components.placement.dqn.features.node_features`` on the rows.
     """
@@ -248,11 +236,16 @@ class DQNNodeFeatures:
 
     @classmethod
     def build(cls, snapshot: Any) -> DQNNodeFeatures:
-        from components.placement.dqn.features import NODE_FEATURE_NAMES, node_features
+        from components.placement.dqn.features import (
+            NODE_FEATURE_NAMES,
+            POD_DEPENDENT_FEATURE_NAMES,
+            node_features,
+        )
         from components.placement.policy import PodSpec
 
-        first = NODE_FEATURE_NAMES.index(_POD_COLUMNS[0])
-        if NODE_FEATURE_NAMES[first : first + len(_POD_COLUMNS)] != _POD_COLUMNS:
+        columns = POD_DEPENDENT_FEATURE_NAMES
+        first = NODE_FEATURE_NAMES.index(columns[0])
+        if NODE_FEATURE_NAMES[first : first + len(columns)] != columns:
             raise MlschedError("the DQN's node features changed; update DQNNodeFeatures")
         s = snapshot
         cpu_cap = np.asarray(s.cpu_capacity, dtype=np.float64)
@@ -262,7 +255,7 @@ class DQNNodeFeatures:
         return cls(
             snapshot=snapshot,
             base=node_features(snapshot, PodSpec("", 0.0, 0.0, 0)),
-            pod_columns=slice(first, first + len(_POD_COLUMNS)),
+            pod_columns=slice(first, first + len(columns)),
             cpu_capacity=cpu_cap,
             memory_capacity=memory_cap,
             cpu_before=np.asarray(s.cpu_util_p90 + pending_cpu, dtype=np.float64),
@@ -275,6 +268,12 @@ class DQNNodeFeatures:
     def for_pod(self, pod: Any, rows: np.ndarray) -> np.ndarray:
         """The node features of ``rows`` for placing ``pod`` (a PodSpec): (len(rows), F)
         float32, the same arithmetic as ``node_features`` on the pod-dependent columns."""
+        features = self.base[rows]
+        features[:, self.pod_columns] = self.pod_dependent(pod, rows)
+        return features
+
+    def pod_dependent(self, pod: Any, rows: np.ndarray) -> np.ndarray:
+        """The pod-dependent columns of ``rows`` for ``pod``: (len(rows), pod-dependent columns)."""
         from components.placement.dqn.features import (
             CPU_OVERLOAD,
             FEATURE_CLIP,
@@ -300,9 +299,7 @@ class DQNNodeFeatures:
                 1.0 - (self.memory_requested[rows] + pod.memory_request_bytes) / memory_cap,
             ]
         )
-        features = self.base[rows]
-        features[:, self.pod_columns] = np.clip(columns, -FEATURE_CLIP, FEATURE_CLIP)
-        return features
+        return np.clip(columns, -FEATURE_CLIP, FEATURE_CLIP)
 
 
 class DQNPodScorer:
@@ -320,7 +317,7 @@ class DQNPodScorer:
 
     def __init__(self, network: Any):
         self.network = network.eval()
-        self._features: DQNNodeFeatures | None = None
+        self._features: tuple[DQNNodeFeatures, SplitQNetwork, PreparedNodes] | None = None
 
     @classmethod
     def load(cls, path_or_uri: str | os.PathLike) -> DQNPodScorer:
@@ -368,21 +365,27 @@ class DQNPodScorer:
             cpu_pending_cores=zeros,
             memory_pending_bytes=zeros,
         )
-        self._features = DQNNodeFeatures.build(snapshot)
+        self._features = self._build(snapshot)
         return snapshot
 
-    def _node_features(self, prepared: Any) -> DQNNodeFeatures:
-        features = self._features
-        if features is None or features.snapshot is not prepared:
-            features = DQNNodeFeatures.build(prepared)
-            self._features = features
-        return features
+    def _build(self, snapshot: Any) -> tuple[DQNNodeFeatures, SplitQNetwork, PreparedNodes]:
+        features = DQNNodeFeatures.build(snapshot)
+        split = SplitQNetwork(self.network, features.pod_columns)
+        return features, split, split.prepare(features.base)
+
+    def _node_features(self, prepared: Any) -> tuple[DQNNodeFeatures, SplitQNetwork, PreparedNodes]:
+        built = self._features
+        if built is None or built[0].snapshot is not prepared:
+            built = self._build(prepared)
+            self._features = built
+        return built
 
     def q_values(self, pod: PodRequest, prepared: Any, positions: np.ndarray) -> np.ndarray:
         from components.placement.dqn.features import pod_features
-        from components.placement.dqn.policy import q_values
         from components.placement.policy import PodSpec
 
         spec = PodSpec(pod.key, pod.cpu_cores, float(pod.memory_bytes), pod.gpus)
-        features = self._node_features(prepared).for_pod(spec, positions)
-        return q_values(self.network, pod_features(spec), features)
+        features, split, nodes = self._node_features(prepared)
+        return split.q_values(
+            nodes, positions, features.pod_dependent(spec, positions), pod_features(spec)
+        )

@@ -18,6 +18,19 @@ CPU_OVERLOAD = 0.90
 MEMORY_OVERLOAD = 0.95
 LONG_WINDOW_SECONDS = 6 * 3600.0
 
+POD_DEPENDENT_FEATURE_NAMES = (
+    "pod_cpu_ratio",
+    "pod_memory_ratio",
+    "cpu_after_p90_vs_threshold",
+    "cpu_after_long_max_vs_threshold",
+    "memory_after_vs_threshold",
+    "cpu_headroom_cores",
+    "memory_headroom_gib",
+    "cpu_free_after_request",
+    "memory_free_after_request",
+)
+"""The node features that depend on the pod being placed (contiguous in NODE_FEATURE_NAMES)."""
+
 NODE_FEATURE_NAMES = (
     "cpu_util_now",
     "cpu_util_mean",
@@ -33,15 +46,7 @@ NODE_FEATURE_NAMES = (
     "memory_pending_ratio",
     "cpu_requested_ratio",
     "memory_requested_ratio",
-    "pod_cpu_ratio",
-    "pod_memory_ratio",
-    "cpu_after_p90_vs_threshold",
-    "cpu_after_long_max_vs_threshold",
-    "memory_after_vs_threshold",
-    "cpu_headroom_cores",
-    "memory_headroom_gib",
-    "cpu_free_after_request",
-    "memory_free_after_request",
+    *POD_DEPENDENT_FEATURE_NAMES,
     "log_cpu_capacity",
     "log_memory_capacity",
     "has_gpus",
