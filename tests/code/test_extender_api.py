@@ -643,6 +643,41 @@ def test_precomputed_dqn_node_features_equal_the_dqn_features(cpu, memory, gpus)
     assert features.for_pod(pod, rows[:0]).shape == (0, got.shape[1])
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_split_numpy_forward_pass_equals_the_dqn_network(seed):
+    import dataclasses
+
+    import torch
+
+    from components.placement.dqn.features import (
+        N_NODE_FEATURES,
+        N_POD_FEATURES,
+        node_features,
+        pod_features,
+    )
+    from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
+    from components.placement.dqn.policy import q_values
+    from components.placement.policy import PodSpec
+    from scheduler_client.sources import DQNNodeFeatures
+
+    torch.manual_seed(seed)
+    network = NodeScoringNetwork(NetworkConfig(N_NODE_FEATURES, N_POD_FEATURES)).eval()
+    snapshot = _random_node_snapshot(300, seed)
+    scorer = DQNPodScorer(network)
+    features, split, prepared = scorer._build(snapshot)
+    assert isinstance(features, DQNNodeFeatures)
+    rows = np.random.default_rng(seed).permutation(300)[:120]
+    subset = dataclasses.replace(
+        snapshot,
+        **{f.name: getattr(snapshot, f.name)[rows] for f in dataclasses.fields(snapshot)},
+    )
+    for pod in (PodSpec("p", 0.5, 2**30, 0), PodSpec("g", 8.0, 2**36, 1)):
+        expected = q_values(network, pod_features(pod), node_features(subset, pod))
+        got = split.q_values(prepared, rows, features.pod_dependent(pod, rows), pod_features(pod))
+        assert got.shape == (120,) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_node_positions_are_remembered_per_name_list():
     from scheduler_client.inventory import POSITIONS_MEMO_SIZE
 
