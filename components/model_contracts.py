@@ -25,3 +25,8 @@ NODE_STATE_COLUMNS = (
 
 POD_COLUMNS = ("cpu_request_cores", "memory_request_bytes", "gpus")
 """The pod a placement policy places (``pod`` FP32 [1, 3])."""
+
+FORECAST_HORIZONS_OUTPUT = "horizon_seconds"
+"""The forecaster's output naming its horizons in seconds (FP32 [horizons]), the column order of
+its ``<resource>_p90`` outputs, so a client adapts to whatever horizons the champion was trained
+with."""

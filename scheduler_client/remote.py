@@ -9,7 +9,12 @@ model (default name)      inputs                                           outpu
 ========================  ===============================================  =====================
 forecaster                ``features`` FP32 [n, 97] (FEATURE_NAMES order)  ``cpu_p90``,
 (node-load-forecaster)                                                     ``memory_p90`` FP32
-                                                                           [n, horizons]
+                                                                           [n, horizons] (one
+                                                                           may be absent: its
+                                                                           current value
+                                                                           stands in),
+                                                                           ``horizon_seconds``
+                                                                           FP32 [horizons]
 anomaly detector          one FP32 [m] input per detector feature, named   ``score`` FP32 [m]
 (node-anomaly-detector)   and ordered as the model's v2 metadata declares  (1 = alarm
                           them (``GET /v2/models/<name>``: its inputs of   threshold),
@@ -45,6 +50,7 @@ from components.errors import MlschedError
 from components.features.definitions import FEATURE_NAMES
 from components.model_contracts import (
     ANOMALY_MODEL,
+    FORECAST_HORIZONS_OUTPUT,
     FORECASTER_MODEL,
     PLACEMENT_MODEL,
 )
@@ -234,6 +240,15 @@ def _need(outputs: dict[str, np.ndarray], model: str, name: str, shape: tuple) -
     return array
 
 
+def _persistence(snapshot: pd.DataFrame, resource: str, shape: tuple[int, int]) -> np.ndarray:
+    """A resource the forecaster was not trained on: its current utilisation at every horizon."""
+    column = f"{resource}_utilization"
+    if column not in snapshot.columns:
+        return np.full(shape, np.nan)
+    now = snapshot[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.repeat(now[:, None], shape[1], axis=1)
+
+
 def snapshot_features(snapshot: pd.DataFrame) -> np.ndarray:
     """The snapshot's features as float32 [n, 97] in FEATURE_NAMES order (NaN where missing)."""
     columns = snapshot.reindex(columns=list(FEATURE_NAMES))
@@ -298,15 +313,36 @@ class RemoteNodePredictor:
         alarm[rows] = np.asarray(flags, dtype=bool)
         return score, alarm
 
+    def _horizons(self, forecast: dict[str, np.ndarray]) -> tuple[float, ...]:
+        named = forecast.get(FORECAST_HORIZONS_OUTPUT)
+        if named is None:
+            return self.horizons_seconds
+        horizons = tuple(float(h) for h in np.asarray(named).reshape(-1))
+        if not horizons or list(horizons) != sorted(horizons):
+            raise InferenceError(
+                f"{self.forecaster}: output {FORECAST_HORIZONS_OUTPUT!r} must be ascending "
+                f"horizons, got {horizons}"
+            )
+        return horizons
+
     def predict(self, snapshot: pd.DataFrame) -> NodePredictions:
-        n, h = len(snapshot), len(self.horizons_seconds)
         forecast = self.client.infer(self.forecaster, {"features": snapshot_features(snapshot)})
+        horizons = self._horizons(forecast)
+        shape = (len(snapshot), len(horizons))
+        if "cpu_p90" not in forecast and "memory_p90" not in forecast:
+            _need(forecast, self.forecaster, "cpu_p90", shape)
+        peaks = {
+            resource: _need(forecast, self.forecaster, f"{resource}_p90", shape).astype(np.float64)
+            if f"{resource}_p90" in forecast
+            else _persistence(snapshot, resource, shape)
+            for resource in ("cpu", "memory")
+        }
         score, alarm = self._anomaly(snapshot)
         return NodePredictions(
             nodes=tuple(str(node) for node in snapshot.index),
-            horizons_seconds=self.horizons_seconds,
-            cpu_p90=_need(forecast, self.forecaster, "cpu_p90", (n, h)).astype(np.float64),
-            memory_p90=_need(forecast, self.forecaster, "memory_p90", (n, h)).astype(np.float64),
+            horizons_seconds=horizons,
+            cpu_p90=peaks["cpu"],
+            memory_p90=peaks["memory"],
             anomaly_score=score,
             anomalous=alarm,
         )

@@ -24,6 +24,7 @@ from components.errors import MlschedError
 from components.features.definitions import FEATURE_NAMES
 from components.model_contracts import (
     ANOMALY_MODEL,
+    FORECAST_HORIZONS_OUTPUT,
     FORECASTER_MODEL,
     NODE_STATE_COLUMNS,
     PLACEMENT_MODEL,
@@ -131,7 +132,8 @@ class NodeLoadForecasterModel(ServedModel):
 
     v2: ``features`` FP32 [n, 97] (the model's feature names, FEATURE_NAMES order; NaN or
     ``null`` where missing) -> per resource ``<r>`` and ``<r>_p90`` FP32 [n, horizons] (predicted
-    utilisation, a fraction of capacity; the model's horizons in order, :attr:`horizons_seconds`).
+    utilisation, a fraction of capacity; the model's horizons in order, :attr:`horizons_seconds`)
+    and ``horizon_seconds`` FP32 [horizons] naming them.
     v1: ``instances`` of 97 numbers or ``{feature: value}`` -> one object per row
     ``{"cpu_5m": .., "cpu_5m_p90": .., ...}``.
     """
@@ -161,10 +163,13 @@ class NodeLoadForecasterModel(ServedModel):
 
     def output_specs(self) -> tuple[TensorSpec, ...]:
         width = len(self.model.horizons)
-        return tuple(
-            TensorSpec(f"{resource}{suffix}", "FP32", (-1, width))
-            for resource in self.model.resources
-            for suffix in ("", "_p90")
+        return (
+            *(
+                TensorSpec(f"{resource}{suffix}", "FP32", (-1, width))
+                for resource in self.model.resources
+                for suffix in ("", "_p90")
+            ),
+            TensorSpec(FORECAST_HORIZONS_OUTPUT, "FP32", (width,)),
         )
 
     def _forecast(self, matrix: np.ndarray) -> pd.DataFrame:
@@ -179,6 +184,7 @@ class NodeLoadForecasterModel(ServedModel):
             for suffix in ("", "_p90"):
                 columns = [f"{resource}_{h.name}{suffix}" for h in self.model.horizons]
                 outputs[f"{resource}{suffix}"] = predicted[columns].to_numpy(dtype=np.float32)
+        outputs[FORECAST_HORIZONS_OUTPUT] = np.asarray(self.horizons_seconds, dtype=np.float32)
         return outputs
 
     def predict_v1(self, instances: list) -> list:

@@ -165,7 +165,8 @@ def test_forecaster_v2_batch_matches_the_model_and_keeps_nan(models, feature_row
     matrix[0, 5] = np.nan  # a missing feature travels as null
     response = call(served, v2_request(FORECASTER, tensor("features", matrix)))
     outputs = outputs_of(response)
-    assert set(outputs) == {"cpu", "cpu_p90", "memory", "memory_p90"}
+    assert set(outputs) == {"cpu", "cpu_p90", "memory", "memory_p90", "horizon_seconds"}
+    assert outputs["horizon_seconds"].tolist() == [300.0, 900.0, 1800.0]
     frame = pd.DataFrame(matrix, columns=list(FEATURE_NAMES))
     expected = models.forecaster.predict(frame)
     for resource in ("cpu", "memory"):
