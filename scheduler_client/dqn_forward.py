@@ -42,7 +42,6 @@ class SplitQNetwork:
         }
         n_node = network.config.node_features
         n_pod = network.config.pod_features
-        self.pod_columns = pod_columns
         static = np.ones(n_node, dtype=bool)
         static[pod_columns] = False
         self._static = static

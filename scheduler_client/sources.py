@@ -218,14 +218,13 @@ def _feature(state: CacheState, name: str, fallback: np.ndarray) -> np.ndarray:
 class DQNNodeFeatures:
     """The DQN's node features of every node, split for the scheduling path: ``base`` holds the
     columns that do not depend on the pod (computed once per refresh), the other arrays what the
-    pod-dependent columns (the DQN's ``POD_DEPENDENT_FEATURE_NAMES``, contiguous) are computed from.
+    pod-dependent columns (the DQN's ``POD_DEPENDENT_COLUMNS``) are computed from.
 
     :meth:`for_pod` equals ``components.placement.dqn.features.node_features`` on the rows.
     """
 
     snapshot: Any
     base: np.ndarray
-    pod_columns: slice
     cpu_capacity: np.ndarray
     memory_capacity: np.ndarray
     cpu_before: np.ndarray
@@ -236,17 +235,9 @@ class DQNNodeFeatures:
 
     @classmethod
     def build(cls, snapshot: Any) -> DQNNodeFeatures:
-        from components.placement.dqn.features import (
-            NODE_FEATURE_NAMES,
-            POD_DEPENDENT_FEATURE_NAMES,
-            node_features,
-        )
+        from components.placement.dqn.features import node_features
         from components.placement.policy import PodSpec
 
-        columns = POD_DEPENDENT_FEATURE_NAMES
-        first = NODE_FEATURE_NAMES.index(columns[0])
-        if NODE_FEATURE_NAMES[first : first + len(columns)] != columns:
-            raise MlschedError("the DQN's node features changed; update DQNNodeFeatures")
         s = snapshot
         cpu_cap = np.asarray(s.cpu_capacity, dtype=np.float64)
         memory_cap = np.asarray(s.memory_capacity, dtype=np.float64)
@@ -255,7 +246,6 @@ class DQNNodeFeatures:
         return cls(
             snapshot=snapshot,
             base=node_features(snapshot, PodSpec("", 0.0, 0.0, 0)),
-            pod_columns=slice(first, first + len(columns)),
             cpu_capacity=cpu_cap,
             memory_capacity=memory_cap,
             cpu_before=np.asarray(s.cpu_util_p90 + pending_cpu, dtype=np.float64),
@@ -268,38 +258,27 @@ class DQNNodeFeatures:
     def for_pod(self, pod: Any, rows: np.ndarray) -> np.ndarray:
         """The node features of ``rows`` for placing ``pod`` (a PodSpec): (len(rows), F)
         float32, the same arithmetic as ``node_features`` on the pod-dependent columns."""
+        from components.placement.dqn.features import POD_DEPENDENT_COLUMNS
+
         features = self.base[rows]
-        features[:, self.pod_columns] = self.pod_dependent(pod, rows)
+        features[:, POD_DEPENDENT_COLUMNS] = self.pod_dependent(pod, rows)
         return features
 
     def pod_dependent(self, pod: Any, rows: np.ndarray) -> np.ndarray:
         """The pod-dependent columns of ``rows`` for ``pod``: (len(rows), pod-dependent columns)."""
-        from components.placement.dqn.features import (
-            CPU_OVERLOAD,
-            FEATURE_CLIP,
-            GIB,
-            MEMORY_OVERLOAD,
-        )
+        from components.placement.dqn.features import FEATURE_CLIP, pod_dependent_features
 
-        cpu_cap, memory_cap = self.cpu_capacity[rows], self.memory_capacity[rows]
-        pod_cpu = pod.nonzero_cpu_cores / cpu_cap
-        pod_memory = pod.nonzero_memory_bytes / memory_cap
-        cpu_after = self.cpu_before[rows] + pod_cpu
-        memory_after = self.memory_before[rows] + pod_memory
-        columns = np.column_stack(
-            [
-                pod_cpu,
-                pod_memory,
-                cpu_after / CPU_OVERLOAD,
-                (self.cpu_long_before[rows] + pod_cpu) / CPU_OVERLOAD,
-                memory_after / MEMORY_OVERLOAD,
-                (CPU_OVERLOAD - cpu_after) * cpu_cap / 8.0,
-                (MEMORY_OVERLOAD - memory_after) * memory_cap / (32.0 * GIB),
-                1.0 - (self.cpu_requested[rows] + pod.cpu_request_cores) / cpu_cap,
-                1.0 - (self.memory_requested[rows] + pod.memory_request_bytes) / memory_cap,
-            ]
+        columns = pod_dependent_features(
+            self.cpu_capacity[rows],
+            self.memory_capacity[rows],
+            self.cpu_before[rows],
+            self.cpu_long_before[rows],
+            self.memory_before[rows],
+            self.cpu_requested[rows],
+            self.memory_requested[rows],
+            pod,
         )
-        return np.clip(columns, -FEATURE_CLIP, FEATURE_CLIP)
+        return np.clip(np.column_stack(columns), -FEATURE_CLIP, FEATURE_CLIP)
 
 
 class DQNPodScorer:
@@ -316,8 +295,11 @@ class DQNPodScorer:
     """
 
     def __init__(self, network: Any):
+        from components.placement.dqn.features import POD_DEPENDENT_COLUMNS
+
         self.network = network.eval()
-        self._features: tuple[DQNNodeFeatures, SplitQNetwork, PreparedNodes] | None = None
+        self._split = SplitQNetwork(self.network, POD_DEPENDENT_COLUMNS)
+        self._features: tuple[DQNNodeFeatures, PreparedNodes] | None = None
 
     @classmethod
     def load(cls, path_or_uri: str | os.PathLike) -> DQNPodScorer:
@@ -368,12 +350,11 @@ class DQNPodScorer:
         self._features = self._build(snapshot)
         return snapshot
 
-    def _build(self, snapshot: Any) -> tuple[DQNNodeFeatures, SplitQNetwork, PreparedNodes]:
+    def _build(self, snapshot: Any) -> tuple[DQNNodeFeatures, PreparedNodes]:
         features = DQNNodeFeatures.build(snapshot)
-        split = SplitQNetwork(self.network, features.pod_columns)
-        return features, split, split.prepare(features.base)
+        return features, self._split.prepare(features.base)
 
-    def _node_features(self, prepared: Any) -> tuple[DQNNodeFeatures, SplitQNetwork, PreparedNodes]:
+    def _node_features(self, prepared: Any) -> tuple[DQNNodeFeatures, PreparedNodes]:
         built = self._features
         if built is None or built[0].snapshot is not prepared:
             built = self._build(prepared)
@@ -385,7 +366,7 @@ class DQNPodScorer:
         from components.placement.policy import PodSpec
 
         spec = PodSpec(pod.key, pod.cpu_cores, float(pod.memory_bytes), pod.gpus)
-        features, split, nodes = self._node_features(prepared)
-        return split.q_values(
+        features, nodes = self._node_features(prepared)
+        return self._split.q_values(
             nodes, positions, features.pod_dependent(spec, positions), pod_features(spec)
         )

@@ -664,7 +664,8 @@ def test_the_split_numpy_forward_pass_equals_the_dqn_network(seed):
     network = NodeScoringNetwork(NetworkConfig(N_NODE_FEATURES, N_POD_FEATURES)).eval()
     snapshot = _random_node_snapshot(300, seed)
     scorer = DQNPodScorer(network)
-    features, split, prepared = scorer._build(snapshot)
+    features, prepared = scorer._build(snapshot)
+    split = scorer._split
     assert isinstance(features, DQNNodeFeatures)
     rows = np.random.default_rng(seed).permutation(300)[:120]
     subset = dataclasses.replace(

@@ -62,6 +62,11 @@ POD_FEATURE_NAMES = (
 )
 N_NODE_FEATURES = len(NODE_FEATURE_NAMES)
 N_POD_FEATURES = len(POD_FEATURE_NAMES)
+_FIRST_POD_DEPENDENT = NODE_FEATURE_NAMES.index(POD_DEPENDENT_FEATURE_NAMES[0])
+POD_DEPENDENT_COLUMNS = slice(
+    _FIRST_POD_DEPENDENT, _FIRST_POD_DEPENDENT + len(POD_DEPENDENT_FEATURE_NAMES)
+)
+"""Where the pod-dependent features sit in a node-feature row."""
 FEATURE_CLIP = 10.0
 
 
@@ -191,16 +196,42 @@ def pod_features(pod: PodSpec) -> np.ndarray:
     )
 
 
+def pod_dependent_features(
+    cpu_capacity: np.ndarray,
+    memory_capacity: np.ndarray,
+    cpu_before: np.ndarray,
+    cpu_long_before: np.ndarray,
+    memory_before: np.ndarray,
+    cpu_requested: np.ndarray,
+    memory_requested: np.ndarray,
+    pod: PodSpec,
+) -> list[np.ndarray]:
+    """The :data:`POD_DEPENDENT_FEATURE_NAMES` columns, unclipped, from each node's load before
+    the pod (P90, long-window max and memory P90, each plus pending pods, as utilisation) and
+    its requests."""
+    pod_cpu = pod.nonzero_cpu_cores / cpu_capacity
+    pod_mem = pod.nonzero_memory_bytes / memory_capacity
+    cpu_after = cpu_before + pod_cpu
+    mem_after = memory_before + pod_mem
+    return [
+        pod_cpu,
+        pod_mem,
+        cpu_after / CPU_OVERLOAD,
+        (cpu_long_before + pod_cpu) / CPU_OVERLOAD,
+        mem_after / MEMORY_OVERLOAD,
+        (CPU_OVERLOAD - cpu_after) * cpu_capacity / 8.0,
+        (MEMORY_OVERLOAD - mem_after) * memory_capacity / (32.0 * GIB),
+        1.0 - (cpu_requested + pod.cpu_request_cores) / cpu_capacity,
+        1.0 - (memory_requested + pod.memory_request_bytes) / memory_capacity,
+    ]
+
+
 def node_features(snapshot: NodeSnapshot, pod: PodSpec) -> np.ndarray:
     """Per-node features for placing ``pod``, shape (n, N_NODE_FEATURES) float32."""
     s = snapshot
     cpu_cap, mem_cap = s.cpu_capacity, s.memory_capacity
-    pod_cpu = pod.nonzero_cpu_cores / cpu_cap
-    pod_mem = pod.nonzero_memory_bytes / mem_cap
     pending_cpu = s.cpu_pending_cores / cpu_cap
     pending_mem = s.memory_pending_bytes / mem_cap
-    cpu_after = s.cpu_util_p90 + pending_cpu + pod_cpu
-    mem_after = s.memory_util_p90 + pending_mem + pod_mem
     gpu_cap = np.asarray(s.gpu_capacity, dtype=np.float64)
     columns = [
         s.cpu_util_now,
@@ -217,15 +248,16 @@ def node_features(snapshot: NodeSnapshot, pod: PodSpec) -> np.ndarray:
         pending_mem,
         s.cpu_requested / cpu_cap,
         s.memory_requested / mem_cap,
-        pod_cpu,
-        pod_mem,
-        cpu_after / CPU_OVERLOAD,
-        (s.cpu_util_long_max + pending_cpu + pod_cpu) / CPU_OVERLOAD,
-        mem_after / MEMORY_OVERLOAD,
-        (CPU_OVERLOAD - cpu_after) * cpu_cap / 8.0,
-        (MEMORY_OVERLOAD - mem_after) * mem_cap / (32.0 * GIB),
-        1.0 - (s.cpu_requested + pod.cpu_request_cores) / cpu_cap,
-        1.0 - (s.memory_requested + pod.memory_request_bytes) / mem_cap,
+        *pod_dependent_features(
+            cpu_cap,
+            mem_cap,
+            s.cpu_util_p90 + pending_cpu,
+            s.cpu_util_long_max + pending_cpu,
+            s.memory_util_p90 + pending_mem,
+            s.cpu_requested,
+            s.memory_requested,
+            pod,
+        ),
         np.log2(cpu_cap / 8.0) / 2.0,
         np.log2(mem_cap / (32.0 * GIB)) / 2.0,
         (gpu_cap > 0).astype(np.float64),
