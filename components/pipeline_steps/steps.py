@@ -432,16 +432,15 @@ def registry_state(client, model_names: Sequence[str], alias: str = "champion") 
     """Latest version and the ``alias`` version of each registered model."""
     from mlflow.exceptions import MlflowException
 
+    from components.tracking.gate import alias_version
+
     state: dict[str, Any] = {}
     for name in model_names:
         try:
             versions = client.search_model_versions(f"name = '{name}'")
         except MlflowException:
             versions = []
-        try:
-            champion = client.get_model_version_by_alias(name, alias).version
-        except MlflowException:
-            champion = None
+        champion = alias_version(client, name, alias)
         latest = max((int(v.version) for v in versions), default=None)
         state[name] = {"versions": len(versions), "latest": latest, alias: champion}
     return state

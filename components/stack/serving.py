@@ -115,16 +115,11 @@ def registered_champions(tracking_uri: str, alias: str = CHAMPION_ALIAS) -> dict
     """The version behind ``alias`` of each of the three registered models (None: no such
     model or alias)."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+
+    from components.tracking.gate import alias_version
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    versions: dict[str, str | None] = {}
-    for name in REGISTERED_MODELS:
-        try:
-            versions[name] = str(client.get_model_version_by_alias(name, alias).version)
-        except MlflowException:
-            versions[name] = None
-    return versions
+    return {name: alias_version(client, name, alias) for name in REGISTERED_MODELS}
 
 
 def _processes(config: ServingConfig, dqn_champion: bool = True) -> tuple[_Process, _Process]:

@@ -49,7 +49,8 @@ def _beats(candidate: float, other: float, higher_is_better: bool, margin: float
     return gain > margin
 
 
-def _current_champion(client: MlflowClient, model_name: str, alias: str) -> str | None:
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None when the model or the alias does not exist."""
     try:
         return str(client.get_model_version_by_alias(model_name, alias).version)
     except MlflowException:
@@ -81,7 +82,7 @@ def _decide(
                 None,
                 None,
             )
-    champion_version = _current_champion(client, model_name, alias)
+    champion_version = alias_version(client, model_name, alias)
     if champion_version is None:
         return True, f"no {alias} yet; candidate beats every baseline", None, None
     if champion_version == str(candidate_version):
