@@ -92,6 +92,8 @@ class PodScorer(Protocol):
     ``prepare`` runs in the background after each refresh and returns whatever per-node state
     the scorer wants (e.g. a ClusterState); ``q_values`` runs on the scheduling path: one
     batched forward pass over the candidates at ``positions`` (indices into ``state.nodes``).
+    A scorer with ``waits_on_network = True`` is called off the server's event loop; the others
+    (in-process, CPU-bound) are called on it, saving two thread hand-overs per request.
     """
 
     def prepare(self, state: CacheState) -> Any: ...

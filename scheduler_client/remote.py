@@ -374,6 +374,8 @@ class RemotePodScorer:
     """:class:`~scheduler_client.predictions.PodScorer` over the served placement policy: one v2
     call per scheduling request, with its own (short) time-out."""
 
+    waits_on_network = True
+
     def __init__(
         self, client: V2Client, *, model: str = PLACEMENT_POLICY, timeout_seconds: float = 0.05
     ):

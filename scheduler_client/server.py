@@ -215,9 +215,8 @@ class ExtenderApp:
             body = await self._read_body(scope, receive)
         except _BodyTooLarge:
             return self._error(413, verb, f"request body over {self.max_body_bytes} bytes")
-        if self.extender.pod_scorer is not None:
-            # off the event loop: a remote scorer waits on the network, and torch releases the
-            # GIL in its kernels, so the workers overlap forward passes with request parsing
+        if getattr(self.extender.pod_scorer, "waits_on_network", False):
+            # off the event loop, so other calls are parsed and answered while it waits
             loop = asyncio.get_running_loop()
             reply = await loop.run_in_executor(self._executor, self._decide, verb, body, began)
         else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -129,6 +130,8 @@ async def _load(
     done = latencies[np.isfinite(latencies)] * 1000
     served = service[np.isfinite(service)] * 1000
 
+    slowest = np.argsort(np.nan_to_num(latencies, nan=-1.0))[::-1][:3]
+
     def q(values: np.ndarray, p: float) -> float:
         return round(float(np.percentile(values, p)), 3) if len(values) else float("nan")
 
@@ -145,6 +148,11 @@ async def _load(
             "max": q(done, 100),
         },
         "service_time_ms": {"p50": q(served, 50), "p99": q(served, 99)},
+        "slowest": [
+            {"at_s": round(i / rate, 2), "ms": round(float(latencies[i]) * 1000, 1)}
+            for i in slowest
+            if np.isfinite(latencies[i])
+        ],
     }
 
 
@@ -309,6 +317,10 @@ def main() -> None:
                 f"{base}/healthz", lambda r: r.status_code == 200 and r.json()["predictions_usable"]
             )
             bodies = _bodies(list(table["node"]), args.full_nodes, table, "/scheduler")
+            # the load generator's own full collections (pandas and torch loaded) would stall
+            # requests in flight and count against the extender
+            gc.collect()
+            gc.freeze()
             asyncio.run(_load(port, bodies, args.rate, 2.0, args.nodes))  # warm-up
             results = {
                 "nodes": args.nodes,
