@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
-from scheduler_client.quantity import cpu_cores, whole_units
+from scheduler_client.quantity import QuantityError, cpu_cores, whole_units
 
 MAX_EXTENDER_PRIORITY = 10
 MIN_EXTENDER_PRIORITY = 0
@@ -60,9 +60,9 @@ class PodRequest:
         return self.uid or f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
-class NodeAllocatable:
-    """A node's ``status.allocatable``: CPU cores, memory bytes, whole GPUs."""
+class NodeAllocatable(NamedTuple):
+    """A node's ``status.allocatable``: CPU cores, memory bytes, whole GPUs (a named tuple: a
+    full-Nodes request builds one per candidate)."""
 
     name: str
     cpu_cores: float
@@ -186,24 +186,38 @@ def parse_pod(pod: Any) -> PodRequest:
     )
 
 
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # the ABC check is slow
+
+
 def parse_node(node: Any, position: int) -> NodeAllocatable:
     """A ``v1.Node`` object's name and ``status.allocatable``."""
-    where = f"Nodes.items[{position}]"
-    if not isinstance(node, Mapping):
-        raise ExtenderRequestError(f"{where}: expected a Node object")
-    name = (node.get("metadata") or {}).get("name")
+    if not _is_mapping(node):
+        raise ExtenderRequestError(f"Nodes.items[{position}]: expected a Node object")
+    metadata = node.get("metadata")
+    name = metadata.get("name") if _is_mapping(metadata) else None
     if not isinstance(name, str) or not name:
-        raise ExtenderRequestError(f"{where}: the node has no metadata.name")
-    allocatable = _resources((node.get("status") or {}).get("allocatable"), where)
+        raise ExtenderRequestError(f"Nodes.items[{position}]: the node has no metadata.name")
+    status = node.get("status")
+    allocatable = status.get("allocatable") if _is_mapping(status) else None
+    if not _is_mapping(allocatable):
+        allocatable = _resources(allocatable, f"Nodes.items[{position}]")
     if "cpu" not in allocatable or "memory" not in allocatable:
         raise ExtenderRequestError(f"node {name!r}: status.allocatable lacks cpu or memory")
     gpus = allocatable.get(GPU_RESOURCE)
-    return NodeAllocatable(
-        name=name,
-        cpu_cores=cpu_cores(allocatable["cpu"], what=f"node {name!r} allocatable cpu"),
-        memory_bytes=whole_units(allocatable["memory"], what=f"node {name!r} allocatable memory"),
-        gpus=0 if gpus is None else whole_units(gpus, what=f"node {name!r} allocatable GPUs"),
-    )
+    try:
+        return NodeAllocatable(
+            name,
+            cpu_cores(allocatable["cpu"]),
+            whole_units(allocatable["memory"]),
+            0 if gpus is None else whole_units(gpus),
+        )
+    except QuantityError:  # parsed again, naming the field
+        cpu_cores(allocatable["cpu"], what=f"node {name!r} allocatable cpu")
+        whole_units(allocatable["memory"], what=f"node {name!r} allocatable memory")
+        if gpus is not None:
+            whole_units(gpus, what=f"node {name!r} allocatable GPUs")
+        raise
 
 
 def parse_extender_args(body: bytes | str | Mapping) -> ExtenderArgs:

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -106,16 +107,19 @@ class NodeInventory:
 
     def update(self, nodes: Sequence[NodeAllocatable]) -> bool:
         """Add or change nodes; returns whether anything changed."""
+        if not nodes:
+            return False
         view = self._view
-        rows = np.array([view.index.get(n.name, -1) for n in nodes], dtype=np.int64)
+        names, cpu, memory, gpus = zip(*nodes, strict=True)
+        rows = np.fromiter(map(view.index.get, names, repeat(-1)), np.int64, len(names))
         known = rows >= 0
         take = np.where(known, rows, 0)
         same = (
             (
                 known
-                & (view.cpu_cores[take] == [n.cpu_cores for n in nodes])
-                & (view.memory_bytes[take] == [n.memory_bytes for n in nodes])
-                & (view.gpus[take] == [n.gpus for n in nodes])
+                & (view.cpu_cores[take] == cpu)
+                & (view.memory_bytes[take] == memory)
+                & (view.gpus[take] == gpus)
             )
             if len(view.names)
             else np.zeros(len(nodes), dtype=bool)

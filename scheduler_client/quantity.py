@@ -90,25 +90,33 @@ def _parse_text(text: str, what: str) -> Decimal:
     return amount * _DECIMAL[suffix or ""]
 
 
+# keyed on the text alone (the field named in an error is added by the callers): a cluster's
+# nodes share a handful of allocatable values
 @lru_cache(maxsize=4096)
-def _cpu_cores_cached(text: str, what: str) -> float:
-    return float(_parse_text(text, what))
+def _cpu_cores_cached(text: str) -> float:
+    return float(_parse_text(text, "quantity"))
 
 
 @lru_cache(maxsize=4096)
-def _whole_cached(text: str, what: str) -> int:
-    return math.ceil(_parse_text(text, what))
+def _whole_cached(text: str) -> int:
+    return math.ceil(_parse_text(text, "quantity"))
 
 
 def cpu_cores(value: str | int | float, *, what: str = "cpu") -> float:
     """CPU cores of a quantity: ``"250m"`` -> 0.25, ``"2"`` -> 2.0."""
     if isinstance(value, str):
-        return _cpu_cores_cached(value, what)
+        try:
+            return _cpu_cores_cached(value)
+        except QuantityError:
+            pass  # parsed again below, to name the field
     return float(parse_quantity(value, what=what))
 
 
 def whole_units(value: str | int | float, *, what: str = "memory") -> int:
     """A quantity as a whole number, rounded up as ``Quantity.Value()`` does (bytes, GPUs)."""
     if isinstance(value, str):
-        return _whole_cached(value, what)
+        try:
+            return _whole_cached(value)
+        except QuantityError:
+            pass
     return math.ceil(parse_quantity(value, what=what))

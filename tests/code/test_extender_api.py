@@ -302,6 +302,22 @@ def test_bad_quantity_names_the_field():
         parse_extender_args(cache_capable_body(pod=pod))
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [("cpu", "lots", "cpu"), ("memory", "1 Gi", "memory"), ("nvidia.com/gpu", "-", "GPUs")],
+)
+def test_bad_node_allocatable_names_the_node_and_field(field, value, named):
+    node = copy.deepcopy(NODES[1])
+    node["status"]["allocatable"][field] = value
+    body = orjson.dumps({"Pod": POD, "Nodes": {"items": [NODES[0], node]}})
+    with pytest.raises(MlschedError, match=rf"node 'node-b' allocatable {named}: '{value}'"):
+        parse_extender_args(body)
+    # the same text is still refused after a valid one went through the quantity cache
+    assert parse_extender_args(full_nodes_body()).allocatable[1].name == "node-b"
+    with pytest.raises(MlschedError, match=rf"allocatable {named}"):
+        parse_extender_args(body)
+
+
 # --------------------------------------------------------------------------- answers
 
 
