@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,14 +54,72 @@ def _newest_run_dir(root: Path, before: set[Path]) -> Path | None:
     return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
 
 
+class QuietExecutorLogs(io.TextIOBase):
+    """kfp.local's console output without its noise, passed on to ``stream`` line by line.
+
+    Dropped: the KFP executor's JSON dump of every task's input (``Got executor_input:``, up to
+    its closing brace) and Great Expectations' ``Skipping registering function`` lines; the
+    tasks' own output, kfp.local's task status lines and any error stay.
+    """
+
+    def __init__(self, stream: io.TextIOBase):
+        self.stream = stream
+        self._pending = ""
+        self._skipping = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if self._keep(line):
+                self.stream.write(line + "\n")
+        return len(text)
+
+    def _keep(self, line: str) -> bool:
+        if self._skipping:
+            self._skipping = line.rstrip() != "    }"
+            return False
+        if line.rstrip().endswith("]: Got executor_input:"):
+            self._skipping = True
+            return False
+        return "]: Skipping registering function " not in line
+
+    def flush(self) -> None:
+        if self._pending and not self._skipping:
+            self.stream.write(self._pending)
+            self._pending = ""
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def _quiet_kfp_local():
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(QuietExecutorLogs(sys.stdout)) as out,
+    ):
+        warnings.filterwarnings("ignore", message=r"Task '.*': settings \['display_name'\]")
+        warnings.filterwarnings("ignore", message=r"You may be attemping to run a task that uses")
+        try:
+            yield
+        finally:
+            out.flush()
+
+
 def run_local(
     name: str,
     arguments: dict[str, Any],
     *,
     pipeline_root: str | os.PathLike = DEFAULT_PIPELINE_ROOT,
     image: str = DEFAULT_IMAGE,
+    verbose: bool = False,
 ) -> LocalRun:
     """Run pipeline ``name`` with kfp.local's SubprocessRunner in this Python environment.
+
+    Args:
+        verbose: print kfp.local's output whole (otherwise :class:`QuietExecutorLogs` filters it).
 
     Raises:
         MlschedError: a task failed (the message names it; its log was printed above).
@@ -75,7 +137,8 @@ def run_local(
     pipeline = build_pipeline(name, image)
     started = time.perf_counter()
     try:
-        task = pipeline(**arguments)
+        with contextlib.nullcontext() if verbose else _quiet_kfp_local():
+            task = pipeline(**arguments)
     except RuntimeError as error:
         raise MlschedError(
             f"pipeline {name} failed after {time.perf_counter() - started:.0f}s: "

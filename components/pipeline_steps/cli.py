@@ -54,6 +54,11 @@ def add_pipeline_parser(subparsers) -> argparse.ArgumentParser:
     )
     run.add_argument("--no-register", action="store_true", help="train and log, register nothing")
     run.add_argument("--pipeline-root", default="build/pipeline_runs", help="local outputs")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="with --local: kfp.local's output whole, with each task's executor input",
+    )
     run.add_argument("--image", help="base image (default: $MLSCHED_IMAGE or the project's)")
     run.add_argument(
         "--arg",
@@ -142,7 +147,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from components.tracking.runs import open_tracking
     from pipelines.run import run_local
 
-    run = run_local(args.pipeline, arguments, pipeline_root=args.pipeline_root, image=_image(args))
+    run = run_local(
+        args.pipeline,
+        arguments,
+        pipeline_root=args.pipeline_root,
+        image=_image(args),
+        verbose=args.verbose,
+    )
     client = open_tracking(arguments["tracking_uri"], default_dir=DEFAULT_MLFLOW_DIR)
     print(f"\n{args.pipeline} pipeline succeeded in {run.seconds:.0f}s")
     print(f"  outputs (artifacts per task): {run.run_dir}")

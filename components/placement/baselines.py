@@ -47,21 +47,26 @@ class RandomPolicy(BasePolicy):
         return self.rng.random(state.n_nodes)
 
 
+def kube_default_node_scores(pod: PodSpec, state: ClusterState) -> np.ndarray:
+    """Every node's LeastAllocated + BalancedAllocation score for ``pod`` (float64)."""
+    return kube_scores.kube_default_scores(
+        state.cpu_capacity,
+        state.memory_capacity,
+        state.cpu_requested,
+        state.memory_requested,
+        state.cpu_requested_nonzero,
+        state.memory_requested_nonzero,
+        pod.cpu_request_cores,
+        pod.memory_request_bytes,
+    ).astype(np.float64)
+
+
 @register_policy("kube-default")
 class KubeDefaultPolicy(BasePolicy):
     """LeastAllocated + BalancedAllocation, as the default kube-scheduler profile scores."""
 
     def score(self, pod: PodSpec, state: ClusterState, feasible: np.ndarray) -> np.ndarray:
-        return kube_scores.kube_default_scores(
-            state.cpu_capacity,
-            state.memory_capacity,
-            state.cpu_requested,
-            state.memory_requested,
-            state.cpu_requested_nonzero,
-            state.memory_requested_nonzero,
-            pod.cpu_request_cores,
-            pod.memory_request_bytes,
-        ).astype(np.float64)
+        return kube_default_node_scores(pod, state)
 
 
 class _NodeResourcesFitPolicy(BasePolicy):

@@ -26,7 +26,7 @@ import pandas as pd
 import requests
 
 from components.errors import MlschedError
-from components.placement import kube_scores
+from components.placement.baselines import kube_default_node_scores
 from components.placement.policy import ClusterState, PodSpec, StepFeedback
 from components.replay.prometheus import PREFIX, scrape_counters, total
 from components.replay.snapshot import NodeMetricsRecorder, SnapshotWriter
@@ -227,7 +227,7 @@ class ExtenderPolicy:
         except MlschedError as error:
             self.counters.http_errors += 1
             decision.error = str(error)
-            return _kube_default(pod, state)
+            return kube_default_node_scores(pod, state)
         index = {name: i for i, name in enumerate(state.nodes)}
         scores = np.full(state.n_nodes, FILTERED_OUT)
         for name in passed:
@@ -251,16 +251,3 @@ class ExtenderPolicy:
             if self.sync is not None:
                 self._mark = self.sync.mark()
                 self._awaiting = True
-
-
-def _kube_default(pod: PodSpec, state: ClusterState) -> np.ndarray:
-    return kube_scores.kube_default_scores(
-        state.cpu_capacity,
-        state.memory_capacity,
-        state.cpu_requested,
-        state.memory_requested,
-        state.cpu_requested_nonzero,
-        state.memory_requested_nonzero,
-        pod.cpu_request_cores,
-        pod.memory_request_bytes,
-    ).astype(np.float64)

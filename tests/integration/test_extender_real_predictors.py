@@ -24,7 +24,13 @@ from components.features.cli import build_features
 from components.features.definitions import FEATURE_NAMES
 from scheduler_client.client import extender_args, make_pod
 from tests.code.test_serving_models import END_EPOCH, save_tiny_models, tiny_models
-from tests.integration.test_extender_server import REPO, _stop, _wait
+from tests.integration.processes import (
+    REPO,
+    launch_extender,
+    predictions_usable,
+    stop_process,
+    wait_until,
+)
 from tests.integration.test_serving_server import wait_ready
 
 feast_store = pytest.importorskip("components.features.feast_store")
@@ -76,33 +82,22 @@ def build_cluster(folder) -> dict:
 
 
 def start_extender(folder, cluster: dict, predictors: str, port: int) -> subprocess.Popen:
-    log = open(folder / "extender.log", "wb")  # noqa: SIM115
-    with log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "scheduler_client",
-                "extender",
-                "--port",
-                str(port),
-                "--nodes",
-                str(cluster["nodes"]),
-                "--feast-repo",
-                str(cluster["feast"]),
-                "--predictors",
-                predictors,
-                "--refresh",
-                "500ms",
-                "--max-staleness",
-                "3s",
-                "--timeout",
-                "2s",
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    return launch_extender(
+        port,
+        folder / "extender.log",
+        "--nodes",
+        str(cluster["nodes"]),
+        "--feast-repo",
+        str(cluster["feast"]),
+        "--predictors",
+        predictors,
+        "--refresh",
+        "500ms",
+        "--max-staleness",
+        "3s",
+        "--timeout",
+        "2s",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +131,12 @@ def stack(tmp_path_factory, free_ports) -> Iterator[dict]:
         extender = start_extender(folder, cluster, url, extender_port)
         wait_ready(url, model, log)
         base = f"http://127.0.0.1:{extender_port}"
-        _wait(f"{base}/healthz", extender, lambda r: r.json()["predictions_usable"], timeout=90)
+        wait_until(f"{base}/healthz", extender, predictions_usable, timeout=90)
         yield {**cluster, "url": url, "model": model, "base": base}
     finally:
         if extender is not None:
-            _stop(extender)
-        _stop(model)
+            stop_process(extender)
+        stop_process(model)
 
 
 def test_snapshot_carries_the_anomaly_group_and_the_detector_scores_it(stack):

@@ -21,36 +21,17 @@ import requests
 from components.contracts import write_nodes_table
 from scheduler_client.client import ExtenderClient, extender_args, make_pod
 from scheduler_client.sources import synthetic_node_state
+from tests.integration.processes import (
+    REPO,
+    launch_extender,
+    predictions_usable,
+    stop_process,
+    wait_until,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 PREFIX = "/scheduler"
 END = 1_767_225_600
 STALE = '{reason="stale",verb="prioritize"}'
-
-
-def _wait(url: str, process: subprocess.Popen, ready, timeout: float = 60.0, **kwargs) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{process.args} exited with {process.returncode}")
-        try:
-            response = requests.get(url, timeout=1, **kwargs)
-            if ready(response):
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready after {timeout} s")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -76,31 +57,23 @@ def start_model_server(port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait(f"http://127.0.0.1:{port}/v2/health/ready", process, lambda r: r.status_code == 200)
+    wait_until(f"http://127.0.0.1:{port}/v2/health/ready", process, lambda r: r.status_code == 200)
     return process
 
 
 def start_extender(port: int, node_state: dict, *extra: str, scheme: str = "http", **kw):
-    log = open(node_state["folder"] / f"extender-{port}.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scheduler_client",
-            "extender",
-            "--port",
-            str(port),
-            "--nodes",
-            str(node_state["nodes"]),
-            "--snapshot",
-            str(node_state["snapshot"]),
-            *extra,
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    process = launch_extender(
+        port,
+        node_state["folder"] / f"extender-{port}.log",
+        "--nodes",
+        str(node_state["nodes"]),
+        "--snapshot",
+        str(node_state["snapshot"]),
+        *extra,
     )
-    _wait(f"{scheme}://127.0.0.1:{port}/healthz", process, lambda r: r.status_code == 200, **kw)
+    wait_until(
+        f"{scheme}://127.0.0.1:{port}/healthz", process, lambda r: r.status_code == 200, **kw
+    )
     return process
 
 
@@ -125,12 +98,12 @@ def served(node_state, free_ports) -> Iterator[dict]:
             "300000",
         )
         base = f"http://127.0.0.1:{extender_port}"
-        _wait(f"{base}/healthz", extender, lambda r: r.json()["predictions_usable"])
+        wait_until(f"{base}/healthz", extender, predictions_usable)
         yield {"base": base, "model": model, "extender": extender, **node_state}
     finally:
         if extender is not None:
-            _stop(extender)
-        _stop(model)
+            stop_process(extender)
+        stop_process(model)
 
 
 def post(base: str, verb: str, body, **kwargs) -> requests.Response:
@@ -329,7 +302,7 @@ def test_bearer_token_and_tls(node_state, free_ports):
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(f"{base}/healthz", timeout=5)  # not trusted without the certificate
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @pytest.fixture

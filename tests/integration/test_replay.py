@@ -7,11 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -32,9 +30,13 @@ from components.placement.workload import cluster_from_nodes, workload_from_trac
 from components.replay.cli import add_replay_parser
 from components.replay.prometheus import parse_counters
 from components.replay.run import day_window, overload_from_assignments, run_replay
-from tests.integration.test_extender_server import _stop
+from tests.integration.processes import (
+    launch_extender,
+    predictions_usable,
+    stop_process,
+    wait_until,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 START = 1_767_225_600
 
 
@@ -66,43 +68,24 @@ def inputs(tmp_path_factory) -> dict:
 
 
 def start_extender(inputs: dict, port: int, name: str) -> subprocess.Popen:
-    log = open(inputs["folder"] / f"{name}.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scheduler_client",
-            "extender",
-            "--port",
-            str(port),
-            "--nodes",
-            str(inputs["nodes"]),
-            "--snapshot",
-            str(inputs["snapshot"]),
-            "--predictors",
-            "recent-usage",
-            "--refresh",
-            "200ms",
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    process = launch_extender(
+        port,
+        inputs["folder"] / f"{name}.log",
+        "--nodes",
+        str(inputs["nodes"]),
+        "--snapshot",
+        str(inputs["snapshot"]),
+        "--predictors",
+        "recent-usage",
+        "--refresh",
+        "200ms",
     )
-    log.close()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"extender exited with {process.returncode}")
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).json()["predictions_usable"]:
-                return process
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            _stop(process)
-            raise AssertionError("extender not ready after 60 s")
-        time.sleep(0.2)
+    try:
+        wait_until(f"http://127.0.0.1:{port}/healthz", process, predictions_usable)
+    except AssertionError:
+        stop_process(process)
+        raise
+    return process
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +107,7 @@ def extender(inputs, free_ports) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +261,7 @@ def test_killing_the_extender_mid_run_costs_no_placement(inputs, replayed, free_
         )
     finally:
         killer.join(10)
-        _stop(process)
+        stop_process(process)
     replay = result.report["replay"]
     assert replay["placements"] + replay["pods_never_placed"] == replay["pods"]
     assert replay["placements"] >= replayed["report"]["replay"]["placements"] - 5
