@@ -38,23 +38,10 @@ from components.contracts import write_nodes_table
 from scheduler_client.client import extender_args, make_pod
 from scheduler_client.sources import synthetic_node_state
 from tests.conftest import find_free_ports
+from tests.integration.processes import REPO, predictions_usable, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 END = 1_767_225_600
 TARGETS_MS = {"healthy": 10.0, "predictors_killed": 20.0}
-
-
-def _wait(url: str, ready, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            response = requests.get(url, timeout=2)
-            if ready(response):
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
 def _counters(base: str) -> dict[str, float]:
@@ -315,9 +302,7 @@ def main() -> None:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait(
-                f"{base}/healthz", lambda r: r.status_code == 200 and r.json()["predictions_usable"]
-            )
+            wait_until(f"{base}/healthz", extender, predictions_usable, timeout=120)
             bodies = _bodies(list(table["node"]), args.full_nodes, table, "/scheduler")
             # the load generator's own full collections (pandas and torch loaded) would stall
             # requests in flight and count against the extender
