@@ -79,9 +79,10 @@ class QuietExecutorLogs(io.TextIOBase):
         return len(text)
 
     def _keep(self, line: str) -> bool:
-        if self._skipping:
-            self._skipping = line.rstrip() != "    }"
+        if self._skipping and line.startswith("    "):  # the dump is indented; anything else
+            self._skipping = line.rstrip() != "    }"  # ends it, so no other line is lost
             return False
+        self._skipping = False
         if line.rstrip().endswith("]: Got executor_input:"):
             self._skipping = True
             return False

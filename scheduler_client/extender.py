@@ -132,14 +132,8 @@ class Extender:
         else:
             assert args.allocatable is not None
             self.inventory.update(args.allocatable)
-            _, cpu_cores, memory_bytes, _ = list(zip(*args.allocatable, strict=True)) or (
-                [],
-                [],
-                [],
-                [],
-            )
-            cpu = np.array(cpu_cores, dtype=np.float64)
-            memory = np.array(memory_bytes, dtype=np.float64)
+            cpu = np.array([a.cpu_cores for a in args.allocatable], dtype=np.float64)
+            memory = np.array([a.memory_bytes for a in args.allocatable], dtype=np.float64)
         state = self.cache.state
         return _Candidates(
             args.pod, args.node_names, cpu, memory, state, state.positions(args.node_names)

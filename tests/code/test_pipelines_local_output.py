@@ -54,6 +54,14 @@ def test_executor_input_dumps_and_registration_noise_are_dropped():
     assert kept.endswith("finished with status SUCCESS\n")
 
 
+def test_a_dump_cut_short_hides_nothing_after_it():
+    out = io.StringIO()
+    quiet = QuietExecutorLogs(out)
+    quiet.write('    [KFP Executor 2026 INFO]: Got executor_input:\n    {\n        "inputs": {\n')
+    quiet.write("Traceback (most recent call last):\nRuntimeError: task failed\n")
+    assert out.getvalue() == "Traceback (most recent call last):\nRuntimeError: task failed\n"
+
+
 def test_an_unfinished_last_line_is_written_on_flush():
     out = io.StringIO()
     quiet = QuietExecutorLogs(out)
