@@ -208,16 +208,12 @@ def parse_node(node: Any, position: int) -> NodeAllocatable:
     try:
         return NodeAllocatable(
             name,
-            cpu_cores(allocatable["cpu"]),
-            whole_units(allocatable["memory"]),
-            0 if gpus is None else whole_units(gpus),
+            cpu_cores(allocatable["cpu"], what="cpu"),
+            whole_units(allocatable["memory"], what="memory"),
+            0 if gpus is None else whole_units(gpus, what="GPUs"),
         )
-    except QuantityError:  # parsed again, naming the field
-        cpu_cores(allocatable["cpu"], what=f"node {name!r} allocatable cpu")
-        whole_units(allocatable["memory"], what=f"node {name!r} allocatable memory")
-        if gpus is not None:
-            whole_units(gpus, what=f"node {name!r} allocatable GPUs")
-        raise
+    except QuantityError as error:  # the node named only on failure: no string per node
+        raise QuantityError(f"node {name!r} allocatable {error}") from None
 
 
 def parse_extender_args(body: bytes | str | Mapping) -> ExtenderArgs:
