@@ -16,9 +16,9 @@ from components.durations import parse_duration_seconds
 from components.errors import MlschedError
 from components.features.cli import add_features_parser
 from components.forecast.cli import add_evaluate_forecast_parser
+from components.harness.replay.cli import add_replay_parser
 from components.pipeline_steps.cli import add_pipeline_parser
 from components.placement.cli import add_evaluate_placement_parser
-from components.replay.cli import add_replay_parser
 from components.tune.cli import add_tune_parser
 from data_validation.cli import add_validate_parser
 from scheduler_client.cli import add_extender_parser
@@ -83,7 +83,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _stack_config(args: argparse.Namespace):
-    from components.stack import StackConfig
+    from components.harness.stack import StackConfig
 
     return StackConfig(
         home=Path(args.home).resolve(),
@@ -93,7 +93,7 @@ def _stack_config(args: argparse.Namespace):
 
 
 def _serving_config(args: argparse.Namespace, tracking_uri: str):
-    from components.stack.serving import ServingConfig
+    from components.harness.stack.serving import ServingConfig
 
     return ServingConfig(
         home=Path(args.home),
@@ -107,9 +107,9 @@ def _serving_config(args: argparse.Namespace, tracking_uri: str):
 
 def _cmd_stack(args: argparse.Namespace) -> int:
     from components.generate.synthetic import SyntheticDataset
-    from components.stack import stack_down, stack_status, stack_up
-    from components.stack.serving import serving_down, serving_status, serving_up
-    from components.stack.stack import format_services
+    from components.harness.stack import stack_down, stack_status, stack_up
+    from components.harness.stack.serving import serving_down, serving_status, serving_up
+    from components.harness.stack.stack import format_services
 
     config = _stack_config(args)
     serving = _serving_config(args, config.mlflow_url)

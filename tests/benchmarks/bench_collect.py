@@ -27,7 +27,7 @@ import pandas as pd
 from components.collect import FetchSettings, collect_node_metrics
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
-from components.stack import StackConfig, stack_down, stack_up
+from components.harness.stack import StackConfig, stack_down, stack_up
 from tests.conftest import find_free_ports
 
 TARGET_SECONDS = 60.0

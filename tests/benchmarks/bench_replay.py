@@ -24,9 +24,9 @@ import requests
 from components.contracts import read_nodes_table, read_workload_trace
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import generate_synthetic_cluster
+from components.harness.replay.run import day_window, format_summary, run_replay, write_outputs
+from components.harness.replay.snapshot import empty_cluster_snapshot, write_snapshot
 from components.placement.workload import cluster_from_nodes, workload_from_trace
-from components.replay.run import day_window, format_summary, run_replay, write_outputs
-from components.replay.snapshot import empty_cluster_snapshot, write_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET_SECONDS = 300.0

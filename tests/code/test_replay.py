@@ -14,24 +14,24 @@ from components.errors import MlschedError
 from components.features.anomaly_group import anomaly_feature_names, latest_anomaly_features
 from components.generate.cluster import make_nodes, nodes_table
 from components.generate.workload import WorkloadConfig, generate_workload
-from components.placement.policy import ClusterState, PodSpec, make_policy
-from components.placement.simulator import simulate
-from components.placement.workload import cluster_from_nodes, workload_from_trace
-from components.replay import prometheus
-from components.replay.cli import add_replay_parser
-from components.replay.extender_policy import pod_manifest
-from components.replay.run import (
+from components.harness.replay import prometheus
+from components.harness.replay.cli import add_replay_parser
+from components.harness.replay.extender_policy import pod_manifest
+from components.harness.replay.run import (
     day_window,
     format_summary,
     latency_summary,
     overload_from_assignments,
 )
-from components.replay.snapshot import (
+from components.harness.replay.snapshot import (
     NodeMetricsRecorder,
     SnapshotWriter,
     empty_cluster_snapshot,
     snapshot_from_metrics,
 )
+from components.placement.policy import ClusterState, PodSpec, make_policy
+from components.placement.simulator import simulate
+from components.placement.workload import cluster_from_nodes, workload_from_trace
 from scheduler_client.api import pod_requests
 from scheduler_client.metrics import ExtenderMetrics
 

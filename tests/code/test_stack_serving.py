@@ -7,7 +7,7 @@ import pytest
 
 from components.cli import build_parser
 from components.errors import MlschedError
-from components.stack.serving import ServingConfig, _processes, serving_up
+from components.harness.stack.serving import ServingConfig, _processes, serving_up
 
 
 def _config(tmp_path, **overrides) -> ServingConfig:

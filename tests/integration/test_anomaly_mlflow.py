@@ -13,8 +13,8 @@ import pytest
 
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
-from components.stack.mlflow_server import HEALTH_PATH, start_mlflow
-from components.stack.processes import stop_process, wait_until_ready
+from components.harness.stack.mlflow_server import HEALTH_PATH, start_mlflow
+from components.harness.stack.processes import stop_process, wait_until_ready
 
 pytestmark = pytest.mark.integration
 

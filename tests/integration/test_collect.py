@@ -18,8 +18,8 @@ from components.contracts import read_node_metrics
 from components.errors import MlschedError
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
-from components.stack import StackConfig, stack_down, stack_up
-from components.stack.processes import stop_process
+from components.harness.stack import StackConfig, stack_down, stack_up
+from components.harness.stack.processes import stop_process
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from components.contracts import write_node_metrics
 from components.forecast import train
 from components.forecast.dataset import build_forecast_dataset
 from components.forecast.model import load_forecaster
-from components.stack.mlflow_server import HEALTH_PATH, start_mlflow
+from components.harness.stack.mlflow_server import HEALTH_PATH, start_mlflow
 from tests.code.test_forecast import make_metrics
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,8 @@ from components.contracts import CPU_UTILIZATION, NODE, read_node_metrics
 from components.errors import MlschedError
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
+from components.harness.stack.serving import ServingConfig, serving_down, serving_status, serving_up
 from components.pipeline_steps.steps import MODEL_NAMES, registry_state
-from components.stack.serving import ServingConfig, serving_down, serving_status, serving_up
 from pipelines.run import run_local, synthetic_arguments
 
 pytestmark = pytest.mark.integration
@@ -96,9 +96,9 @@ def test_the_champions_serve_a_replayed_day_through_the_extender(
     from mlflow import MlflowClient
 
     from components.contracts import read_nodes_table, read_workload_trace
+    from components.harness.replay.run import day_window, run_replay
+    from components.harness.replay.snapshot import empty_cluster_snapshot, write_snapshot
     from components.placement.workload import cluster_from_nodes, workload_from_trace
-    from components.replay.run import day_window, run_replay
-    from components.replay.snapshot import empty_cluster_snapshot, write_snapshot
 
     tracking_uri = trained["arguments"]["tracking_uri"]
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)

@@ -8,7 +8,7 @@ import requests
 from components.contracts import read_node_metrics
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
-from components.stack import StackConfig, stack_down, stack_up
+from components.harness.stack import StackConfig, stack_down, stack_up
 
 pytestmark = pytest.mark.integration
 

@@ -26,10 +26,10 @@ from components.contracts import (
 from components.errors import MlschedError
 from components.generate.cluster import make_nodes, nodes_table
 from components.generate.workload import WorkloadConfig, generate_workload
+from components.harness.replay.cli import add_replay_parser
+from components.harness.replay.prometheus import parse_counters
+from components.harness.replay.run import day_window, overload_from_assignments, run_replay
 from components.placement.workload import cluster_from_nodes, workload_from_trace
-from components.replay.cli import add_replay_parser
-from components.replay.prometheus import parse_counters
-from components.replay.run import day_window, overload_from_assignments, run_replay
 from tests.integration.processes import (
     launch_extender,
     predictions_usable,

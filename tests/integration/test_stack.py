@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from components.errors import MlschedError
-from components.stack import StackConfig, port_is_free, stack_down, stack_status, stack_up
+from components.harness.stack import StackConfig, port_is_free, stack_down, stack_status, stack_up
 
 pytestmark = pytest.mark.integration
 

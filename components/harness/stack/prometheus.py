@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from components.errors import MlschedError
-from components.stack.processes import start_process
+from components.harness.stack.processes import start_process
 
 MAX_BLOCK_DURATION = "39366h"
 RETENTION = "3650d"

@@ -11,7 +11,7 @@ scored with kube-scheduler's own LeastAllocated + BalancedAllocation, as kube-sc
 with an ``ignorable`` extender, and the decision is counted as not decided over HTTP.
 
 At the end of every simulated step (``observe``) the live cluster state is recorded as node
-metrics; every ``snapshot_every`` steps a :class:`~components.replay.snapshot.SnapshotWriter`
+metrics; every ``snapshot_every`` steps a :class:`~.snapshot.SnapshotWriter`
 writes the extender's snapshot file, and before the next pod is scored the policy waits
 (bounded) until the extender has re-read it (:class:`SnapshotSync`, from its refresh count).
 """
@@ -26,10 +26,10 @@ import pandas as pd
 import requests
 
 from components.errors import MlschedError
+from components.harness.replay.prometheus import PREFIX, scrape_counters, total
+from components.harness.replay.snapshot import NodeMetricsRecorder, SnapshotWriter
 from components.placement.baselines import kube_default_node_scores
 from components.placement.policy import ClusterState, PodSpec, StepFeedback
-from components.replay.prometheus import PREFIX, scrape_counters, total
-from components.replay.snapshot import NodeMetricsRecorder, SnapshotWriter
 from scheduler_client.api import GPU_RESOURCE
 from scheduler_client.client import ExtenderClient, make_pod
 

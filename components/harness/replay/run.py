@@ -1,7 +1,7 @@
 """One replay of a day of pod arrivals through the extender, beside the simulator's baselines.
 
 :func:`run_replay` replays the day's pods in the placement simulator with
-:class:`~components.replay.extender_policy.ExtenderPolicy` (every placement asked of the running
+:class:`~.extender_policy.ExtenderPolicy` (every placement asked of the running
 extender over HTTP, its snapshot file kept up to date from the simulated cluster), reads the
 extender's ``/metrics`` counters before and after, replays the same day with the baselines
 (``kube-default``, ``random``), and builds the report: placements, pods pending and never placed,
@@ -24,17 +24,17 @@ import pandas as pd
 import requests
 
 from components.errors import MlschedError
-from components.placement.policy import make_policy
-from components.placement.simulator import SimulationConfig, SimulationResult, simulate
-from components.placement.workload import Cluster, Workload
-from components.replay import prometheus
-from components.replay.extender_policy import ExtenderPolicy, SnapshotSync
-from components.replay.snapshot import (
+from components.harness.replay import prometheus
+from components.harness.replay.extender_policy import ExtenderPolicy, SnapshotSync
+from components.harness.replay.snapshot import (
     NodeMetricsRecorder,
     SnapshotWriter,
     empty_cluster_snapshot,
     write_snapshot,
 )
+from components.placement.policy import make_policy
+from components.placement.simulator import SimulationConfig, SimulationResult, simulate
+from components.placement.workload import Cluster, Workload
 from scheduler_client.client import ExtenderClient
 
 DAY_SECONDS = 86_400

@@ -82,7 +82,7 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _day(text: str) -> int | str:
-    from components.replay.run import LAST_DAY
+    from components.harness.replay.run import LAST_DAY
 
     if text.strip().lower() == LAST_DAY:
         return LAST_DAY
@@ -96,10 +96,10 @@ def _day(text: str) -> int | str:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from components.contracts import read_nodes_table, read_workload_trace
+    from components.harness.replay.run import day_window, format_summary, run_replay, write_outputs
+    from components.harness.replay.snapshot import empty_cluster_snapshot, write_snapshot
     from components.placement.policy import policy_names
     from components.placement.workload import cluster_from_nodes, workload_from_trace
-    from components.replay.run import day_window, format_summary, run_replay, write_outputs
-    from components.replay.snapshot import empty_cluster_snapshot, write_snapshot
 
     cluster = cluster_from_nodes(read_nodes_table(args.nodes))
     workload = day_window(workload_from_trace(read_workload_trace(args.workload)), args.day)

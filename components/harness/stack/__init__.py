@@ -1,15 +1,15 @@
 """The local stack: Prometheus with backfilled history, an MLflow tracking server, and after
-training the model server and the extender (:mod:`components.stack.serving`)."""
+training the model server and the extender (:mod:`components.harness.stack.serving`)."""
 
-from components.stack.processes import (
+from components.harness.stack.processes import (
     is_running,
     port_is_free,
     start_process,
     stop_process,
     wait_until_ready,
 )
-from components.stack.prometheus import backfill_prometheus
-from components.stack.stack import (
+from components.harness.stack.prometheus import backfill_prometheus
+from components.harness.stack.stack import (
     ServiceStatus,
     StackConfig,
     StackStatus,

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from components.stack.processes import start_process
+from components.harness.stack.processes import start_process
 
 HEALTH_PATH = "/health"
 WORKERS = 1

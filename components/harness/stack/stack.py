@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import MlschedError
-from components.stack.mlflow_server import HEALTH_PATH, backend_store_uri, start_mlflow
-from components.stack.processes import (
+from components.harness.stack.mlflow_server import HEALTH_PATH, backend_store_uri, start_mlflow
+from components.harness.stack.processes import (
     port_is_free,
     running_pid,
     stop_process,
     url_is_ready,
     wait_until_ready,
 )
-from components.stack.prometheus import (
+from components.harness.stack.prometheus import (
     MAX_BLOCK_DURATION,
     READY_PATH,
     backfill_prometheus,

@@ -24,8 +24,7 @@ from pathlib import Path
 import requests
 
 from components.errors import MlschedError
-from components.model_contracts import CHAMPION_ALIAS, PLACEMENT_MODEL, REGISTERED_MODELS
-from components.stack.processes import (
+from components.harness.stack.processes import (
     log_tail,
     port_is_free,
     running_pid,
@@ -34,7 +33,8 @@ from components.stack.processes import (
     url_is_ready,
     wait_until_ready,
 )
-from components.stack.stack import ServiceStatus
+from components.harness.stack.stack import ServiceStatus
+from components.model_contracts import CHAMPION_ALIAS, PLACEMENT_MODEL, REGISTERED_MODELS
 
 MODEL_SERVER = "model-server"
 EXTENDER = "extender"
