@@ -42,6 +42,7 @@ run: install system-deps
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: install system-deps lint
 	$(BIN)/pytest
