@@ -116,7 +116,7 @@ def build_definitions(
         ],
         source=anomaly_source,
         online=True,
-        description="the node anomaly detector's own features (components.anomaly.features)",
+        description="the anomaly detector's own features (components.features.anomaly_statistics)",
         tags={**tags, "group": ANOMALY_GROUP},
     )
     return NodeFeatureRepo(node, source, views, service, anomaly_source, anomaly_view)

@@ -2,7 +2,8 @@
 
 Both detectors share one interface: ``score(frame) -> DataFrame[node, timestamp, score, alarm]``
 where ``frame`` holds node metrics (with enough trailing history, see
-:data:`~components.anomaly.features.LOOKBACK_SECONDS`) or already the detector's features.
+:data:`~components.features.anomaly_statistics.LOOKBACK_SECONDS`) or already the detector's
+features.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ import pandas as pd
 from components.anomaly.calibrate import calibrate_peak, calibrate_threshold
 from components.anomaly.ensemble import EnsembleConfig, IsolationEnsemble, fit_ensemble
 from components.anomaly.events import EventRules, alarm_events
-from components.anomaly.features import (
+from components.contracts import NODE, TIMESTAMP
+from components.errors import MlschedError
+from components.features.anomaly_statistics import (
     MAD_TO_SIGMA,
     RESOURCES,
     anomaly_features,
     check_resources,
     infer_step_seconds,
 )
-from components.contracts import NODE, TIMESTAMP
-from components.errors import MlschedError
 
 SCORE_COLUMNS = (NODE, TIMESTAMP, "score", "alarm")
 _MIN_SCALE = 0.002

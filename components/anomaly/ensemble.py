@@ -1,16 +1,15 @@
 """An ensemble of Isolation Forests over feature subsets and time windows, one score per sample.
 
-Each member is an :class:`~sklearn.ensemble.IsolationForest` over a small subset of the features
-of :mod:`components.anomaly.features`, each over its own time window: the sustained level of each
-resource (15 minutes against the trailing 24 h), CPU jumps and short pulses (15 minutes), a
-frozen exporter (15 minutes), the CPU rise (1 h and 6 h), memory beyond what its requests explain
-(a leak, 1 h against a 2 h rise) and the scrape health (15 minutes and 1 h). A member's raw
-score is ``-score_samples`` (higher is more anomalous), standardised per node by the median and
-the distance to a high quantile of that node's training scores (at least a share of the pooled
-distance, so a node that was quiet in training is not hypersensitive), plus how far the row lies
-beyond the training range (which a forest cannot score). The ensemble score of a sample is the
-largest member score, averaged over a trailing window per node. Fitting is deterministic for a
-seed.
+Each member is an :class:`~sklearn.ensemble.IsolationForest` over a small subset of the features of
+:mod:`components.features.anomaly_statistics`, each over its own time window: the sustained level of
+each resource (15 minutes against the trailing 24 h), CPU jumps and short pulses (15 minutes), a
+frozen exporter (15 minutes), the CPU rise (1 h and 6 h), memory beyond what its requests explain (a
+leak, 1 h against a 2 h rise) and the scrape health (15 minutes and 1 h). A member's raw score is
+``-score_samples`` (higher is more anomalous), standardised per node by the median and the distance
+to a high quantile of that node's training scores (at least a share of the pooled distance, so a
+node that was quiet in training is not hypersensitive), plus how far the row lies beyond the
+training range (which a forest cannot score). The ensemble score of a sample is the largest member
+score, averaged over a trailing window per node. Fitting is deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -22,14 +21,14 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
-from components.anomaly.features import (
+from components.contracts import NODE, TIMESTAMP
+from components.errors import MlschedError
+from components.features.anomaly_statistics import (
     FROZEN_FEATURES,
     HEALTH_FEATURES,
     MEMORY_EXCESS_FEATURES,
     check_resources,
 )
-from components.contracts import NODE, TIMESTAMP
-from components.errors import MlschedError
 
 MIN_TRAIN_ROWS = 50
 MIN_SPREAD = 0.05

@@ -22,14 +22,14 @@ from components.anomaly.detector import (
 from components.anomaly.ensemble import MIN_TRAIN_ROWS, EnsembleConfig
 from components.anomaly.evaluation import evaluate_alarms
 from components.anomaly.events import EventRules, event_alarm_mask
-from components.anomaly.features import (
+from components.contracts import MEMORY_UTILIZATION, NODE, TIMESTAMP, AnomalyLabels
+from components.errors import MlschedError
+from components.features.anomaly_statistics import (
     RESOURCES,
     anomaly_features,
     check_resources,
     infer_step_seconds,
 )
-from components.contracts import MEMORY_UTILIZATION, NODE, TIMESTAMP, AnomalyLabels
-from components.errors import MlschedError
 
 DEFAULT_TRAIN_FRACTION = 0.3
 DEFAULT_FPR_BUDGET = 0.01

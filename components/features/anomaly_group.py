@@ -2,9 +2,9 @@
 
 The detector (:mod:`components.anomaly`) does not score the 97 forecaster features
 (:data:`~components.features.definitions.FEATURE_NAMES`, unchanged) but its own robust per-node
-statistics, :func:`components.anomaly.features.anomaly_features`, which need about 48 h of a
-node's metrics and cannot be derived from the 97. So they are a separate feature table and a
-separate Feast feature view (:data:`ANOMALY_VIEW`, outside the ``node_features_v1`` service),
+statistics, :func:`components.features.anomaly_statistics.anomaly_features`, which need about
+48 h of a node's metrics and cannot be derived from the 97. So they are a separate feature table
+and a separate Feast feature view (:data:`ANOMALY_VIEW`, outside the ``node_features_v1`` service),
 materialised beside the others and read into the node state snapshot, from which the extender
 sends them to the served detector in the order its metadata declares.
 
@@ -22,6 +22,7 @@ import pandas as pd
 
 from components.contracts import NODE, TIMESTAMP
 from components.errors import MlschedError
+from components.features.anomaly_statistics import LOOKBACK_SECONDS, anomaly_features, feature_names
 from components.features.definitions import feature_view_name
 
 ANOMALY_GROUP = "anomaly"
@@ -32,8 +33,6 @@ ANOMALY_RESOURCES = ("cpu", "memory")
 
 def anomaly_feature_names() -> tuple[str, ...]:
     """The columns of the anomaly group (the detector's features over CPU and memory)."""
-    from components.anomaly.features import feature_names
-
     return tuple(feature_names(ANOMALY_RESOURCES))
 
 
@@ -49,8 +48,6 @@ def compute_anomaly_features(
 ) -> pd.DataFrame:
     """The anomaly group of every node-metrics row: ``timestamp``, ``node`` and
     :func:`anomaly_feature_names` as float32, sorted by (node, timestamp)."""
-    from components.anomaly.features import anomaly_features
-
     names = anomaly_feature_names()
     computed = anomaly_features(metrics, ANOMALY_RESOURCES, step_seconds)
     out = pd.DataFrame(
@@ -73,8 +70,6 @@ def latest_anomaly_features(
 ) -> pd.DataFrame:
     """The online path: each node's anomaly features at its latest sample at or before ``at``,
     computed over the trailing ``lookback_seconds`` (default: the detector's lookback, 48 h)."""
-    from components.anomaly.features import LOOKBACK_SECONDS
-
     at = pd.Timestamp(at)
     if at.tzinfo is None:
         raise MlschedError(f"at={at!r} has no time zone; pass a UTC time")

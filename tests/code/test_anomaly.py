@@ -16,11 +16,11 @@ from components.anomaly.ensemble import EnsembleConfig, member_features
 from components.anomaly.evaluate import evaluate_anomaly, run_anomaly_evaluation
 from components.anomaly.evaluation import evaluate_alarms, label_mask
 from components.anomaly.events import EventRules, alarm_events, event_alarm_mask
-from components.anomaly.features import anomaly_features, feature_names
 from components.anomaly.io import read_anomaly_metrics
 from components.anomaly.model import load_anomaly_detector, save_detector
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 from components.errors import ContractError, MlschedError
+from components.features.anomaly_statistics import anomaly_features, feature_names
 
 T0 = pd.Timestamp("2026-01-05T00:00:00Z")
 STEP = 60

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.anomaly.features import anomaly_features
 from components.contracts import NODE, TIMESTAMP
 from components.errors import MlschedError
 from components.features.anomaly_group import (
@@ -17,6 +16,7 @@ from components.features.anomaly_group import (
     latest_anomaly_features,
     write_anomaly_table,
 )
+from components.features.anomaly_statistics import anomaly_features
 from components.features.definitions import FEATURE_NAMES, GROUPS, feature_view_name
 from components.generate.cluster import make_nodes
 from components.generate.history import (

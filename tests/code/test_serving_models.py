@@ -47,8 +47,8 @@ def tiny_models() -> TinyModels:
     """A forecaster, an anomaly detector and a DQN trained on 4 nodes x 2 days (~15 s)."""
     from components.anomaly.detector import fit_detector
     from components.anomaly.ensemble import EnsembleConfig
-    from components.anomaly.features import anomaly_features
     from components.contracts import validate_nodes_table, validate_workload_trace
+    from components.features.anomaly_statistics import anomaly_features
     from components.forecast.dataset import build_forecast_dataset, time_split
     from components.forecast.model import ForecastParams, train_forecaster
     from components.generate.cluster import make_nodes, nodes_table

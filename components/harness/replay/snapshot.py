@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.anomaly.features import LOOKBACK_SECONDS as ANOMALY_LOOKBACK_SECONDS
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 from components.features import definitions as d
 from components.features.anomaly_group import latest_anomaly_features
+from components.features.anomaly_statistics import LOOKBACK_SECONDS as ANOMALY_LOOKBACK_SECONDS
 from components.features.engineering import latest_node_features
 from components.placement.policy import ClusterState
 
