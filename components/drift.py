@@ -2,7 +2,7 @@
 
 Per key feature, the population stability index (PSI, over quantile bins of the training window)
 or the two-sample Kolmogorov-Smirnov statistic; the retraining pipeline retrains when enough
-features drift. Thresholds live in ``pipelines/drift.yaml``.
+features drift. Thresholds live in ``drift.yaml`` beside this module.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from components.contracts import TIMESTAMP
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "pipelines" / "drift.yaml"
+DEFAULT_CONFIG = Path(__file__).with_name("drift.yaml")
 METHODS = ("psi", "ks")
 _EPSILON = 1e-4
 
@@ -45,7 +45,7 @@ class DriftConfig:
 
 
 def load_drift_config(path: str | os.PathLike | None = None) -> DriftConfig:
-    """Read a drift YAML (default: the shipped ``pipelines/drift.yaml``)."""
+    """Read a drift YAML (default: the shipped ``components/drift.yaml``)."""
     file = Path(path) if path is not None else DEFAULT_CONFIG
     try:
         raw = yaml.safe_load(file.read_text()) or {}
