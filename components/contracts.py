@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.atomic import replace_path, write_text
 from components.errors import ContractError
 
 TIMESTAMP = "timestamp"
@@ -288,10 +287,10 @@ def write_node_metrics(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix == ".csv":
-        return _atomic_file(target, lambda tmp: _write_csv(frame, tmp))
+        return replace_path(target, lambda tmp: _write_csv(frame, tmp))
     if suffix == ".parquet":
-        return _atomic_file(target, lambda tmp: pq.write_table(_to_arrow(frame), tmp))
-    return _atomic_dir(target, lambda tmp: _write_day_partitions(frame, tmp))
+        return replace_path(target, lambda tmp: pq.write_table(_to_arrow(frame), tmp))
+    return replace_path(target, lambda tmp: _write_day_partitions(frame, tmp), folder=True)
 
 
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:
@@ -320,34 +319,6 @@ def _write_day_partitions(frame: pd.DataFrame, directory: Path) -> None:
         partition = directory / f"date={day}"
         partition.mkdir(parents=True, exist_ok=True)
         pq.write_table(table.take(pa.array(chunk)), partition / "part-0.parquet")
-
-
-def _atomic_file(target: Path, write) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
-def _atomic_dir(target: Path, write) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = target.with_name(f".{target.name}.tmp-{tag}")
-    old = target.with_name(f".{target.name}.old-{tag}")
-    try:
-        tmp.mkdir()
-        write(tmp)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 # --------------------------------------------------------------------------- workload and nodes
@@ -436,9 +407,9 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a workload trace or nodes table atomically as ``.csv`` or ``.parquet``."""
     target = Path(path)
     if target.suffix.lower() == ".csv":
-        return _atomic_file(target, lambda tmp: _write_csv(frame, tmp))
+        return replace_path(target, lambda tmp: _write_csv(frame, tmp))
     if target.suffix.lower() == ".parquet":
-        return _atomic_file(target, lambda tmp: pq.write_table(_to_arrow(frame), tmp))
+        return replace_path(target, lambda tmp: pq.write_table(_to_arrow(frame), tmp))
     raise ContractError(f"{target}: unsupported file type '{target.suffix}'; use .parquet or .csv")
 
 
@@ -511,7 +482,7 @@ def write_anomaly_labels(labels: AnomalyLabels, path: str | os.PathLike) -> Path
         for node, windows in sorted(labels.items())
     }
     validate_anomaly_labels(document)
-    return _atomic_file(Path(path), lambda tmp: tmp.write_text(json.dumps(document, indent=1)))
+    return write_text(path, json.dumps(document, indent=1))
 
 
 def _iso(stamp: pd.Timestamp) -> str:

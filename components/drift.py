@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from components.atomic import write_text
 from components.contracts import TIMESTAMP
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
@@ -238,9 +239,4 @@ def detect_drift(metrics: pd.DataFrame, config: DriftConfig | None = None) -> Dr
 
 def write_drift_report(report: DriftReport, path: str | os.PathLike) -> Path:
     """Write the report as JSON, atomically."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(json.dumps(report.to_dict(), indent=2))
-    os.replace(temporary, target)
-    return target
+    return write_text(path, json.dumps(report.to_dict(), indent=2))

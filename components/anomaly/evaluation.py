@@ -12,13 +12,12 @@ count (no events, no windows) is ``None``.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from components.atomic import write_text
 from components.contracts import NODE, TIMESTAMP, AnomalyLabels
 
 METRICS = ("event_precision", "window_recall", "point_fpr", "event_f1")
@@ -133,11 +132,4 @@ def evaluate_alarms(
 
 def write_report(report: dict, path: Path) -> Path:
     """Write a report as JSON atomically (nothing half-written on failure)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(json.dumps(report, indent=1, default=str))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text(path, json.dumps(report, indent=1, default=str))

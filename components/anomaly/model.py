@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 
 import joblib
@@ -12,6 +11,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from components.anomaly.detector import AnomalyDetector
+from components.atomic import replace_path
 from components.errors import MlschedError
 
 DETECTOR_FILE = "detector.joblib"
@@ -23,12 +23,7 @@ def save_detector(detector: AnomalyDetector, directory: str | os.PathLike) -> Pa
     """Write ``detector.joblib`` and a readable ``detector.json`` into ``directory`` atomically."""
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
-    tmp = target / f".{DETECTOR_FILE}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        joblib.dump(detector, tmp)
-        os.replace(tmp, target / DETECTOR_FILE)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_path(target / DETECTOR_FILE, lambda path: joblib.dump(detector, path))
     meta = {
         "threshold": detector.threshold,
         "fpr_budget": detector.fpr_budget,

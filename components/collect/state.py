@@ -10,8 +10,6 @@ records the rows and the time span of the output it describes; when it does not 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.atomic import write_text
 from components.contracts import TIMESTAMP
 
 STATE_VERSION = 1
@@ -80,12 +79,7 @@ def write_state(output: Path, state: OutputState) -> None:
         "first": state.first,
         "last": state.last,
     }
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(json.dumps(document, indent=1) + "\n")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text(target, json.dumps(document, indent=1) + "\n")
 
 
 def merge_intervals(intervals: list[Interval], join_gap: int = 1) -> tuple[Interval, ...]:

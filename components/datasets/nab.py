@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.atomic import replace_path
 from components.contracts import (
     CPU_UTILIZATION,
     MEMORY_UTILIZATION,
@@ -150,11 +151,6 @@ def write_nab_as_node_metrics(folder: str | os.PathLike, output: str | os.PathLi
     csv = metrics.drop(columns=[MEMORY_UTILIZATION]).assign(
         **{TIMESTAMP: metrics[TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%SZ")}
     )
-    tmp = target / ".node_metrics.csv.tmp"
-    try:
-        csv.to_csv(tmp, index=False)
-        os.replace(tmp, target / "node_metrics.csv")
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_path(target / "node_metrics.csv", lambda tmp: csv.to_csv(tmp, index=False))
     write_anomaly_labels(labels, target / "anomaly_labels.json")
     return target

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.atomic import replace_path
 from components.contracts import NODE, TIMESTAMP
 from components.errors import MlschedError
 from components.features.anomaly_statistics import LOOKBACK_SECONDS, anomaly_features, feature_names
@@ -97,9 +98,5 @@ def write_anomaly_table(features: pd.DataFrame, path: str | os.PathLike) -> Path
     missing = [c for c in (TIMESTAMP, NODE, *names) if c not in features.columns]
     if missing:
         raise MlschedError(f"anomaly features lack column(s) {', '.join(missing)}")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    features[[TIMESTAMP, NODE, *names]].to_parquet(temporary, index=False)
-    os.replace(temporary, target)
-    return target
+    columns = features[[TIMESTAMP, NODE, *names]]
+    return replace_path(path, lambda tmp: columns.to_parquet(tmp, index=False))

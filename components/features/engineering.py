@@ -16,7 +16,6 @@ Each output value at step ``t`` is computed from cells at or before ``t`` only. 
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.signal import lfilter
 
+from components.atomic import replace_path
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 from components.errors import ContractError, MlschedError
 from components.features import definitions as d
@@ -542,14 +542,7 @@ def write_feature_table(features: pd.DataFrame, path: str | os.PathLike) -> Path
             + [pa.field(name, pa.float32()) for name in d.FEATURE_NAMES]
         )
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        pq.write_table(table, tmp, row_group_size=1 << 20)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return replace_path(target, lambda tmp: pq.write_table(table, tmp, row_group_size=1 << 20))
 
 
 def read_feature_table(path: str | os.PathLike) -> pd.DataFrame:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import uuid
 from pathlib import Path
 
+from components.atomic import write_text
 from components.cli_args import fraction
 from components.errors import MlschedError
 from components.forecast.dataset import DEFAULT_HORIZONS
@@ -58,14 +57,7 @@ def _json_safe(value):
 
 def write_report(report: dict, path: Path) -> Path:
     """Write ``report`` as JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text(path, json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
 
 
 def cmd_evaluate_forecast(args: argparse.Namespace) -> int:

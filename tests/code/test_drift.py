@@ -108,4 +108,4 @@ def test_shipped_config_loads_and_bad_configs_name_the_key(tmp_path):
 def test_report_is_written_atomically(tmp_path):
     report = detect_drift(_metrics(), DriftConfig())
     path = write_drift_report(report, tmp_path / "out" / "drift.json")
-    assert path.is_file() and not list(path.parent.glob(".*.tmp"))
+    assert path.is_file() and not list(path.parent.glob(".*"))
