@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.atomic import replace_path, write_text
 from components.contracts import NODE
 from components.errors import MlschedError
 from data_validation.profile import (
@@ -266,28 +267,16 @@ def _run(
                 results += [(spec.name, r) for r in validation.results]
         report = _report(results, profile, output_dir, data_docs)
         document = _document(report, results, profile, source, thresholds, reference)
-        (staging / RESULT_FILE).write_text(json.dumps(_plain(document), indent=1, allow_nan=False))
+        result = json.dumps(_plain(document), indent=1, allow_nan=False)
         if data_docs:
-            _replace_dir(staging / DATA_DOCS_DIR, output_dir / DATA_DOCS_DIR)
+            docs = staging / DATA_DOCS_DIR
+            replace_path(output_dir / DATA_DOCS_DIR, lambda tmp: os.replace(docs, tmp))
         else:
             shutil.rmtree(output_dir / DATA_DOCS_DIR, ignore_errors=True)
-        os.replace(staging / RESULT_FILE, output_dir / RESULT_FILE)
+        write_text(output_dir / RESULT_FILE, result)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
-
-
-def _replace_dir(source: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    if target.exists():
-        os.replace(target, old)
-    try:
-        os.replace(source, target)
-    except OSError:
-        if old.exists():
-            os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- reading the results

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pandas as pd
 import xgboost as xgb
 from tqdm import tqdm
 
+from components.atomic import replace_path
 from components.contracts import NODE, TIMESTAMP, UTILIZATION_RANGE
 from components.errors import MlschedError
 from components.features.definitions import FEATURE_NAMES, RESOURCES
@@ -158,31 +157,25 @@ class LoadForecaster:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the model (manifest + one UBJSON file per booster), replacing ``directory``."""
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
-            (staging / BOOSTERS).mkdir(parents=True)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "step_seconds": self.step_seconds,
+            "horizons": [asdict(h) for h in self.horizons],
+            "resources": list(self.resources),
+            "feature_names": list(self.feature_names),
+            "boosters": sorted(self.boosters),
+            "params": self.params,
+            "best_iterations": self.best_iterations,
+            "persistence_fallback": list(self.persistence_fallback),
+        }
+
+        def write(staging: Path) -> None:
+            (staging / BOOSTERS).mkdir()
             for key, booster in self.boosters.items():
                 booster.save_model(staging / BOOSTERS / f"{key}.ubj")
-            manifest = {
-                "format_version": FORMAT_VERSION,
-                "step_seconds": self.step_seconds,
-                "horizons": [asdict(h) for h in self.horizons],
-                "resources": list(self.resources),
-                "feature_names": list(self.feature_names),
-                "boosters": sorted(self.boosters),
-                "params": self.params,
-                "best_iterations": self.best_iterations,
-                "persistence_fallback": list(self.persistence_fallback),
-            }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return target
+
+        return replace_path(directory, write, folder=True)
 
     @classmethod
     def load_directory(cls, directory: str | os.PathLike) -> LoadForecaster:

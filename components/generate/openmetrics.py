@@ -20,13 +20,13 @@ so counters grow by ``(1 - u) * dt`` (idle) and ``u * dt`` (busy) across gaps to
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 import pandas as pd
 
+from components.atomic import replace_path
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 
 CPU_MODES = {"idle": None, "user": 0.8, "system": 0.2}
@@ -80,9 +80,6 @@ def write_openmetrics(
         cpus_per_node: how many ``cpu`` label values to write per node (each carries the node's
             utilisation; a few keep the sample count sane).
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     capacity = nodes.set_index(NODE)
     by_node = {name: frame for name, frame in metrics.groupby(NODE, sort=True)}
     unknown = sorted(set(by_node) - set(capacity.index))
@@ -94,16 +91,18 @@ def write_openmetrics(
     }
     start = min(int(s[0]) for s in seconds.values())
     end = max(int(s[-1]) for s in seconds.values()) + 1
-    samples = 0
-    try:
+    samples = []
+
+    def write(tmp: Path) -> None:
         with open(tmp, "w") as out:
-            samples += _node_exporter(out, by_node, seconds, capacity, cpus_per_node)
-            samples += _kube_state_metrics(out, capacity, node_pods, start, end, ksm_step_seconds)
+            samples.append(_node_exporter(out, by_node, seconds, capacity, cpus_per_node))
+            samples.append(
+                _kube_state_metrics(out, capacity, node_pods, start, end, ksm_step_seconds)
+            )
             out.write("# EOF\n")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return samples
+
+    replace_path(path, write)
+    return sum(samples)
 
 
 def _intervals(stamps: np.ndarray) -> np.ndarray:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
+from components.atomic import replace_path
 from components.contracts import (
     write_anomaly_labels,
     write_node_metrics,
@@ -132,12 +131,11 @@ def generate_synthetic_cluster(
     )
     timings["generate_seconds"] = time.perf_counter() - began
 
-    root = Path(output)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = root.with_name(f".{root.name}.tmp-{uuid.uuid4().hex[:8]}")
-    dataset = SyntheticDataset(staging)
-    try:
-        staging.mkdir()
+    manifest: dict = {}
+
+    def write(staging: Path) -> None:
+        nonlocal manifest
+        dataset = SyntheticDataset(staging)
         began = time.perf_counter()
         write_node_metrics(metrics, dataset.node_metrics)
         write_nodes_table(table, dataset.nodes)
@@ -171,11 +169,6 @@ def generate_synthetic_cluster(
             "timings": {k: round(v, 2) for k, v in timings.items()},
         }
         dataset.manifest.write_text(json.dumps(manifest, indent=2))
-        old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
-        if root.exists():
-            os.replace(root, old)
-        os.replace(staging, root)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    replace_path(output, write, folder=True)
     return manifest

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from components.atomic import replace_path, write_text
 from components.errors import MlschedError
 from components.placement.policy import PlacementPolicy, make_policy
 from components.placement.simulator import (
@@ -265,27 +265,14 @@ def plot_comparison(metrics: dict[str, dict[str, float]], path: Path) -> None:
 
 
 def _write_outputs(report, results, report_path: Path, log_path: Path, plot_path: Path) -> None:
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    temps = {
-        path: path.with_name(f".{path.name}.tmp-{tag}")
-        for path in (report_path, log_path, plot_path)
-    }
-    try:
-        log = assignment_log(results)
-        for column in ("arrival_time", "placed_time"):
-            if column in log:
-                log[column] = pd.to_datetime(log[column], utc=True).dt.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"
-                )
-        log.to_csv(temps[log_path], index=False)
-        plot_comparison(report["policies"], temps[plot_path])
-        temps[report_path].write_text(json.dumps(report, indent=1, default=_json_default))
-        for final, temp in temps.items():
-            os.replace(temp, final)
-    finally:
-        for temp in temps.values():
-            temp.unlink(missing_ok=True)
+    log = assignment_log(results)
+    for column in ("arrival_time", "placed_time"):
+        if column in log:
+            log[column] = pd.to_datetime(log[column], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The report goes last: where it is new, so are the log and the plot.
+    replace_path(log_path, lambda tmp: log.to_csv(tmp, index=False))
+    replace_path(plot_path, lambda tmp: plot_comparison(report["policies"], tmp))
+    write_text(report_path, json.dumps(report, indent=1, default=_json_default))
 
 
 def _json_default(value: object) -> object:
