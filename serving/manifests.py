@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.atomic import write_text
 from components.errors import MlschedError
 from components.model_contracts import ANOMALY_MODEL as ANOMALY_DETECTOR
 from components.model_contracts import FORECASTER_MODEL as FORECASTER
@@ -196,8 +197,5 @@ def write_manifests(
         for manifest in rollout_plan(name, uri, percents, options):
             percent = manifest["spec"]["predictor"]["canaryTrafficPercent"]
             target = folder / f"canary-{percent:03d}.yaml"
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(yaml.safe_dump(manifest, sort_keys=False))
-            os.replace(tmp, target)
-            written.append(target)
+            written.append(write_text(target, yaml.safe_dump(manifest, sort_keys=False)))
     return written
