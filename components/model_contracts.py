@@ -15,13 +15,27 @@ NODE_STATE_COLUMNS = (
     "cpu_capacity_cores",
     "memory_capacity_bytes",
     "gpu_capacity",
+    "gpus_requested",
     "cpu_requested_cores",
     "memory_requested_bytes",
-    "cpu_usage_cores",
-    "memory_usage_bytes",
-    "forecast_cpu_p90_cores",
+    "pod_count",
+    "cpu_util_now",
+    "cpu_util_mean",
+    "cpu_util_std",
+    "cpu_util_p90",
+    "cpu_util_max",
+    "cpu_util_long_mean",
+    "cpu_util_long_max",
+    "memory_util_now",
+    "memory_util_p90",
+    "memory_util_long_max",
+    "cpu_pending_cores",
+    "memory_pending_bytes",
 )
-"""Per-node state the placement policy scores with (``node_state`` FP32 [k, 8])."""
+"""The per-node record the placement DQN is trained and served on (``node_state`` FP32 [k, 19]):
+capacities and requests, utilisation (fraction of capacity) now, over the recent window and the
+long window, and the requests placed since usage was last observed. Built and turned into the
+network's inputs by ``components.placement.dqn.inputs`` only."""
 
 POD_COLUMNS = ("cpu_request_cores", "memory_request_bytes", "gpus")
 """The pod a placement policy places (``pod`` FP32 [1, 3])."""

@@ -50,6 +50,7 @@ def build_extender_app(options: ExtenderOptions):
     Returns:
         The :class:`~scheduler_client.server.ExtenderApp` (its lifespan starts the cache).
     """
+    from scheduler_client.dqn_scorer import DQNPodScorer
     from scheduler_client.extender import Extender, ScoringConfig
     from scheduler_client.inventory import NodeInventory
     from scheduler_client.metrics import ExtenderMetrics
@@ -58,7 +59,6 @@ def build_extender_app(options: ExtenderOptions):
     from scheduler_client.resilience import CircuitBreaker, RolloutPolicy
     from scheduler_client.server import ExtenderApp
     from scheduler_client.sources import (
-        DQNPodScorer,
         QNetworkPodScorer,
         RecentUsagePredictor,
         StandInQNetwork,

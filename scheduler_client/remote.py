@@ -20,9 +20,9 @@ anomaly detector          one FP32 [m] input per detector feature, named   ``sco
                           them (``GET /v2/models/<name>``: its inputs of   threshold),
                           shape [-1]), and ``node`` BYTES [m]              ``alarm`` BOOL [m]
                                                                            (optional)
-placement policy          ``node_state`` FP32 [k, 8] (NODE_STATE_COLUMNS)  ``q_values`` FP32 [k]
-(placement-dqn)           ``pod`` FP32 [1, 3] (cpu cores, memory bytes,
-                          GPUs)
+placement policy          ``node_state`` FP32 [k, 19] (NODE_STATE_COLUMNS: ``q_values`` FP32 [k]
+(placement-dqn)           the record the DQN trained on), ``pod`` FP32
+                          [1, 3] (POD_COLUMNS)
 ========================  ===============================================  =====================
 
 The anomaly detector's features are not the forecaster's 97: they are the snapshot's anomaly
@@ -55,6 +55,7 @@ from components.model_contracts import (
     PLACEMENT_MODEL,
 )
 from scheduler_client.api import PodRequest
+from scheduler_client.dqn_scorer import cache_node_state
 from scheduler_client.predictions import CacheState, NodePredictions
 
 FORECASTER = FORECASTER_MODEL
@@ -348,28 +349,6 @@ class RemoteNodePredictor:
         )
 
 
-def node_state_matrix(state: CacheState) -> np.ndarray:
-    """Per node, the NODE_STATE_COLUMNS a placement policy scores with (float32 [n, 8])."""
-    cpu, memory = state.cpu_cores, state.memory_bytes
-    usage_cpu = np.nan_to_num(state.cpu_utilization, nan=0.0) * cpu
-    usage_memory = np.nan_to_num(state.memory_utilization, nan=0.0) * memory
-    forecast = state.cpu_peak[:, -1] if state.cpu_peak is not None else np.zeros(len(cpu))
-    forecast = np.where(np.isfinite(forecast), forecast, 0.0) * cpu
-    return np.stack(
-        [
-            cpu,
-            memory,
-            state.gpus.astype(np.float64),
-            state.cpu_requested_ratio * cpu,
-            state.memory_requested_ratio * memory,
-            usage_cpu,
-            usage_memory,
-            forecast,
-        ],
-        axis=1,
-    ).astype(np.float32)
-
-
 class RemotePodScorer:
     """:class:`~scheduler_client.predictions.PodScorer` over the served placement policy: one v2
     call per scheduling request, with its own (short) time-out."""
@@ -384,7 +363,7 @@ class RemotePodScorer:
         self.timeout_seconds = timeout_seconds
 
     def prepare(self, state: CacheState) -> np.ndarray:
-        return node_state_matrix(state)
+        return cache_node_state(state).values.astype(np.float32)
 
     def q_values(self, pod: PodRequest, prepared: np.ndarray, positions: np.ndarray) -> np.ndarray:
         pod_vector = np.array([[pod.cpu_cores, pod.memory_bytes, pod.gpus]], dtype=np.float32)

@@ -1,21 +1,21 @@
 """Node state snapshot sources, stand-in predictors, and the adapter for placement policies.
 
 * :func:`feast_snapshot_source` reads the Feast online store (the production source);
-  :func:`file_snapshot_source` re-reads a parquet snapshot file (tests, benchmarks, replays).
+  :func:`file_snapshot_source` re-reads a parquet snapshot file (tests, benchmarks).
 * :class:`RecentUsagePredictor` is a statistical stand-in for the served models, not a model:
   P90 load from the node's recent mean, spread and trend, anomaly score from its z-scores. It
   lets the extender, its tests and its benchmark run before the KServe predictors exist.
 * :class:`StandInQNetwork` is a fixed, seeded, untrained MLP with the DQN's shape (a shared
   per-node network over node state + pod): a stand-in for latency, not for decisions.
-* :class:`PolicyPodScorer` plugs any placement policy of ``components.placement`` (the DQN
-  included) in as the extender's in-process pod scorer.
+* :class:`PolicyPodScorer` plugs a placement heuristic of ``components.placement`` in as the
+  extender's in-process pod scorer (the DQN's is :class:`scheduler_client.dqn_scorer.
+  DQNPodScorer`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +23,21 @@ import numpy as np
 import pandas as pd
 
 from components.errors import MlschedError
+from components.model_contracts import NODE_STATE_COLUMNS, POD_COLUMNS
 from scheduler_client.api import PodRequest
-from scheduler_client.dqn_forward import PreparedNodes, SplitQNetwork
+from scheduler_client.dqn_scorer import cache_node_state, pod_spec
 from scheduler_client.predictions import CacheState, NodePredictions, SnapshotSource
-from scheduler_client.remote import DEFAULT_HORIZONS_SECONDS, node_state_matrix
+from scheduler_client.remote import DEFAULT_HORIZONS_SECONDS
 
 Z_P90 = 1.2816
 
 
-def feast_snapshot_source(repo_dir: str | os.PathLike) -> SnapshotSource:
-    """Snapshots from the Feast online store of a rendered feature repository."""
+def feast_snapshot_source(home: str | os.PathLike) -> SnapshotSource:
+    """Snapshots from the Feast online store of ``feature_repo/`` applied in ``home`` (the folder
+    of its registry and online store, e.g. ``mlsched features --feast-home``)."""
     from components.features.feast_store import open_feature_store, read_node_state_snapshot
 
-    store = open_feature_store(repo_dir)
+    store = open_feature_store(home)
     return lambda nodes: read_node_state_snapshot(store, nodes)
 
 
@@ -107,26 +109,36 @@ class RecentUsagePredictor:
         )
 
 
+def _input_scale(column: str) -> float:
+    if column.endswith("_cores"):
+        return 1 / 64
+    if column.endswith("_bytes"):
+        return 2**-38
+    return 1 / 8 if "gpu" in column or column == "pod_count" else 1.0
+
+
 class StandInQNetwork:
     """An untrained, seeded two-layer MLP shared over nodes: Q = MLP([node_state, pod]).
 
-    Inputs are scaled (cores / 64, bytes / 256 GiB) so the activations stay in range. It has
-    the DQN's cost shape (one batched forward pass per pod), not its judgement.
+    The node state is the DQN's (``NODE_STATE_COLUMNS``), the pod ``POD_COLUMNS``; inputs are
+    scaled (cores / 64, bytes / 256 GiB, GPUs and pods / 8) so the activations stay in range. It
+    has the DQN's cost shape (one batched forward pass per pod), not its judgement.
     """
 
     def __init__(self, hidden: int = 64, seed: int = 0):
         rng = np.random.default_rng(seed)
-        inputs = 8 + 3
+        inputs = len(NODE_STATE_COLUMNS) + len(POD_COLUMNS)
         self.w1 = rng.normal(0, 1 / np.sqrt(inputs), (inputs, hidden)).astype(np.float32)
         self.b1 = np.zeros(hidden, np.float32)
         self.w2 = rng.normal(0, 1 / np.sqrt(hidden), (hidden, 1)).astype(np.float32)
-        self._scale = np.array(
-            [1 / 64, 2**-38, 1 / 8, 1 / 64, 2**-38, 1 / 64, 2**-38, 1 / 64], np.float32
+        self._node_scale, self._pod_scale = (
+            np.array([_input_scale(name) for name in columns], np.float32)
+            for columns in (NODE_STATE_COLUMNS, POD_COLUMNS)
         )
 
     def forward(self, node_state: np.ndarray, pod: np.ndarray) -> np.ndarray:
-        x = np.asarray(node_state, np.float32) * self._scale
-        p = np.asarray(pod, np.float32).reshape(1, 3) * self._scale[[0, 1, 2]]
+        x = np.asarray(node_state, np.float32) * self._node_scale
+        p = np.asarray(pod, np.float32).reshape(1, len(POD_COLUMNS)) * self._pod_scale
         joined = np.concatenate([x, np.repeat(p, len(x), axis=0)], axis=1)
         hidden = np.maximum(joined @ self.w1 + self.b1, 0)
         return (hidden @ self.w2).reshape(-1)
@@ -134,13 +146,13 @@ class StandInQNetwork:
 
 class QNetworkPodScorer:
     """In-process pod scorer over a network with ``forward(node_state, pod)`` (e.g.
-    :class:`StandInQNetwork`)."""
+    :class:`StandInQNetwork`), given the DQN's node state (``NODE_STATE_COLUMNS``)."""
 
     def __init__(self, network: Any):
         self.network = network
 
     def prepare(self, state: CacheState) -> np.ndarray:
-        return node_state_matrix(state)
+        return cache_node_state(state).values.astype(np.float32)
 
     def q_values(self, pod: PodRequest, prepared: np.ndarray, positions: np.ndarray) -> np.ndarray:
         pod_vector = np.array([pod.cpu_cores, pod.memory_bytes, pod.gpus], np.float32)
@@ -148,11 +160,14 @@ class QNetworkPodScorer:
 
 
 class PolicyPodScorer:
-    """Any ``components.placement`` policy (``make_policy("dqn", ...)`` included) as the pod
-    scorer: ``prepare`` builds a ClusterState from the cache, ``q_values`` calls
-    ``policy.score`` with the candidates as the feasible set."""
+    """A ``components.placement`` heuristic as the pod scorer: ``prepare`` builds a ClusterState
+    from the cache, ``q_values`` calls ``policy.score`` with the candidates as the feasible set.
+    The DQN is refused: its inputs need a usage history this state lacks (use
+    :class:`~scheduler_client.dqn_scorer.DQNPodScorer`)."""
 
     def __init__(self, policy: Any):
+        if getattr(policy, "name", None) == "dqn":
+            raise MlschedError("the DQN scores in-process through DQNPodScorer (--pod-scorer dqn)")
         self.policy = policy
 
     def prepare(self, state: CacheState) -> Any:
@@ -163,18 +178,18 @@ class PolicyPodScorer:
         cluster.memory_requested = state.memory_requested_ratio * state.memory_bytes
         cluster.cpu_requested_nonzero = cluster.cpu_requested.copy()
         cluster.memory_requested_nonzero = cluster.memory_requested.copy()
-        usage = node_state_matrix(state).astype(np.float64)
-        cluster.record_usage(usage[:, 5], usage[:, 6], window=1)
-        cluster.forecast_cpu_p90 = usage[:, 7]
+        cpu_usage = np.nan_to_num(state.cpu_utilization, nan=0.0) * state.cpu_cores
+        memory_usage = np.nan_to_num(state.memory_utilization, nan=0.0) * state.memory_bytes
+        cluster.record_usage(cpu_usage, memory_usage, window=1)
+        peak = state.cpu_peak[:, -1] if state.cpu_peak is not None else np.zeros(len(cpu_usage))
+        cluster.forecast_cpu_p90 = np.where(np.isfinite(peak), peak, 0.0) * state.cpu_cores
         return cluster
 
     def q_values(self, pod: PodRequest, prepared: Any, positions: np.ndarray) -> np.ndarray:
-        from components.placement.policy import PodSpec
-
-        spec = PodSpec(pod.key, pod.cpu_cores, float(pod.memory_bytes), pod.gpus)
         feasible = np.zeros(prepared.n_nodes, dtype=bool)
         feasible[positions] = True
-        return np.asarray(self.policy.score(spec, prepared, feasible), dtype=np.float64)[positions]
+        scores = self.policy.score(pod_spec(pod), prepared, feasible)
+        return np.asarray(scores, dtype=np.float64)[positions]
 
 
 def metrics_snapshot(metrics: pd.DataFrame, at: pd.Timestamp | str) -> pd.DataFrame:
@@ -205,168 +220,3 @@ def synthetic_node_state(
     factors = latent_factors(config)
     metrics = node_metrics_frame(config, [generate_node(config, node, factors) for node in made])
     return metrics_snapshot(metrics, metrics["timestamp"].max()), nodes_table(made)
-
-
-def _feature(state: CacheState, name: str, fallback: np.ndarray) -> np.ndarray:
-    if state.snapshot is None or name not in state.snapshot.columns:
-        return fallback
-    values = state.snapshot[name].to_numpy(dtype=np.float64, na_value=np.nan)
-    return np.where(np.isfinite(values), values, fallback)
-
-
-@dataclass(frozen=True)
-class DQNNodeFeatures:
-    """The DQN's node features of every node, split for the scheduling path: ``base`` holds the
-    columns that do not depend on the pod (computed once per refresh), the other arrays what the
-    pod-dependent columns (the DQN's ``POD_DEPENDENT_COLUMNS``) are computed from.
-
-    :meth:`for_pod` equals ``components.placement.dqn.features.node_features`` on the rows.
-    """
-
-    snapshot: Any
-    base: np.ndarray
-    cpu_capacity: np.ndarray
-    memory_capacity: np.ndarray
-    cpu_before: np.ndarray
-    cpu_long_before: np.ndarray
-    memory_before: np.ndarray
-    cpu_requested: np.ndarray
-    memory_requested: np.ndarray
-
-    @classmethod
-    def build(cls, snapshot: Any) -> DQNNodeFeatures:
-        from components.placement.dqn.features import node_features
-        from components.placement.policy import PodSpec
-
-        s = snapshot
-        cpu_cap = np.asarray(s.cpu_capacity, dtype=np.float64)
-        memory_cap = np.asarray(s.memory_capacity, dtype=np.float64)
-        pending_cpu = s.cpu_pending_cores / cpu_cap
-        pending_memory = s.memory_pending_bytes / memory_cap
-        return cls(
-            snapshot=snapshot,
-            base=node_features(snapshot, PodSpec("", 0.0, 0.0, 0)),
-            cpu_capacity=cpu_cap,
-            memory_capacity=memory_cap,
-            cpu_before=np.asarray(s.cpu_util_p90 + pending_cpu, dtype=np.float64),
-            cpu_long_before=np.asarray(s.cpu_util_long_max + pending_cpu, dtype=np.float64),
-            memory_before=np.asarray(s.memory_util_p90 + pending_memory, dtype=np.float64),
-            cpu_requested=np.asarray(s.cpu_requested, dtype=np.float64),
-            memory_requested=np.asarray(s.memory_requested, dtype=np.float64),
-        )
-
-    def for_pod(self, pod: Any, rows: np.ndarray) -> np.ndarray:
-        """The node features of ``rows`` for placing ``pod`` (a PodSpec): (len(rows), F)
-        float32, the same arithmetic as ``node_features`` on the pod-dependent columns."""
-        from components.placement.dqn.features import POD_DEPENDENT_COLUMNS
-
-        features = self.base[rows]
-        features[:, POD_DEPENDENT_COLUMNS] = self.pod_dependent(pod, rows)
-        return features
-
-    def pod_dependent(self, pod: Any, rows: np.ndarray) -> np.ndarray:
-        """The pod-dependent columns of ``rows`` for ``pod``: (len(rows), pod-dependent columns)."""
-        from components.placement.dqn.features import FEATURE_CLIP, pod_dependent_features
-
-        columns = pod_dependent_features(
-            self.cpu_capacity[rows],
-            self.memory_capacity[rows],
-            self.cpu_before[rows],
-            self.cpu_long_before[rows],
-            self.memory_before[rows],
-            self.cpu_requested[rows],
-            self.memory_requested[rows],
-            pod,
-        )
-        return np.clip(np.column_stack(columns), -FEATURE_CLIP, FEATURE_CLIP)
-
-
-class DQNPodScorer:
-    """The trained DQN (``components.placement.dqn``) in-process: one batched forward pass per
-    pod over the candidates.
-
-    ``prepare`` (in the background) builds the DQN's ``NodeSnapshot`` from the node state
-    snapshot and the forecaster: utilisation now (``*_utilization``), mean/std/max over 1 h,
-    long-window mean/max over 6 h (the DQN's long window), the forecaster's P90 over the longest
-    horizon as the P90 (the snapshot's 1 h P95 where a node has no forecast), requested from the
-    requested ratios, pods from ``pod_count``, and the pod-independent node features of every
-    node (:class:`DQNNodeFeatures`). ``q_values`` completes the candidates' features for the pod
-    and runs the network.
-    """
-
-    def __init__(self, network: Any):
-        from components.placement.dqn.features import POD_DEPENDENT_COLUMNS
-
-        self.network = network.eval()
-        self._split = SplitQNetwork(self.network, POD_DEPENDENT_COLUMNS)
-        self._features: tuple[DQNNodeFeatures, PreparedNodes] | None = None
-
-    @classmethod
-    def load(cls, path_or_uri: str | os.PathLike) -> DQNPodScorer:
-        """From a DQN model folder or MLflow URI (``models:/placement-dqn@champion``)."""
-        from components.placement.dqn.policy import load_dqn_network
-
-        network, _ = load_dqn_network(path_or_uri)
-        return cls(network)
-
-    def prepare(self, state: CacheState) -> Any:
-        from components.placement.dqn.features import NodeSnapshot
-
-        n = len(state.nodes)
-        zeros = np.zeros(n)
-        cpu_now = np.nan_to_num(state.cpu_utilization, nan=0.0)
-        memory_now = np.nan_to_num(state.memory_utilization, nan=0.0)
-
-        def forecast(peak: np.ndarray | None, fallback: np.ndarray) -> np.ndarray:
-            if peak is None:
-                return fallback
-            last = peak[:, -1]
-            return np.where(np.isfinite(last), last, fallback)
-
-        cpu_max_1h = _feature(state, "cpu_max_1h", cpu_now)
-        snapshot = NodeSnapshot(
-            cpu_capacity=state.cpu_cores,
-            memory_capacity=state.memory_bytes,
-            gpu_capacity=state.gpus,
-            gpus_requested=np.zeros(n, dtype=np.int64),
-            cpu_requested=state.cpu_requested_ratio * state.cpu_cores,
-            memory_requested=state.memory_requested_ratio * state.memory_bytes,
-            pod_count=_feature(state, "pod_count", zeros),
-            cpu_util_now=cpu_now,
-            cpu_util_mean=_feature(state, "cpu_mean_1h", cpu_now),
-            cpu_util_std=_feature(state, "cpu_std_1h", zeros),
-            cpu_util_p90=forecast(state.cpu_peak, _feature(state, "cpu_p95_1h", cpu_now)),
-            cpu_util_max=cpu_max_1h,
-            cpu_util_long_mean=_feature(state, "cpu_mean_6h", cpu_now),
-            cpu_util_long_max=_feature(state, "cpu_max_6h", cpu_max_1h),
-            memory_util_now=memory_now,
-            memory_util_p90=forecast(
-                state.memory_peak, _feature(state, "memory_p95_1h", memory_now)
-            ),
-            memory_util_long_max=_feature(state, "memory_max_6h", memory_now),
-            cpu_pending_cores=zeros,
-            memory_pending_bytes=zeros,
-        )
-        self._features = self._build(snapshot)
-        return snapshot
-
-    def _build(self, snapshot: Any) -> tuple[DQNNodeFeatures, PreparedNodes]:
-        features = DQNNodeFeatures.build(snapshot)
-        return features, self._split.prepare(features.base)
-
-    def _node_features(self, prepared: Any) -> tuple[DQNNodeFeatures, PreparedNodes]:
-        built = self._features
-        if built is None or built[0].snapshot is not prepared:
-            built = self._build(prepared)
-            self._features = built
-        return built
-
-    def q_values(self, pod: PodRequest, prepared: Any, positions: np.ndarray) -> np.ndarray:
-        from components.placement.dqn.features import pod_features
-        from components.placement.policy import PodSpec
-
-        spec = PodSpec(pod.key, pod.cpu_cores, float(pod.memory_bytes), pod.gpus)
-        features, nodes = self._node_features(prepared)
-        return self._split.q_values(
-            nodes, positions, features.pod_dependent(spec, positions), pod_features(spec)
-        )

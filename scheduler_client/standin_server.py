@@ -20,6 +20,7 @@ import orjson
 import pandas as pd
 
 from components.features.definitions import FEATURE_NAMES
+from components.model_contracts import NODE_STATE_COLUMNS, POD_COLUMNS
 from scheduler_client.remote import ANOMALY_DETECTOR, FORECASTER, PLACEMENT_POLICY
 from scheduler_client.sources import RecentUsagePredictor, StandInQNetwork
 
@@ -37,7 +38,10 @@ ANOMALY_INPUTS = ("cpu_zscore_1h", "memory_zscore_1h")
 def metadata(model: str) -> dict:
     """The v2 metadata of a stand-in model (its inputs as the remote clients send them)."""
     if model == PLACEMENT_POLICY:
-        inputs = [_spec("node_state", [-1, 8]), _spec("pod", [-1, 3])]
+        inputs = [
+            _spec("node_state", [-1, len(NODE_STATE_COLUMNS)]),
+            _spec("pod", [-1, len(POD_COLUMNS)]),
+        ]
         outputs = [_spec("q_values", [-1])]
     elif model == FORECASTER:
         inputs = [_spec("features", [-1, len(FEATURE_NAMES)])]
@@ -81,7 +85,10 @@ def infer(
 ) -> dict:
     """Answer one v2 inference request for a stand-in model."""
     if model == PLACEMENT_POLICY:
-        q = network.forward(_tensor(document, "node_state", 8), _tensor(document, "pod", 3))
+        q = network.forward(
+            _tensor(document, "node_state", len(NODE_STATE_COLUMNS)),
+            _tensor(document, "pod", len(POD_COLUMNS)),
+        )
         outputs = [_output("q_values", q)]
     elif model == FORECASTER:
         features = _tensor(document, "features", len(FEATURE_NAMES))

@@ -47,6 +47,7 @@ FORECASTER = FORECASTER_MODEL
 ANOMALY_DETECTOR = ANOMALY_MODEL
 PLACEMENT_POLICY = PLACEMENT_MODEL
 _EPOCH = pd.Timestamp("2000-01-01", tz="UTC")
+_CAPACITIES = ("cpu_capacity_cores", "memory_capacity_bytes")
 
 
 class ServedModel(kserve.Model):
@@ -366,13 +367,14 @@ class NodeAnomalyModel(ServedModel):
 class PlacementDqnModel(ServedModel):
     """The DQN placement policy (:class:`components.placement.dqn.policy.DQNPolicy`).
 
-    v2, the extender's form: ``node_state`` FP32 [k, 8] (NODE_STATE_COLUMNS) or [b, k, 8], and
-    ``pod`` FP32 [1, 3] or [b, 3] (cpu request cores, memory request bytes, GPUs), optional
-    ``feasible`` BOOL [k] or [b, k] -> ``q_values`` FP32 [k] or [b, k]. The node state is turned
-    into the DQN's node features by :func:`snapshot_from_node_state`.
+    v2, the extender's form: ``node_state`` FP32 [k, 19] or [b, k, 19] (NODE_STATE_COLUMNS, the
+    per-node record the DQN was trained on), and ``pod`` FP32 [1, 3] or [b, 3] (POD_COLUMNS),
+    optional ``feasible`` BOOL [k] or [b, k] -> ``q_values`` FP32 [k] or [b, k]. The record
+    becomes the network's inputs through ``components.placement.dqn.inputs.policy_inputs``, as
+    in training.
     v2, the native form: ``node_features`` FP32 [k, 29] or [b, k, 29] and ``pod_features`` FP32
     [1, 4] or [b, 4] (the DQN's own features), same output.
-    v1: ``instances`` of ``{"node_state": [[8 numbers] x k], "pod": [3 numbers]}`` (or
+    v1: ``instances`` of ``{"node_state": [[19 numbers] x k], "pod": [3 numbers]}`` (or
     ``node_features``/``pod_features``) -> one list of k Q-values per instance.
     """
 
@@ -390,7 +392,7 @@ class PlacementDqnModel(ServedModel):
 
     @staticmethod
     def _sizes() -> tuple[int, int]:
-        from components.placement.dqn.features import N_NODE_FEATURES, N_POD_FEATURES
+        from components.placement.dqn.inputs import N_NODE_FEATURES, N_POD_FEATURES
 
         return N_NODE_FEATURES, N_POD_FEATURES
 
@@ -423,8 +425,9 @@ class PlacementDqnModel(ServedModel):
         for name in (first, second):
             if name not in arrays:
                 raise InvalidInput(
-                    f"model {self.name}: missing input {name!r}; send node_state [k, 8] + pod "
-                    f"[1, 3], or node_features [k, {self._sizes()[0]}] + pod_features "
+                    f"model {self.name}: missing input {name!r}; send node_state "
+                    f"[k, {len(NODE_STATE_COLUMNS)}] + pod [1, {len(POD_COLUMNS)}], or "
+                    f"node_features [k, {self._sizes()[0]}] + pod_features "
                     f"[1, {self._sizes()[1]}]; got {sorted(arrays) or 'no inputs'}"
                 )
         nodes = np.asarray(arrays[first], dtype=np.float32)
@@ -443,7 +446,9 @@ class PlacementDqnModel(ServedModel):
         native: bool,
         names: tuple[str, str],
     ) -> np.ndarray:
-        node_width, pod_width = self._sizes() if native else (len(NODE_STATE_COLUMNS), 3)
+        node_width, pod_width = (
+            self._sizes() if native else (len(NODE_STATE_COLUMNS), len(POD_COLUMNS))
+        )
         single = nodes.ndim == 2
         batch = nodes[None] if single else nodes
         if batch.ndim != 3 or batch.shape[2] != node_width:
@@ -482,7 +487,7 @@ class PlacementDqnModel(ServedModel):
     def _features_from_state(
         self, batch: np.ndarray, pods: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        from components.placement.dqn.features import node_features, pod_features
+        from components.placement.dqn.inputs import NodeState, policy_inputs
         from components.placement.policy import PodSpec
 
         bad = ~np.isfinite(pods).all(axis=1) | (pods < 0).any(axis=1)
@@ -491,25 +496,21 @@ class PlacementDqnModel(ServedModel):
                 f"model {self.name}: pod row {int(np.argmax(bad))}: requests must be finite and "
                 f"non-negative ({', '.join(POD_COLUMNS)})"
             )
-        capacity = batch[:, :, :2]
-        bad_nodes = ~(np.isfinite(capacity) & (capacity > 0)).all(axis=2)
+        capacity = batch[:, :, [NODE_STATE_COLUMNS.index(name) for name in _CAPACITIES]]
+        bad_nodes = ~np.isfinite(batch).all(axis=2) | ~(capacity > 0).all(axis=2)
         if bad_nodes.any():
             where = np.argwhere(bad_nodes)[0]
             raise InvalidInput(
                 f"model {self.name}: node_state row {int(where[-1])}"
                 + (f" of batch item {int(where[0])}" if len(batch) > 1 else "")
-                + ": cpu_capacity_cores and memory_capacity_bytes must be positive"
+                + f": values must be finite, {' and '.join(_CAPACITIES)} must be positive"
             )
-        node_rows, pod_rows = [], []
+        pod_rows, node_rows = [], []
         for state, pod in zip(batch, pods, strict=True):
-            spec = PodSpec(
-                pod="request",
-                cpu_request_cores=float(pod[0]),
-                memory_request_bytes=float(pod[1]),
-                gpus=int(round(float(pod[2]))),
-            )
-            node_rows.append(node_features(snapshot_from_node_state(state), spec))
-            pod_rows.append(pod_features(spec))
+            spec = PodSpec("request", float(pod[0]), float(pod[1]), int(round(float(pod[2]))))
+            pod_row, node_row = policy_inputs(NodeState(state), spec)
+            pod_rows.append(pod_row)
+            node_rows.append(node_row)
         return np.stack(node_rows), np.stack(pod_rows)
 
     def predict_v1(self, instances: list) -> list:
@@ -539,49 +540,6 @@ class PlacementDqnModel(ServedModel):
             values = self._q_values(nodes, pod[None], feasible, native=native, names=names)
             out.append([float(v) for v in values])
         return out
-
-
-def snapshot_from_node_state(state: np.ndarray):
-    """The DQN's :class:`NodeSnapshot` from node-state rows (NODE_STATE_COLUMNS, [k, 8]).
-
-    The node state carries less than the simulator's snapshot, so: utilisation now is usage /
-    capacity (NaN usage counts as 0); the P90 and the window and long-window maxima are the
-    larger of now and the forecast P90; mean and long-window mean are now; the spread is 0;
-    memory's P90 and long max are its use now; nothing is pending; ``pod_count`` is 1 on a node
-    with requests and 0 on one without (only the ``empty`` flag is exact); no GPU is requested.
-    """
-    from components.placement.dqn.features import NodeSnapshot
-
-    values = np.asarray(state, dtype=np.float64)
-    cpu_cap, mem_cap, gpu_cap = values[:, 0], values[:, 1], values[:, 2]
-    cpu_requested = np.nan_to_num(values[:, 3], nan=0.0)
-    memory_requested = np.nan_to_num(values[:, 4], nan=0.0)
-    cpu_now = np.nan_to_num(values[:, 5], nan=0.0) / cpu_cap
-    memory_now = np.nan_to_num(values[:, 6], nan=0.0) / mem_cap
-    forecast = np.nan_to_num(values[:, 7], nan=0.0) / cpu_cap
-    cpu_peak = np.maximum(cpu_now, forecast)
-    zeros = np.zeros(len(values))
-    return NodeSnapshot(
-        cpu_capacity=cpu_cap,
-        memory_capacity=mem_cap,
-        gpu_capacity=np.nan_to_num(gpu_cap, nan=0.0),
-        gpus_requested=zeros,
-        cpu_requested=cpu_requested,
-        memory_requested=memory_requested,
-        pod_count=((cpu_requested > 0) | (memory_requested > 0)).astype(np.float64),
-        cpu_util_now=cpu_now,
-        cpu_util_mean=cpu_now,
-        cpu_util_std=zeros,
-        cpu_util_p90=cpu_peak,
-        cpu_util_max=cpu_peak,
-        cpu_util_long_mean=cpu_now,
-        cpu_util_long_max=cpu_peak,
-        memory_util_now=memory_now,
-        memory_util_p90=memory_now,
-        memory_util_long_max=memory_now,
-        cpu_pending_cores=zeros,
-        memory_pending_bytes=zeros,
-    )
 
 
 MODEL_CLASSES: dict[str, type[ServedModel]] = {

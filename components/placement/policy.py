@@ -318,7 +318,7 @@ PolicyFactory = Callable[..., PlacementPolicy]
 POLICIES: dict[str, PolicyFactory] = {}
 UNAVAILABLE: dict[str, str] = {}
 _BUILTIN_MODULES = ("components.placement.baselines",)
-_OPTIONAL_MODULES = {"dqn": "components.placement.dqn"}
+_OPTIONAL_MODULES = {"dqn": "components.placement.dqn.policy"}
 
 
 def register_policy(name: str) -> Callable[[PolicyFactory], PolicyFactory]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from components.placement.dqn.features import N_NODE_FEATURES, N_POD_FEATURES
+from components.placement.dqn.inputs import N_NODE_FEATURES, N_POD_FEATURES
 from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
 from components.placement.dqn.policy import DQNPolicy
 from components.placement.policy import ClusterState, PodSpec

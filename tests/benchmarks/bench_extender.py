@@ -159,7 +159,7 @@ def _untrained_dqn(folder: Path) -> Path:
     of the real model without waiting for training."""
     import torch
 
-    from components.placement.dqn.features import N_NODE_FEATURES, N_POD_FEATURES
+    from components.placement.dqn.inputs import N_NODE_FEATURES, N_POD_FEATURES
     from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
     from components.placement.dqn.policy import save_dqn_model
 
@@ -171,11 +171,12 @@ def _untrained_dqn(folder: Path) -> Path:
 def _in_process(snapshot, table, bodies: list[bytes], dqn_model: str | None, runs: int) -> dict:
     """The extender's own work per prioritize call without HTTP: parse, decide, serialise."""
     from scheduler_client.api import NodeAllocatable, parse_extender_args
+    from scheduler_client.dqn_scorer import DQNPodScorer
     from scheduler_client.extender import Extender
     from scheduler_client.inventory import NodeInventory
     from scheduler_client.predictions import PredictionCache
     from scheduler_client.server import tune_for_latency
-    from scheduler_client.sources import DQNPodScorer, RecentUsagePredictor
+    from scheduler_client.sources import RecentUsagePredictor
 
     tune_for_latency()
     inventory = NodeInventory(

@@ -17,13 +17,13 @@ from components.placement.dqn.environment import (
     sample_episode,
     thin_workload,
 )
-from components.placement.dqn.features import (
+from components.placement.dqn.inputs import (
     N_NODE_FEATURES,
     N_POD_FEATURES,
     UsageTracker,
     node_features,
+    node_state_from_cluster,
     pod_features,
-    snapshot_from_state,
 )
 from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
 from components.placement.dqn.policy import (
@@ -78,7 +78,7 @@ def tiny_network(seed=0) -> NodeScoringNetwork:
 def test_features_are_finite_fractions_of_each_node():
     state = busy_state()
     pod = PodSpec("q", 2.0, 2 * GIB)
-    features = node_features(snapshot_from_state(state), pod)
+    features = node_features(node_state_from_cluster(state), pod)
     assert features.shape == (3, N_NODE_FEATURES) and features.dtype == np.float32
     assert np.isfinite(features).all()
     np.testing.assert_allclose(features[:, 0], [3.5 / 4, 2 / 8, 1 / 16], rtol=1e-6)
@@ -210,7 +210,7 @@ def test_rewards_charge_overload_to_the_chosen_node_and_counterfactuals():
 
 
 def test_fast_p90_matches_numpy():
-    from components.placement.dqn.features import p90
+    from components.placement.dqn.inputs import p90
 
     history = np.random.default_rng(0).normal(size=(15, 7))
     np.testing.assert_allclose(p90(history), np.percentile(history, 90, axis=0))

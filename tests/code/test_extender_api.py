@@ -25,6 +25,7 @@ from scheduler_client.api import (
     parse_extender_args,
     parse_host_priority_list,
 )
+from scheduler_client.dqn_scorer import DQNPodScorer
 from scheduler_client.extender import Extender, ScoringConfig
 from scheduler_client.inventory import NodeInventory
 from scheduler_client.predictions import NodePredictions, PredictionCache
@@ -38,7 +39,6 @@ from scheduler_client.resilience import (
     rollout_bucket,
 )
 from scheduler_client.sources import (
-    DQNPodScorer,
     PolicyPodScorer,
     QNetworkPodScorer,
     StandInQNetwork,
@@ -598,7 +598,7 @@ def test_dqn_scores_enter_the_priorities_and_a_failing_scorer_degrades():
 def test_the_dqn_network_scores_in_process():
     import torch
 
-    from components.placement.dqn.features import N_NODE_FEATURES, N_POD_FEATURES
+    from components.placement.dqn.inputs import N_NODE_FEATURES, N_POD_FEATURES
     from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
 
     torch.manual_seed(0)
@@ -610,28 +610,27 @@ def test_the_dqn_network_scores_in_process():
         parse_extender_args(cache_capable_body()).pod, state.prepared, np.array([3, 0])
     )
     assert q.shape == (2,) and np.isfinite(q).all()
-    assert state.prepared.cpu_util_p90[0] == pytest.approx(0.25)  # forecaster P90, 30m horizon
+    assert state.prepared.nodes["cpu_util_p90"][0] == pytest.approx(0.25)  # forecast, 30m
     decision = extender.prioritize(parse_extender_args(cache_capable_body()))
     assert decision.mode == "ml" and decision.details["dqn"] is True
 
 
-def _random_node_snapshot(n: int, seed: int = 0):
-    import dataclasses
-
-    from components.placement.dqn.features import NodeSnapshot
+def _random_node_state(n: int, seed: int = 0):
+    from components.model_contracts import NODE_STATE_COLUMNS
+    from components.placement.dqn.inputs import NodeState
 
     rng = np.random.default_rng(seed)
-    values = {f.name: rng.uniform(0.0, 1.3, n) for f in dataclasses.fields(NodeSnapshot)}
-    values["cpu_capacity"] = rng.choice([2.0, 8.0, 64.0], n)
-    values["memory_capacity"] = rng.choice([4.0, 32.0, 512.0], n) * 2**30
+    values = {name: rng.uniform(0.0, 1.3, n) for name in NODE_STATE_COLUMNS}
+    values["cpu_capacity_cores"] = rng.choice([2.0, 8.0, 64.0], n)
+    values["memory_capacity_bytes"] = rng.choice([4.0, 32.0, 512.0], n) * 2**30
     values["gpu_capacity"] = rng.integers(0, 4, n)
     values["gpus_requested"] = np.zeros(n, dtype=np.int64)
-    values["cpu_requested"] = rng.uniform(0, 1.1, n) * values["cpu_capacity"]
-    values["memory_requested"] = rng.uniform(0, 1.1, n) * values["memory_capacity"]
+    values["cpu_requested_cores"] = rng.uniform(0, 1.1, n) * values["cpu_capacity_cores"]
+    values["memory_requested_bytes"] = rng.uniform(0, 1.1, n) * values["memory_capacity_bytes"]
     values["pod_count"] = rng.integers(0, 40, n).astype(np.float64)
     values["cpu_pending_cores"] = rng.uniform(0, 4, n)
     values["memory_pending_bytes"] = rng.uniform(0, 2**33, n)
-    return NodeSnapshot(**values)
+    return NodeState.from_columns(**values)
 
 
 @pytest.mark.parametrize(
@@ -639,58 +638,52 @@ def _random_node_snapshot(n: int, seed: int = 0):
     [(0.0, 0.0, 0), (0.25, 2**28, 0), (48.0, 2**39, 2), (0.1, 0.0, 0), (0.0, 2**30, 1)],
 )
 def test_precomputed_dqn_node_features_equal_the_dqn_features(cpu, memory, gpus):
-    import dataclasses
-
-    from components.placement.dqn.features import node_features
-    from components.placement.policy import PodSpec
-    from scheduler_client.sources import DQNNodeFeatures
-
-    snapshot = _random_node_snapshot(400)
-    features = DQNNodeFeatures.build(snapshot)
-    rows = np.random.default_rng(1).permutation(400)[:250]
-    subset = dataclasses.replace(
-        snapshot,
-        **{f.name: getattr(snapshot, f.name)[rows] for f in dataclasses.fields(snapshot)},
+    from components.placement.dqn.inputs import (
+        POD_DEPENDENT_COLUMNS,
+        node_features,
+        pod_dependent_features,
     )
+    from components.placement.policy import PodSpec
+
+    nodes = _random_node_state(400)
+    base = node_features(nodes, PodSpec("", 0.0, 0.0, 0))
+    rows = np.random.default_rng(1).permutation(400)[:250]
+    subset = nodes.rows(rows)
     pod = PodSpec("p", cpu, memory, gpus)
-    got = features.for_pod(pod, rows)
+    got = base[rows]
+    got[:, POD_DEPENDENT_COLUMNS] = pod_dependent_features(subset, pod)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, node_features(subset, pod))
-    assert features.for_pod(pod, rows[:0]).shape == (0, got.shape[1])
+    assert node_features(nodes.rows(rows[:0]), pod).shape == (0, got.shape[1])
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_split_numpy_forward_pass_equals_the_dqn_network(seed):
-    import dataclasses
-
     import torch
 
-    from components.placement.dqn.features import (
+    from components.placement.dqn.inputs import (
         N_NODE_FEATURES,
         N_POD_FEATURES,
         node_features,
+        pod_dependent_features,
         pod_features,
     )
     from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
     from components.placement.dqn.policy import q_values
     from components.placement.policy import PodSpec
-    from scheduler_client.sources import DQNNodeFeatures
 
     torch.manual_seed(seed)
     network = NodeScoringNetwork(NetworkConfig(N_NODE_FEATURES, N_POD_FEATURES)).eval()
-    snapshot = _random_node_snapshot(300, seed)
+    nodes = _random_node_state(300, seed)
     scorer = DQNPodScorer(network)
-    features, prepared = scorer._build(snapshot)
+    prepared = scorer.prepare_nodes(nodes).layers
     split = scorer._split
-    assert isinstance(features, DQNNodeFeatures)
     rows = np.random.default_rng(seed).permutation(300)[:120]
-    subset = dataclasses.replace(
-        snapshot,
-        **{f.name: getattr(snapshot, f.name)[rows] for f in dataclasses.fields(snapshot)},
-    )
+    subset = nodes.rows(rows)
     for pod in (PodSpec("p", 0.5, 2**30, 0), PodSpec("g", 8.0, 2**36, 1)):
         expected = q_values(network, pod_features(pod), node_features(subset, pod))
-        got = split.q_values(prepared, rows, features.pod_dependent(pod, rows), pod_features(pod))
+        dependent = pod_dependent_features(subset, pod)
+        got = split.q_values(prepared, rows, dependent, pod_features(pod))
         assert got.shape == (120,) and got.dtype == np.float32
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 

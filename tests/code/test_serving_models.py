@@ -26,7 +26,6 @@ from serving.predictors import (
     NodeAnomalyModel,
     NodeLoadForecasterModel,
     PlacementDqnModel,
-    snapshot_from_node_state,
 )
 
 END_EPOCH = 1767225600  # 2026-01-01T00:00:00Z
@@ -97,25 +96,26 @@ def save_tiny_models(root: Path) -> Path:
 
 def node_state(k: int, seed: int = 0) -> np.ndarray:
     """k plausible rows of NODE_STATE_COLUMNS (float32)."""
+    from components.model_contracts import NODE_STATE_COLUMNS
+    from components.placement.dqn.inputs import NodeState
+
     rng = np.random.default_rng(seed)
     cpu = rng.choice([4.0, 8.0, 16.0, 32.0], k)
     memory = cpu * 4 * GIB
     gpus = rng.choice([0.0, 0.0, 0.0, 4.0], k)
-    requested = rng.uniform(0.0, 0.9, (k, 2))
-    usage = rng.uniform(0.05, 0.95, (k, 2))
-    forecast = np.clip(usage[:, 0] + rng.normal(0.05, 0.05, k), 0, 1.2)
-    return np.column_stack(
-        [
-            cpu,
-            memory,
-            gpus,
-            requested[:, 0] * cpu,
-            requested[:, 1] * memory,
-            usage[:, 0] * cpu,
-            usage[:, 1] * memory,
-            forecast * cpu,
-        ]
-    ).astype(np.float32)
+    columns = {name: rng.uniform(0.05, 0.95, k) for name in NODE_STATE_COLUMNS}  # utilisation
+    columns.update(
+        cpu_capacity_cores=cpu,
+        memory_capacity_bytes=memory,
+        gpu_capacity=gpus,
+        gpus_requested=np.minimum(gpus, rng.integers(0, 3, k)),
+        cpu_requested_cores=rng.uniform(0.0, 0.9, k) * cpu,
+        memory_requested_bytes=rng.uniform(0.0, 0.9, k) * memory,
+        pod_count=rng.integers(0, 30, k),
+        cpu_pending_cores=rng.uniform(0.0, 0.2, k) * cpu,
+        memory_pending_bytes=rng.uniform(0.0, 0.2, k) * memory,
+    )
+    return NodeState.from_columns(**columns).values.astype(np.float32)
 
 
 def tensor(name: str, array: np.ndarray, datatype: str | None = None) -> dict:
@@ -240,8 +240,8 @@ def test_anomaly_v1_without_node_names_scores_each_row_alone(models):
         assert single["alarm"] == batched["alarm"] == (single["score"] > 1.0)
 
 
-def test_dqn_v2_node_state_matches_the_policy_on_the_mapped_features(models):
-    from components.placement.dqn.features import node_features, pod_features
+def test_dqn_v2_node_state_matches_the_policy_on_the_record(models):
+    from components.placement.dqn.inputs import NodeState, policy_inputs
     from components.placement.dqn.network import MASKED_Q
     from components.placement.policy import PodSpec
 
@@ -261,16 +261,14 @@ def test_dqn_v2_node_state_matches_the_policy_on_the_mapped_features(models):
     q = outputs_of(response)["q_values"]
     assert q.shape == (7,)
     spec = PodSpec("request", 1.5, 2 * GIB, 0)
-    want = models.dqn.q_values(
-        pod_features(spec), node_features(snapshot_from_node_state(state), spec), feasible
-    )
+    want = models.dqn.q_values(*policy_inputs(NodeState(state), spec), feasible)
     np.testing.assert_allclose(q, want, rtol=1e-5)
     assert q[6] == pytest.approx(MASKED_Q)
     assert np.all(np.isfinite(q[:6])) and np.all(q[:6] > MASKED_Q / 2)
 
 
 def test_dqn_v2_batches_pods_and_accepts_native_features(models):
-    from components.placement.dqn.features import N_NODE_FEATURES, N_POD_FEATURES
+    from components.placement.dqn.inputs import N_NODE_FEATURES, N_POD_FEATURES
 
     served = PlacementDqnModel(model=models.dqn)
     states = np.stack([node_state(5, seed=1), node_state(5, seed=2)])
@@ -422,7 +420,7 @@ BAD_V2 = [
     ),
     (
         PLACEMENT_POLICY,
-        [tensor("node_state", np.zeros((3, 8))), tensor("pod", np.ones((1, 3)))],
+        [tensor("node_state", np.zeros_like(node_state(3))), tensor("pod", np.ones((1, 3)))],
         "must be positive",
     ),
     (

@@ -182,7 +182,7 @@ def test_tritonclient_as_an_independent_v2_client(server, rows, binary):
         np.testing.assert_allclose(p90[:, 2], expected["cpu_30m_p90"], rtol=1e-6)
         state = node_state(4)
         inputs = [
-            triton.InferInput("node_state", [4, 8], "FP32"),
+            triton.InferInput("node_state", list(state.shape), "FP32"),
             triton.InferInput("pod", [1, 3], "FP32"),
         ]
         inputs[0].set_data_from_numpy(state, binary_data=binary)

@@ -1,8 +1,7 @@
-"""The DQN placement policy: scoring network, replay, double-DQN agent, environment, training.
+"""The DQN placement policy: its inputs, scoring network, replay, double-DQN agent, environment
+and training.
 
-Importing the package registers the ``dqn`` policy (see :mod:`components.placement.policy`).
+:mod:`~components.placement.dqn.inputs` needs only numpy (the extender and the KServe predictor
+build the policy's inputs with it); importing :mod:`~components.placement.dqn.policy`, which
+needs torch, registers the ``dqn`` policy (see :mod:`components.placement.policy`).
 """
-
-from components.placement.dqn.policy import DQNPolicy, load_dqn_policy, save_dqn_model
-
-__all__ = ["DQNPolicy", "load_dqn_policy", "save_dqn_model"]

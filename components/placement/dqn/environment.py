@@ -19,13 +19,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from components.placement.dqn.agent import DQNAgent
-from components.placement.dqn.features import (
+from components.placement.dqn.inputs import (
     CPU_OVERLOAD,
     MEMORY_OVERLOAD,
     UsageTracker,
-    node_features,
-    pod_features,
-    snapshot_from_state,
+    node_state_from_cluster,
+    policy_inputs,
 )
 from components.placement.dqn.replay import Observation, Transition
 from components.placement.policy import BasePolicy, ClusterState, PodSpec, StepFeedback
@@ -92,11 +91,10 @@ class LearningPolicy(BasePolicy):
         self.decisions, self.cpu_util, self.memory_util, self.pending = [], [], [], []
 
     def score(self, pod: PodSpec, state: ClusterState, feasible: np.ndarray) -> np.ndarray:
-        observation = Observation(
-            node_features(snapshot_from_state(state, self.tracker), pod),
-            pod_features(pod),
-            feasible.copy(),
+        pod_features, node_features = policy_inputs(
+            node_state_from_cluster(state, self.tracker), pod
         )
+        observation = Observation(node_features, pod_features, feasible.copy())
         node = self.agent.act(observation, explore=self.explore)
         self.decisions.append(Decision(state.step, pod.pod, node, observation))
         if self.learn and self.agent.decisions % self.agent.config.train_every == 0:

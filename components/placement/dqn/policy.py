@@ -18,15 +18,14 @@ import numpy as np
 import torch
 
 from components.errors import MlschedError
-from components.placement.dqn.features import (
+from components.placement.dqn.inputs import (
     N_NODE_FEATURES,
     N_POD_FEATURES,
     NODE_FEATURE_NAMES,
     POD_FEATURE_NAMES,
     UsageTracker,
-    node_features,
-    pod_features,
-    snapshot_from_state,
+    node_state_from_cluster,
+    policy_inputs,
 )
 from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
 from components.placement.policy import (
@@ -126,8 +125,8 @@ class DQNPolicy(BasePolicy):
     def score(self, pod: PodSpec, state: ClusterState, feasible: np.ndarray) -> np.ndarray:
         if self.tracker.steps == 1:
             self.tracker = UsageTracker.for_step(state.step_seconds)
-        nodes = node_features(snapshot_from_state(state, self.tracker), pod)
-        return self.q_values(pod_features(pod), nodes, feasible)
+        nodes = node_state_from_cluster(state, self.tracker)
+        return self.q_values(*policy_inputs(nodes, pod), feasible)
 
     def observe(self, feedback: StepFeedback, state: ClusterState) -> None:
         if self.tracker.steps == 1:

@@ -11,7 +11,7 @@ import numpy as np
 
 from components.placement.dqn.agent import AgentConfig, DQNAgent
 from components.placement.dqn.environment import RewardConfig, run_episode, sample_episode
-from components.placement.dqn.features import N_NODE_FEATURES, N_POD_FEATURES
+from components.placement.dqn.inputs import N_NODE_FEATURES, N_POD_FEATURES
 from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
 from components.placement.dqn.policy import DQNPolicy
 from components.placement.simulator import simulate

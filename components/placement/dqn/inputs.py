@@ -1,0 +1,347 @@
+"""What the DQN sees, built one way for training, the KServe predictor and the extender.
+
+Every path goes through the :class:`NodeState` record, one row per node with the columns
+:data:`~components.model_contracts.NODE_STATE_COLUMNS` (the served model's ``node_state`` input):
+
+* the simulator's :class:`ClusterState` (training, evaluation) -> :func:`node_state_from_cluster`;
+* the node features the extender reads from Feast -> :func:`node_state_from_features`;
+* a record -> the network's inputs: :func:`policy_inputs` (for the extender's split forward
+  pass, :func:`node_features` once per refresh and :func:`pod_dependent_features` per pod).
+
+Node features are dimensionless (fractions of the node's capacity, log sizes, flags), so one
+network serves nodes and clusters of any size. They include the node's real recent use (now,
+window mean, std, P90, long-window mean and max), which the request-based heuristics ignore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION
+from components.errors import MlschedError
+from components.features.definitions import (
+    CPU_REQUESTED_RATIO,
+    MEMORY_REQUESTED_RATIO,
+    POD_COUNT,
+    WINDOWS,
+)
+from components.model_contracts import NODE_STATE_COLUMNS
+from components.placement.policy import ClusterState, PodSpec
+
+GIB = 1024.0**3
+CPU_OVERLOAD = 0.90
+MEMORY_OVERLOAD = 0.95
+RECENT_WINDOW = "1h"
+"""The feature window the extender reads as the policy's recent window (the simulator keeps its
+own usage history)."""
+LONG_WINDOW = "6h"
+LONG_WINDOW_SECONDS = float(WINDOWS[LONG_WINDOW])
+
+POD_DEPENDENT_FEATURE_NAMES = (
+    "pod_cpu_ratio",
+    "pod_memory_ratio",
+    "cpu_after_p90_vs_threshold",
+    "cpu_after_long_max_vs_threshold",
+    "memory_after_vs_threshold",
+    "cpu_headroom_cores",
+    "memory_headroom_gib",
+    "cpu_free_after_request",
+    "memory_free_after_request",
+)
+"""The node features that depend on the pod being placed (contiguous in NODE_FEATURE_NAMES)."""
+
+NODE_FEATURE_NAMES = (
+    "cpu_util_now",
+    "cpu_util_mean",
+    "cpu_util_std",
+    "cpu_util_p90",
+    "cpu_util_max",
+    "cpu_util_long_mean",
+    "cpu_util_long_max",
+    "memory_util_now",
+    "memory_util_p90",
+    "memory_util_long_max",
+    "cpu_pending_ratio",
+    "memory_pending_ratio",
+    "cpu_requested_ratio",
+    "memory_requested_ratio",
+    *POD_DEPENDENT_FEATURE_NAMES,
+    "log_cpu_capacity",
+    "log_memory_capacity",
+    "has_gpus",
+    "gpus_free_ratio",
+    "empty",
+    "pods_per_core",
+)
+POD_FEATURE_NAMES = (
+    "log_cpu_request",
+    "log_memory_request_gib",
+    "gpus",
+    "best_effort",
+)
+N_NODE_FEATURES = len(NODE_FEATURE_NAMES)
+N_POD_FEATURES = len(POD_FEATURE_NAMES)
+_FIRST_POD_DEPENDENT = NODE_FEATURE_NAMES.index(POD_DEPENDENT_FEATURE_NAMES[0])
+POD_DEPENDENT_COLUMNS = slice(
+    _FIRST_POD_DEPENDENT, _FIRST_POD_DEPENDENT + len(POD_DEPENDENT_FEATURE_NAMES)
+)
+"""Where the pod-dependent features sit in a node-feature row."""
+FEATURE_CLIP = 10.0
+_UTILISATION_FEATURES = NODE_FEATURE_NAMES[:10]
+"""The node features that are the record's utilisation columns as they are (same names)."""
+_COLUMN = {name: i for i, name in enumerate(NODE_STATE_COLUMNS)}
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """The per-node record the policy is given: ``values[i]`` is node i's NODE_STATE_COLUMNS
+    (float64): capacities and requests in cores, bytes, GPUs and pods, utilisation as a fraction
+    of capacity (now; over the recent window: mean, std, P90, max; over the long window: mean,
+    max), and the requests placed since the usage was last observed (pending)."""
+
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != len(NODE_STATE_COLUMNS):
+            raise MlschedError(
+                f"node state must have shape (nodes, {len(NODE_STATE_COLUMNS)}), got {values.shape}"
+            )
+        object.__setattr__(self, "values", values)
+
+    @classmethod
+    def from_columns(cls, **columns: np.ndarray | float) -> NodeState:
+        """The record from one array (or scalar) per NODE_STATE_COLUMNS name."""
+        if set(columns) != set(NODE_STATE_COLUMNS):
+            missing = sorted(set(NODE_STATE_COLUMNS) - set(columns))
+            raise MlschedError(
+                f"node state: missing {missing}, unknown {sorted(set(columns) - set(_COLUMN))}"
+            )
+        arrays = [np.asarray(columns[name], dtype=np.float64) for name in NODE_STATE_COLUMNS]
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        return cls(np.column_stack([np.broadcast_to(a, shape) for a in arrays]))
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self.values[:, _COLUMN[column]]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def rows(self, rows: np.ndarray) -> NodeState:
+        return NodeState(self.values[rows])
+
+
+class UsageTracker:
+    """A longer window of per-node utilisation than the simulator's state keeps (ring buffer)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = max(1, int(steps))
+        self._cpu: np.ndarray | None = None
+        self._memory: np.ndarray | None = None
+        self._filled = 0
+        self._next = 0
+
+    @classmethod
+    def for_step(cls, step_seconds: float) -> UsageTracker:
+        return cls(int(round(LONG_WINDOW_SECONDS / max(step_seconds, 1.0))))
+
+    def reset(self) -> None:
+        self._cpu = self._memory = None
+        self._filled = self._next = 0
+
+    def record(self, cpu_util: np.ndarray, memory_util: np.ndarray) -> None:
+        if self._cpu is None or self._cpu.shape[1] != len(cpu_util):
+            self._cpu = np.zeros((self.steps, len(cpu_util)))
+            self._memory = np.zeros((self.steps, len(cpu_util)))
+            self._filled = self._next = 0
+        self._cpu[self._next] = cpu_util
+        self._memory[self._next] = memory_util
+        self._next = (self._next + 1) % self.steps
+        self._filled = min(self._filled + 1, self.steps)
+
+    def long_stats(self, n_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cpu mean, cpu max, memory max) over the long window; zeros before any record."""
+        if self._cpu is None or self._filled == 0 or self._cpu.shape[1] != n_nodes:
+            zeros = np.zeros(n_nodes)
+            return zeros, zeros, zeros
+        cpu = self._cpu[: self._filled]
+        return cpu.mean(axis=0), cpu.max(axis=0), self._memory[: self._filled].max(axis=0)
+
+
+def p90(history: np.ndarray) -> np.ndarray:
+    """Per-column 90th percentile with linear interpolation (numpy's default), faster."""
+    ordered = np.sort(history, axis=0)
+    position = 0.9 * (len(ordered) - 1)
+    low = int(np.floor(position))
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
+def node_state_from_cluster(state: ClusterState, tracker: UsageTracker | None = None) -> NodeState:
+    """The record from the simulator's state and the policy's long-window tracker (without a
+    tracker, the state's own window stands in for the long one)."""
+    cpu_cap, mem_cap = state.cpu_capacity, state.memory_capacity
+    if len(state.cpu_usage_history):
+        cpu_hist = state.cpu_usage_history / cpu_cap
+        cpu_p90 = p90(cpu_hist)
+        cpu_max = cpu_hist.max(axis=0)
+        mem_p90 = p90(state.memory_usage_history / mem_cap)
+    else:
+        cpu_p90 = cpu_max = state.cpu_usage / cpu_cap
+        mem_p90 = state.memory_usage / mem_cap
+    if tracker is None:
+        long_mean, long_max, mem_long_max = state.cpu_usage_mean / cpu_cap, cpu_max, mem_p90
+    else:
+        long_mean, long_max, mem_long_max = tracker.long_stats(state.n_nodes)
+    return NodeState.from_columns(
+        cpu_capacity_cores=cpu_cap,
+        memory_capacity_bytes=mem_cap,
+        gpu_capacity=state.gpu_capacity,
+        gpus_requested=state.gpus_requested,
+        cpu_requested_cores=state.cpu_requested,
+        memory_requested_bytes=state.memory_requested,
+        pod_count=state.pod_count,
+        cpu_util_now=state.cpu_usage / cpu_cap,
+        cpu_util_mean=state.cpu_usage_mean / cpu_cap,
+        cpu_util_std=state.cpu_usage_std / cpu_cap,
+        cpu_util_p90=cpu_p90,
+        cpu_util_max=cpu_max,
+        cpu_util_long_mean=long_mean,
+        cpu_util_long_max=long_max,
+        memory_util_now=state.memory_usage / mem_cap,
+        memory_util_p90=mem_p90,
+        memory_util_long_max=mem_long_max,
+        cpu_pending_cores=state.cpu_requested_since_observed,
+        memory_pending_bytes=state.memory_requested_since_observed,
+    )
+
+
+def node_state_from_features(
+    features: pd.DataFrame,
+    cpu_capacity_cores: np.ndarray,
+    memory_capacity_bytes: np.ndarray,
+    gpu_capacity: np.ndarray,
+    cpu_p90: np.ndarray | None = None,
+    memory_p90: np.ndarray | None = None,
+) -> NodeState:
+    """The record from node features (the Feast online features, one row per node) and the
+    nodes' allocatable resources.
+
+    Utilisation now is ``<r>_utilization`` (0 where unknown); the recent window is 1 h (mean,
+    std, max), the long window 6 h (``cpu_mean_6h``, ``cpu_max_6h``, ``memory_max_6h``); the
+    P90 is the forecast ``cpu_p90`` / ``memory_p90`` (fractions of capacity) where finite, else
+    ``<r>_p95_1h``. A missing feature falls back to the nearest one (the 1 h max for the 6 h max,
+    else the use now; std 0). Requests come from the requested ratios, pods from ``pod_count``;
+    the features carry no GPU requests and nothing pending, so both are 0.
+    """
+    n = len(features)
+    zeros = np.zeros(n)
+
+    def feature(name: str, fallback: np.ndarray) -> np.ndarray:
+        if name not in features.columns:
+            return fallback
+        values = features[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.where(np.isfinite(values), values, fallback)
+
+    def window(resource: str, statistic: str, span: str, fallback: np.ndarray) -> np.ndarray:
+        return feature(f"{resource}_{statistic}_{span}", fallback)
+
+    def forecast(p90_now: np.ndarray | None, fallback: np.ndarray) -> np.ndarray:
+        return fallback if p90_now is None else np.where(np.isfinite(p90_now), p90_now, fallback)
+
+    cpu_cap = np.asarray(cpu_capacity_cores, dtype=np.float64)
+    memory_cap = np.asarray(memory_capacity_bytes, dtype=np.float64)
+    cpu_now = feature(CPU_UTILIZATION, zeros)
+    memory_now = feature(MEMORY_UTILIZATION, zeros)
+    cpu_max = window("cpu", "max", RECENT_WINDOW, cpu_now)
+    return NodeState.from_columns(
+        cpu_capacity_cores=cpu_cap,
+        memory_capacity_bytes=memory_cap,
+        gpu_capacity=gpu_capacity,
+        gpus_requested=zeros,
+        cpu_requested_cores=feature(CPU_REQUESTED_RATIO, zeros) * cpu_cap,
+        memory_requested_bytes=feature(MEMORY_REQUESTED_RATIO, zeros) * memory_cap,
+        pod_count=feature(POD_COUNT, zeros),
+        cpu_util_now=cpu_now,
+        cpu_util_mean=window("cpu", "mean", RECENT_WINDOW, cpu_now),
+        cpu_util_std=window("cpu", "std", RECENT_WINDOW, zeros),
+        cpu_util_p90=forecast(cpu_p90, window("cpu", "p95", RECENT_WINDOW, cpu_now)),
+        cpu_util_max=cpu_max,
+        cpu_util_long_mean=window("cpu", "mean", LONG_WINDOW, cpu_now),
+        cpu_util_long_max=window("cpu", "max", LONG_WINDOW, cpu_max),
+        memory_util_now=memory_now,
+        memory_util_p90=forecast(memory_p90, window("memory", "p95", RECENT_WINDOW, memory_now)),
+        memory_util_long_max=window("memory", "max", LONG_WINDOW, memory_now),
+        cpu_pending_cores=zeros,
+        memory_pending_bytes=zeros,
+    )
+
+
+def pod_features(pod: PodSpec) -> np.ndarray:
+    """The pod's features, shape (N_POD_FEATURES,) float32."""
+    return np.array(
+        [
+            np.log1p(pod.cpu_request_cores),
+            np.log1p(pod.memory_request_bytes / GIB),
+            pod.gpus / 4.0,
+            float(pod.cpu_request_cores <= 0 and pod.memory_request_bytes <= 0),
+        ],
+        dtype=np.float32,
+    )
+
+
+def pod_dependent_features(nodes: NodeState, pod: PodSpec) -> np.ndarray:
+    """The :data:`POD_DEPENDENT_FEATURE_NAMES` columns, (nodes, 9) float64 clipped: each node's
+    load before the pod (P90, long-window max and memory P90, each plus what is pending) and its
+    requests, with the pod added."""
+    cpu_capacity, memory_capacity = nodes["cpu_capacity_cores"], nodes["memory_capacity_bytes"]
+    pending_cpu = nodes["cpu_pending_cores"] / cpu_capacity
+    pending_memory = nodes["memory_pending_bytes"] / memory_capacity
+    pod_cpu = pod.nonzero_cpu_cores / cpu_capacity
+    pod_mem = pod.nonzero_memory_bytes / memory_capacity
+    cpu_after = (nodes["cpu_util_p90"] + pending_cpu) + pod_cpu
+    cpu_long_after = (nodes["cpu_util_long_max"] + pending_cpu) + pod_cpu
+    mem_after = (nodes["memory_util_p90"] + pending_memory) + pod_mem
+    columns = [
+        pod_cpu,
+        pod_mem,
+        cpu_after / CPU_OVERLOAD,
+        cpu_long_after / CPU_OVERLOAD,
+        mem_after / MEMORY_OVERLOAD,
+        (CPU_OVERLOAD - cpu_after) * cpu_capacity / 8.0,
+        (MEMORY_OVERLOAD - mem_after) * memory_capacity / (32.0 * GIB),
+        1.0 - (nodes["cpu_requested_cores"] + pod.cpu_request_cores) / cpu_capacity,
+        1.0 - (nodes["memory_requested_bytes"] + pod.memory_request_bytes) / memory_capacity,
+    ]
+    return np.clip(np.column_stack(columns), -FEATURE_CLIP, FEATURE_CLIP)
+
+
+def node_features(nodes: NodeState, pod: PodSpec) -> np.ndarray:
+    """Per-node features for placing ``pod``, shape (nodes, N_NODE_FEATURES) float32."""
+    cpu_cap, mem_cap = nodes["cpu_capacity_cores"], nodes["memory_capacity_bytes"]
+    gpu_cap = nodes["gpu_capacity"]
+    pod_count = nodes["pod_count"]
+    columns = [
+        *(nodes[name] for name in _UTILISATION_FEATURES),
+        nodes["cpu_pending_cores"] / cpu_cap,
+        nodes["memory_pending_bytes"] / mem_cap,
+        nodes["cpu_requested_cores"] / cpu_cap,
+        nodes["memory_requested_bytes"] / mem_cap,
+        *pod_dependent_features(nodes, pod).T,
+        np.log2(cpu_cap / 8.0) / 2.0,
+        np.log2(mem_cap / (32.0 * GIB)) / 2.0,
+        (gpu_cap > 0).astype(np.float64),
+        (gpu_cap - nodes["gpus_requested"]) / np.maximum(gpu_cap, 1.0),
+        (pod_count == 0).astype(np.float64),
+        pod_count / cpu_cap,
+    ]
+    return np.clip(np.column_stack(columns), -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
+
+
+def policy_inputs(nodes: NodeState, pod: PodSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The network's inputs for placing ``pod`` on ``nodes``: (pod features (N_POD_FEATURES,),
+    node features (nodes, N_NODE_FEATURES)), float32, in the order ``q_values`` takes them."""
+    return pod_features(pod), node_features(nodes, pod)
