@@ -17,10 +17,10 @@ from components.errors import MlschedError
 from components.features.cli import add_features_parser
 from components.forecast.cli import add_evaluate_forecast_parser
 from components.harness.replay.cli import add_replay_parser
-from components.pipeline_steps.cli import add_pipeline_parser
 from components.placement.cli import add_evaluate_placement_parser
 from components.tune.cli import add_tune_parser
 from data_validation.cli import add_validate_parser
+from pipelines.cli import add_pipeline_parser
 from scheduler_client.cli import add_extender_parser
 from serving.cli import add_manifests_parser, add_serve_parser
 
@@ -99,7 +99,7 @@ def _serving_config(args: argparse.Namespace, tracking_uri: str):
         home=Path(args.home),
         tracking_uri=tracking_uri,
         nodes=Path(args.nodes),
-        snapshot=Path(args.snapshot),
+        feast_home=Path(args.feast_home),
         model_server_port=args.model_port,
         extender_port=args.extender_port,
     )
@@ -221,10 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve: nodes table the extender knows the cluster from",
     )
     stack.add_argument(
-        "--snapshot",
-        default="data/replay/snapshot.parquet",
-        help="serve: node state snapshot file the extender re-reads "
-        "(`mlsched replay --prepare-snapshot` writes the first one)",
+        "--feast-home",
+        default="data/feast",
+        help="serve: the applied Feast store the extender reads node state from "
+        "(`mlsched features` applies and materialises it)",
     )
     stack.set_defaults(handler=_cmd_stack)
 

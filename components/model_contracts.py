@@ -1,14 +1,79 @@
 """What the trained models are called and how the serving side talks to them: one definition
-imported by training, the registry gate, the KServe predictors and the scheduler extender.
+imported by training, the pipeline, the registry gate, the KServe predictors and the extender.
 
 The inference tensors of the Open Inference Protocol (v2) between the extender and the
 predictors are described in ``serving/README.md``; their column orders live here.
 """
 
-FORECASTER_MODEL = "node-load-forecaster"
-ANOMALY_MODEL = "node-anomaly-detector"
-PLACEMENT_MODEL = "placement-dqn"
-REGISTERED_MODELS = (FORECASTER_MODEL, ANOMALY_MODEL, PLACEMENT_MODEL)
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One trained model: what it is registered as, how it is trained, what it must beat.
+
+    Attributes:
+        kind: the short name the pipeline and its result files use.
+        registered_name: the MLflow registered model (and the training runs' experiment).
+        entrypoint: the ``python -m`` training module (Katib trials and the pipeline alike);
+            it also exposes ``score_model(model_uri, held_out)`` for the evaluate stage.
+        katib_experiment: the Katib Experiment, relative to the repository root.
+        gate_metric: the held-out metric the candidate is compared on.
+        higher_is_better: that metric's direction.
+        baselines: what the candidate must beat on the same held-out data.
+    """
+
+    kind: str
+    registered_name: str
+    entrypoint: str
+    katib_experiment: str
+    gate_metric: str
+    higher_is_better: bool
+    baselines: tuple[str, ...]
+
+
+PLACEMENT_HEURISTICS = (
+    "kube-default",
+    "least-allocated",
+    "most-allocated",
+    "trimaran-tlp",
+    "trimaran-lvrb",
+    "greedy-predictive",
+)
+FORECASTER = ModelSpec(
+    kind="forecaster",
+    registered_name="node-load-forecaster",
+    entrypoint="components.forecast.train",
+    katib_experiment="katib/forecaster.yaml",
+    gate_metric="validation_mae",
+    higher_is_better=False,
+    baselines=("persistence", "seasonal_naive"),
+)
+ANOMALY_DETECTOR = ModelSpec(
+    kind="anomaly",
+    registered_name="node-anomaly-detector",
+    entrypoint="components.anomaly.train",
+    katib_experiment="katib/anomaly.yaml",
+    gate_metric="event_f1",
+    higher_is_better=True,
+    baselines=("robust_zscore",),
+)
+PLACEMENT_DQN = ModelSpec(
+    kind="placement",
+    registered_name="placement-dqn",
+    entrypoint="components.placement.dqn.train",
+    katib_experiment="katib/placement-dqn.yaml",
+    gate_metric="overload_node_minutes",
+    higher_is_better=False,
+    baselines=("random", *PLACEMENT_HEURISTICS),
+)
+MODEL_SPECS = {spec.kind: spec for spec in (FORECASTER, ANOMALY_DETECTOR, PLACEMENT_DQN)}
+"""Every trained model by kind, in pipeline order."""
+
+FORECASTER_MODEL = FORECASTER.registered_name
+ANOMALY_MODEL = ANOMALY_DETECTOR.registered_name
+PLACEMENT_MODEL = PLACEMENT_DQN.registered_name
+REGISTERED_MODELS = tuple(spec.registered_name for spec in MODEL_SPECS.values())
 CHAMPION_ALIAS = "champion"
 
 NODE_STATE_COLUMNS = (

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 from components.errors import MlschedError
+from components.tracking.entrypoint import DEFAULT_LOCAL_STORE
 
 DEFAULT_DATA = Path("data/synthetic")
-DEFAULT_MLFLOW_DIR = Path("data/mlflow")
 DEFAULT_PLACEMENT_BUDGET = 120
 
 
@@ -42,7 +42,13 @@ def add_pipeline_parser(subparsers) -> argparse.ArgumentParser:
     run.add_argument("--start", help="with --prometheus: ISO 8601 start, with a zone")
     run.add_argument("--end", help="with --prometheus: ISO 8601 end, with a zone")
     run.add_argument(
-        "--tracking-uri", help="MLflow (default: $MLFLOW_TRACKING_URI, else data/mlflow)"
+        "--tracking-uri", help="MLflow (default: $MLFLOW_TRACKING_URI, else --local-store)"
+    )
+    run.add_argument(
+        "--local-store",
+        type=Path,
+        default=DEFAULT_LOCAL_STORE,
+        help="folder of the local SQLite store used when no tracking URI is given",
     )
     run.add_argument("--tune", action="store_true", help="tune every model first (Katib YAMLs)")
     run.add_argument("--tune-trials", type=int, default=3)
@@ -91,8 +97,8 @@ def _tracking_uri(args: argparse.Namespace) -> str:
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    DEFAULT_MLFLOW_DIR.mkdir(parents=True, exist_ok=True)
-    return local_tracking_uri(DEFAULT_MLFLOW_DIR)
+    args.local_store.mkdir(parents=True, exist_ok=True)
+    return local_tracking_uri(args.local_store)
 
 
 def pipeline_arguments(args: argparse.Namespace) -> dict:
@@ -143,7 +149,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id = run_remote(args.pipeline, arguments, args.host, image=_image(args))
         print(f"submitted {args.pipeline} pipeline to {args.host}: run {run_id}")
         return 0
-    from components.pipeline_steps.steps import MODEL_NAMES, registry_state
+    from components.model_contracts import REGISTERED_MODELS
+    from components.tracking.gate import registry_state
     from components.tracking.runs import open_tracking
     from pipelines.run import run_local
 
@@ -154,11 +161,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         image=_image(args),
         verbose=args.verbose,
     )
-    client = open_tracking(arguments["tracking_uri"], default_dir=DEFAULT_MLFLOW_DIR)
+    client = open_tracking(arguments["tracking_uri"], default_dir=args.local_store)
     print(f"\n{args.pipeline} pipeline succeeded in {run.seconds:.0f}s")
     print(f"  outputs (artifacts per task): {run.run_dir}")
     print(f"  MLflow runs: {arguments['tracking_uri']}")
-    for name, state in registry_state(client, list(MODEL_NAMES.values())).items():
+    for name, state in registry_state(client, REGISTERED_MODELS).items():
         print(
             f"  registered model {name}: {state['versions']} version(s), "
             f"champion = {state['champion'] or 'none'}"

@@ -1,9 +1,14 @@
-"""The stage graph shared by both pipelines: features, tuning, training, evaluation, serving."""
+"""What both pipelines share: their parameters (declared once, turned into each pipeline's
+signature), the collect and validation-gate stages, and the train-and-deploy sub-pipeline."""
+
+import inspect
+from collections.abc import Callable
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input
 
 from components.pipeline_steps import (
+    collect,
     evaluate,
     features,
     promote,
@@ -12,12 +17,96 @@ from components.pipeline_steps import (
     train_forecaster,
     train_placement,
     tune,
+    validate,
 )
 from components.pipeline_steps.factory import DEFAULT_IMAGE
 
 
+def parameter(name: str, annotation, default=inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default
+    )
+
+
+TRACKING = (parameter("tracking_uri", str),)
+SOURCE = (
+    parameter("node_metrics_path", str, ""),
+    parameter("prometheus_url", str, ""),
+    parameter("start", str, ""),
+    parameter("end", str, ""),
+    parameter("step_seconds", int, 30),
+)
+GATE = (parameter("thresholds_path", str, ""), parameter("reference_time", str, ""))
+TUNING = (parameter("tune_models", bool, False), parameter("tune_trials", int, 3))
+TRAINING = (
+    parameter("labels_path", str, ""),
+    parameter("workload_path", str, ""),
+    parameter("nodes_path", str, ""),
+    parameter("online_store", str, ""),
+    parameter("register", bool, True),
+    parameter("require_beating_baselines", bool, False),
+    parameter("forecaster_args", list, []),
+    parameter("anomaly_args", list, []),
+    parameter("placement_args", list, []),
+    parameter("serving_image", str, DEFAULT_IMAGE),
+    parameter("serving_namespace", str, "ml-scheduler"),
+)
+
+
+def with_parameters(body: Callable[[dict], None], parameters, name: str) -> Callable:
+    """A pipeline function whose signature is ``parameters`` and whose body gets them as one
+    dict (KFP reads the signature and calls the function with one channel per parameter)."""
+    names = [p.name for p in parameters]
+
+    def pipeline(*values):
+        return body(dict(zip(names, values, strict=True)))
+
+    pipeline.__signature__ = inspect.Signature(parameters)
+    pipeline.__name__ = name
+    return pipeline
+
+
+def pick(values: dict, parameters) -> dict:
+    """The entries of ``values`` named by ``parameters`` (those a sub-pipeline takes)."""
+    return {p.name: values[p.name] for p in parameters if p.name in values}
+
+
+def collect_stage(image: str = DEFAULT_IMAGE) -> Callable:
+    """``add(values)`` adds the (never cached) collect task and returns it."""
+    collect_op = collect.component(image)
+
+    def add(values: dict):
+        task = collect_op(**pick(values, SOURCE)).set_display_name("collect node metrics")
+        return task.set_caching_options(False)
+
+    return add
+
+
+def gated_training(image: str = DEFAULT_IMAGE) -> Callable:
+    """``add(node_metrics, values)``: the validation gate, train-and-deploy when it passes,
+    a failed run with the gate's reasons when it does not."""
+    validate_op = validate.component(image)
+    gate_failed_op = validate.gate_failed_component(image)
+    train_and_deploy = build_train_and_deploy(image)
+
+    def add(node_metrics, values: dict) -> None:
+        gate = validate_op(node_metrics=node_metrics, **pick(values, GATE))
+        gate.set_display_name("validate (gate)")
+        with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
+            train_and_deploy(
+                node_metrics=node_metrics, **pick(values, (*TRACKING, *TUNING, *TRAINING))
+            ).set_display_name("train and deploy")
+        with dsl.Else(name="gate-failed"):
+            gate_failed_op(validation=gate.outputs["validation"]).set_display_name(
+                "stop: gate failed"
+            )
+
+    return add
+
+
 def build_train_and_deploy(image: str = DEFAULT_IMAGE):
-    """The sub-pipeline after a passed gate: features + Feast -> (tune) -> train -> ... serve."""
+    """The sub-pipeline after a passed gate: features -> (tune) -> train candidates ->
+    evaluate -> promote -> render manifests."""
     features_op = features.component(image)
     tune_op = tune.component(image)
     defaults_op = tune.defaults_component(image)
@@ -28,88 +117,70 @@ def build_train_and_deploy(image: str = DEFAULT_IMAGE):
     promote_op = promote.component(image)
     render_op = render_serving.component(image)
 
-    @dsl.pipeline(
-        name="train-and-deploy",
-        description="Features and Feast, optional tuning, the three models, evaluation against "
-        "the baselines, registration and promotion, and the serving manifests.",
-    )
-    def train_and_deploy(
-        node_metrics: Input[Dataset],
-        tracking_uri: str,
-        labels_path: str,
-        workload_path: str,
-        nodes_path: str,
-        online_store: str = "",
-        tune_models: bool = False,
-        tune_trials: int = 3,
-        register: bool = True,
-        forecaster_args: list = [],  # noqa: B006 (KFP defaults)
-        anomaly_args: list = [],  # noqa: B006
-        placement_args: list = [],  # noqa: B006
-        serving_image: str = DEFAULT_IMAGE,
-        serving_namespace: str = "ml-scheduler",
-    ):
-        feature_task = features_op(node_metrics=node_metrics, online_store=online_store)
+    def train_and_deploy(p: dict) -> None:
+        feature_task = features_op(node_metrics=p["node_metrics"], online_store=p["online_store"])
         feature_task.set_display_name("features + Feast materialize")
         data = {
-            "node_metrics": node_metrics,
-            "labels_path": labels_path,
-            "workload_path": workload_path,
-            "nodes_path": nodes_path,
-            "tracking_uri": tracking_uri,
-            "max_trials": tune_trials,
+            "node_metrics": p["node_metrics"],
+            "labels_path": p["labels_path"],
+            "workload_path": p["workload_path"],
+            "nodes_path": p["nodes_path"],
+            "tracking_uri": p["tracking_uri"],
+            "max_trials": p["tune_trials"],
         }
-        with dsl.If(tune_models == True, name="tune"):  # noqa: E712 (a KFP condition)
+        kinds = ("forecaster", "anomaly", "placement")
+        with dsl.If(p["tune_models"] == True, name="tune"):  # noqa: E712 (a KFP condition)
             tuned = {
-                kind: tune_op(kind=kind, extra_args=args, **data)
+                kind: tune_op(kind=kind, extra_args=p[f"{kind}_args"], **data)
                 .after(feature_task)
                 .set_display_name(f"tune {kind}")
-                for kind, args in (
-                    ("forecaster", forecaster_args),
-                    ("anomaly", anomaly_args),
-                    ("placement", placement_args),
-                )
+                for kind in kinds
             }
         with dsl.Else(name="no-tuning"):
             defaults = defaults_op().after(feature_task).set_display_name("default parameters")
         params = {k: dsl.OneOf(task.output, defaults.output) for k, task in tuned.items()}
-        forecaster = forecaster_op(
-            node_metrics=node_metrics,
-            hyperparameters=params["forecaster"],
-            tracking_uri=tracking_uri,
-            register=register,
-            extra_args=forecaster_args,
-        ).set_display_name("train forecaster")
-        anomaly = anomaly_op(
-            node_metrics=node_metrics,
-            labels_path=labels_path,
-            hyperparameters=params["anomaly"],
-            tracking_uri=tracking_uri,
-            register=register,
-            extra_args=anomaly_args,
-        ).set_display_name("train anomaly detector")
-        placement = placement_op(
-            workload_path=workload_path,
-            nodes_path=nodes_path,
-            hyperparameters=params["placement"],
-            tracking_uri=tracking_uri,
-            register=register,
-            extra_args=placement_args,
-        ).set_display_name("train placement DQN")
-        results = {
-            "forecaster": forecaster.outputs["Output"],
-            "anomaly": anomaly.outputs["Output"],
-            "placement": placement.outputs["Output"],
+        training = {"tracking_uri": p["tracking_uri"], "register": p["register"]}
+        candidates = {
+            "forecaster": forecaster_op(
+                node_metrics=p["node_metrics"],
+                hyperparameters=params["forecaster"],
+                extra_args=p["forecaster_args"],
+                **training,
+            ).set_display_name("train forecaster"),
+            "anomaly": anomaly_op(
+                node_metrics=p["node_metrics"],
+                labels_path=p["labels_path"],
+                hyperparameters=params["anomaly"],
+                extra_args=p["anomaly_args"],
+                **training,
+            ).set_display_name("train anomaly detector"),
+            "placement": placement_op(
+                workload_path=p["workload_path"],
+                nodes_path=p["nodes_path"],
+                hyperparameters=params["placement"],
+                extra_args=p["placement_args"],
+                **training,
+            ).set_display_name("train placement DQN"),
         }
-        evaluate_op(**results).set_display_name("evaluate against baselines")
-        registry = promote_op(tracking_uri=tracking_uri, **results).set_display_name(
-            "register and promote"
-        )
+        evaluation = evaluate_op(
+            tracking_uri=p["tracking_uri"],
+            require_beating_baselines=p["require_beating_baselines"],
+            **{kind: task.outputs["candidate"] for kind, task in candidates.items()},
+        ).set_display_name("evaluate candidates")
+        registry = promote_op(
+            tracking_uri=p["tracking_uri"], decisions=evaluation.outputs["decisions"]
+        ).set_display_name("promote")
         render_op(
-            tracking_uri=tracking_uri,
+            tracking_uri=p["tracking_uri"],
             registry=registry.outputs["Output"],
-            serving_image=serving_image,
-            namespace=serving_namespace,
+            serving_image=p["serving_image"],
+            namespace=p["serving_namespace"],
         ).set_display_name("render serving manifests")
 
-    return train_and_deploy
+    parameters = (parameter("node_metrics", Input[Dataset]), *TRACKING, *TUNING, *TRAINING)
+    return dsl.pipeline(
+        name="train-and-deploy",
+        description="Features and Feast, optional tuning, the three candidates, their "
+        "evaluation against the baselines and the champion, promotion, and the serving "
+        "manifests.",
+    )(with_parameters(train_and_deploy, parameters, "train_and_deploy"))

@@ -1,18 +1,17 @@
 """Train, evaluate, track and register the node anomaly detector (Katib-ready entrypoint).
 
 ``python -m components.anomaly.train --metrics PATH --labels FILE.json [--cpu-only]
-[--n-estimators 100] [--fpr-budget 0.003] [--contamination auto] [--tracking-uri URI]
-[--register]`` fits on each node's first ``--train-fraction`` (unlabelled), evaluates on the rest
-beside the robust z-score baseline, prints ``metric=value`` lines (Katib's StdOut collector
-format), and logs params, metrics, the dataset digest, score timelines and the model (with
-signature and input example) to MLflow; with ``--register`` the model becomes a version of
-``node-anomaly-detector`` and the promotion gate decides whether it becomes ``champion``.
+[--n-estimators 100] [--fpr-budget 0.003] [--contamination auto]`` plus the shared training
+flags (:mod:`components.tracking.entrypoint`) fits on each node's first ``--train-fraction``
+(unlabelled), evaluates on the rest beside the robust z-score baseline, prints ``metric=value``
+lines (Katib's StdOut collector format), and logs params, metrics, the dataset digest, score
+timelines and the model (with signature and input example) to MLflow; with ``--register`` the
+model becomes a candidate version of ``node-anomaly-detector``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -32,13 +31,20 @@ from components.anomaly.evaluate import (
 )
 from components.anomaly.evaluation import METRICS, evaluate_alarms, write_report
 from components.anomaly.events import EventRules
-from components.contracts import NODE, TIMESTAMP, AnomalyLabels, read_anomaly_labels
-from components.errors import MlschedError
+from components.contracts import NODE, TIMESTAMP, read_anomaly_labels
+from components.model_contracts import ANOMALY_DETECTOR
+from components.tracking.entrypoint import (
+    TrackedRun,
+    add_training_flags,
+    print_metric_lines,
+    run_entrypoint_main,
+    tracked_run,
+    training_result,
+    write_result_file,
+)
 
-MODEL_NAME = "node-anomaly-detector"
-EXPERIMENT = "node-anomaly-detector"
-GATE_METRIC = "event_f1"
-DEFAULT_LOCAL_STORE = Path("mlruns")
+PROG = f"python -m {ANOMALY_DETECTOR.entrypoint}"
+GATE_METRIC = ANOMALY_DETECTOR.gate_metric
 
 
 def _contamination(text: str) -> float | str:
@@ -54,9 +60,7 @@ def _contamination(text: str) -> float | str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m components.anomaly.train", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--metrics", required=True, help="node metrics (CSV, parquet, folder)")
     parser.add_argument("--labels", required=True, help="anomaly labels JSON (evaluation only)")
     parser.add_argument("--cpu-only", action="store_true", help="ignore memory (CPU-only data)")
@@ -101,43 +105,43 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_RULES.peak_factor,
         help="an event must peak at median + factor x (threshold - median) of training scores",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else a local store)",
-    )
-    parser.add_argument("--local-store", default=str(DEFAULT_LOCAL_STORE))
-    parser.add_argument("--experiment", default=EXPERIMENT)
-    parser.add_argument("--register", action="store_true", help=f"register {MODEL_NAME}")
-    parser.add_argument("--no-mlflow", action="store_true", help="print metrics only")
+    add_training_flags(parser, ANOMALY_DETECTOR)
     parser.add_argument("--report", help="also write the evaluation report JSON here")
     return parser
 
 
-def _metric_lines(run: AnomalyRun, seconds: float) -> list[str]:
+def _metrics(run: AnomalyRun, seconds: float) -> dict[str, float]:
     overall = run.report["overall"]
     baseline = run.report["baseline"]["overall"]
-    lines = []
-    for name in METRICS:
-        lines.append(f"{name}={_number(overall[name])}")
-    for name in METRICS:
-        lines.append(f"baseline_{name}={_number(baseline[name])}")
-    lines.append(f"train_seconds={seconds:.2f}")
-    return lines
+    metrics = {name: _number(overall[name]) for name in METRICS}
+    metrics |= {f"baseline_{name}": _number(baseline[name]) for name in METRICS}
+    return {**metrics, "train_seconds": round(seconds, 2)}
 
 
-def _number(value: float | None) -> str:
-    return "nan" if value is None else f"{value:.6f}"
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
-def rescore_f1(model_uri: str, features: pd.DataFrame, labels: AnomalyLabels) -> float:
-    """Event F1 of the model at ``model_uri`` (with its own thresholds and event rules) on the
-    same evaluation ``features``."""
+def score_model(model_uri: str, held_out: dict) -> float:
+    """Event F1 of the detector at ``model_uri`` (with its own thresholds and event rules) on
+    the held-out rows a training result describes (the tracking URI is the caller's)."""
+    from components.anomaly.evaluate import (
+        anomaly_features,
+        check_resources,
+        infer_step_seconds,
+        time_split,
+    )
+    from components.anomaly.io import read_anomaly_metrics
     from components.anomaly.model import load_anomaly_detector
 
+    cpu_only = held_out["cpu_only"]
+    metrics = read_anomaly_metrics(held_out["metrics"], cpu_only=cpu_only)
+    resources = check_resources(CPU_ONLY if cpu_only else ("cpu", "memory"))
+    features = anomaly_features(metrics, resources, infer_step_seconds(metrics))
+    test = features[~time_split(features, held_out["train_fraction"])].reset_index(drop=True)
     detector = load_anomaly_detector(model_uri)
-    scored, events = apply_events(detector, detector.score(features))
+    scored, events = apply_events(detector, detector.score(test))
+    labels = read_anomaly_labels(held_out["labels"])
     value = evaluate_alarms(scored, events, labels)["overall"][GATE_METRIC]
     return float("nan") if value is None else float(value)
 
@@ -159,98 +163,44 @@ def _params(args: argparse.Namespace, run: AnomalyRun) -> dict[str, str]:
     return {k: str(v) for k, v in params.items()}
 
 
-def log_to_mlflow(
-    args: argparse.Namespace, run: AnomalyRun, metrics: pd.DataFrame, labels: AnomalyLabels
-) -> dict[str, str]:
-    """Log the run (and register + gate it with ``--register``); returns ids for printing."""
-    import mlflow
+def log_to_mlflow(tracked: TrackedRun, run: AnomalyRun, metrics: pd.DataFrame, labels) -> str:
+    """Log the figures, report, score timelines and model to ``tracked``; returns the model URI."""
     from mlflow.models import infer_signature
 
     from components.anomaly.model import ARTIFACT_KEY, AnomalyDetectorModel, save_detector
     from components.anomaly.plots import pick_nodes, score_timeline
-    from components.tracking.gate import promote_if_better
-    from components.tracking.runs import (
-        dataset_digest,
-        get_or_create_experiment,
-        log_figure,
-        open_tracking,
-        point_mlflow_at,
-    )
 
-    client = open_tracking(args.tracking_uri, default_dir=Path(args.local_store))
-    point_mlflow_at(client)
-    experiment_id = get_or_create_experiment(client, args.experiment)
-    digest = dataset_digest(metrics)
-    out: dict[str, str] = {}
-    with mlflow.start_run(experiment_id=experiment_id) as active:
-        run_id = active.info.run_id
-        out["run_id"] = run_id
-        client.log_batch(
-            run_id,
-            params=[mlflow.entities.Param(k, v) for k, v in _params(args, run).items()],
+    tracked.log_dict(run.report, "evaluation/report.json")
+    nodes = pick_nodes(run.scored, labels)
+    tracked.log_figure(
+        score_timeline(
+            run.scored, run.events, labels, run.detector.threshold, nodes, "ensemble score"
+        ),
+        "plots/anomaly_score_timeline.png",
+    )
+    tracked.log_figure(
+        score_timeline(
+            run.baseline_scored,
+            run.baseline_events,
+            labels,
+            run.baseline.threshold,
+            nodes,
+            "baseline robust z-score",
+        ),
+        "plots/baseline_score_timeline.png",
+    )
+    example = _input_example(metrics)
+    model = AnomalyDetectorModel()
+    model.detector = run.detector
+    signature = infer_signature(example, _output_example(model.predict(None, example)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_detector(run.detector, tmp)
+        return tracked.log_pyfunc_model(
+            AnomalyDetectorModel(),
+            {ARTIFACT_KEY: str(path)},
+            signature=signature,
+            input_example=example,
         )
-        client.set_tag(run_id, "dataset_digest", digest)
-        client.set_tag(run_id, "model_name", MODEL_NAME)
-        overall, baseline = run.report["overall"], run.report["baseline"]["overall"]
-        values = {k: overall[k] for k in METRICS if overall[k] is not None}
-        values |= {f"baseline_{k}": baseline[k] for k in METRICS if baseline[k] is not None}
-        for key, value in values.items():
-            client.log_metric(run_id, key, float(value))
-        client.log_dict(run_id, run.report, "evaluation/report.json")
-        nodes = pick_nodes(run.scored, labels)
-        log_figure(
-            run_id,
-            client,
-            score_timeline(
-                run.scored, run.events, labels, run.detector.threshold, nodes, "ensemble score"
-            ),
-            "plots/anomaly_score_timeline.png",
-        )
-        log_figure(
-            run_id,
-            client,
-            score_timeline(
-                run.baseline_scored,
-                run.baseline_events,
-                labels,
-                run.baseline.threshold,
-                nodes,
-                "baseline robust z-score",
-            ),
-            "plots/baseline_score_timeline.png",
-        )
-        example = _input_example(metrics)
-        model = AnomalyDetectorModel()
-        model.detector = run.detector
-        signature = infer_signature(example, _output_example(model.predict(None, example)))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = save_detector(run.detector, tmp)
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=AnomalyDetectorModel(),
-                artifacts={ARTIFACT_KEY: str(path)},
-                signature=signature,
-                input_example=example,
-            )
-        out["model_uri"] = info.model_uri
-        if args.register:
-            version = mlflow.register_model(info.model_uri, MODEL_NAME).version
-            test = run.features[~run.train_mask].reset_index(drop=True)
-            decision = promote_if_better(
-                client,
-                model_name=MODEL_NAME,
-                candidate_version=str(version),
-                metric=GATE_METRIC,
-                higher_is_better=True,
-                candidate=float(overall[GATE_METRIC] or 0.0),
-                baselines={"robust_zscore": float(baseline[GATE_METRIC] or 0.0)},
-                score_champion=lambda uri: rescore_f1(uri, test, labels),
-                run_id=run_id,
-            )
-            out["registered_version"] = str(version)
-            out["promoted"] = str(decision.promoted).lower()
-            out["gate_reason"] = decision.reason
-    return out
 
 
 def _input_example(metrics: pd.DataFrame, rows: int = 20) -> pd.DataFrame:
@@ -264,49 +214,64 @@ def _output_example(scored: pd.DataFrame) -> pd.DataFrame:
     return scored.assign(**{TIMESTAMP: scored[TIMESTAMP].dt.tz_localize(None)})
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        from components.anomaly.io import read_anomaly_metrics
+def run(args: argparse.Namespace) -> dict:
+    """Train, evaluate, log and (with ``--register``) register; returns the result document."""
+    from components.anomaly.io import read_anomaly_metrics
+    from components.tracking.runs import dataset_digest
 
-        if args.tracking_uri is None:
-            args.tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
-        began = time.perf_counter()
-        metrics = read_anomaly_metrics(args.metrics, cpu_only=args.cpu_only)
-        labels = read_anomaly_labels(args.labels)
-        config = EnsembleConfig(
-            resources=CPU_ONLY if args.cpu_only else ("cpu", "memory"),
-            n_estimators=args.n_estimators,
-            max_samples=args.max_samples,
-            contamination=args.contamination,
-            smooth_seconds=args.smooth_seconds,
-            spread_quantile=args.spread_quantile,
-            node_spread_floor=args.node_spread_floor,
-            min_peak_score=args.min_peak_score,
-            seed=args.seed,
-        )
-        rules = EventRules(args.min_gap_seconds, args.min_duration_seconds, args.peak_factor)
-        run = run_anomaly_evaluation(
-            metrics,
-            labels,
-            args.train_fraction,
-            config=config,
-            fpr_budget=args.fpr_budget,
-            rules=rules,
-            source=str(args.metrics),
-        )
-        seconds = time.perf_counter() - began
-        for line in _metric_lines(run, seconds):
-            print(line)
-        if args.report:
-            write_report(run.report, Path(args.report))
-        if not args.no_mlflow:
-            for key, value in log_to_mlflow(args, run, metrics, labels).items():
-                print(f"{key}: {value}")
-    except MlschedError as error:
-        print(f"train: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    began = time.perf_counter()
+    metrics = read_anomaly_metrics(args.metrics, cpu_only=args.cpu_only)
+    labels = read_anomaly_labels(args.labels)
+    config = EnsembleConfig(
+        resources=CPU_ONLY if args.cpu_only else ("cpu", "memory"),
+        n_estimators=args.n_estimators,
+        max_samples=args.max_samples,
+        contamination=args.contamination,
+        smooth_seconds=args.smooth_seconds,
+        spread_quantile=args.spread_quantile,
+        node_spread_floor=args.node_spread_floor,
+        min_peak_score=args.min_peak_score,
+        seed=args.seed,
+    )
+    rules = EventRules(args.min_gap_seconds, args.min_duration_seconds, args.peak_factor)
+    run = run_anomaly_evaluation(
+        metrics,
+        labels,
+        args.train_fraction,
+        config=config,
+        fpr_budget=args.fpr_budget,
+        rules=rules,
+        source=str(args.metrics),
+    )
+    figures = _metrics(run, time.perf_counter() - began)
+    print_metric_lines(figures)
+    if args.report:
+        write_report(run.report, Path(args.report))
+    overall, baseline = run.report["overall"], run.report["baseline"]["overall"]
+    outcome = {
+        "value": float(overall[GATE_METRIC] or 0.0),
+        "baselines": {run.report["baseline"]["name"]: float(baseline[GATE_METRIC] or 0.0)},
+        "metrics": figures,
+        "held_out": {
+            "metrics": str(args.metrics),
+            "labels": str(args.labels),
+            "cpu_only": args.cpu_only,
+            "train_fraction": args.train_fraction,
+        },
+    }
+    if not args.no_tracking:
+        with tracked_run(args, ANOMALY_DETECTOR, _params(args, run), dataset_digest(metrics)) as t:
+            t.log_metrics({k: v for k, v in figures.items() if k != "train_seconds"})
+            model_uri = log_to_mlflow(t, run, metrics, labels)
+            version = t.register(model_uri) if args.register else None
+        outcome |= {"run": t, "model_uri": model_uri, "registered_version": version}
+    result = training_result(ANOMALY_DETECTOR, **outcome)
+    write_result_file(result, args.result_file)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_entrypoint_main(PROG, run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

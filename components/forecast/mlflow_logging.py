@@ -1,31 +1,25 @@
-"""Logging a forecast experiment to MLflow, registering the model and running the gate."""
+"""A forecast experiment's figures, plots and pyfunc model for its MLflow run; its gate metric."""
 
 from __future__ import annotations
 
 import tempfile
-import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
 
 from components.contracts import NODE
 from components.features.definitions import FEATURE_NAMES
 from components.forecast import plots
-from components.forecast.evaluate import (
-    METHODS,
-    ForecastExperiment,
-    evaluation_rows,
-    predict_levels,
-)
-from components.forecast.model import column_name, load_forecaster
+from components.forecast.dataset import ForecastDataset, Split
+from components.forecast.evaluate import METHODS, ForecastExperiment, evaluation_rows
+from components.forecast.model import column_name
 from components.forecast.pyfunc import ARTIFACT_KEY, ForecasterModel
-from components.tracking.gate import FORECASTER_MODEL, PromotionDecision, promote_if_better
-from components.tracking.runs import log_figure
+from components.model_contracts import FORECASTER
+from components.tracking.entrypoint import TrackedRun
 
-GATE_METRIC = "validation_mae"
+GATE_METRIC = FORECASTER.gate_metric
 EXAMPLE_ROWS = 5
 
 
@@ -51,11 +45,15 @@ def report_metrics(report: dict) -> dict[str, float]:
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
-def mean_test_mae(experiment: ForecastExperiment, predictions: dict[str, np.ndarray]) -> float:
+def mean_test_mae(
+    dataset: ForecastDataset,
+    split: Split,
+    resources: Sequence[str],
+    predictions: dict[str, np.ndarray],
+) -> float:
     """The gate metric of some predictions: mean MAE over resources and horizons, test rows."""
-    dataset, split = experiment.dataset, experiment.split
     values = []
-    for resource in experiment.forecaster.resources:
+    for resource in resources:
         for horizon in dataset.horizons:
             rows = evaluation_rows(dataset, split, resource, horizon.name)
             actual = dataset.targets[resource, horizon.name][rows]
@@ -75,40 +73,20 @@ def input_example(experiment: ForecastExperiment) -> pd.DataFrame:
     return pd.concat([example, values], axis=1)
 
 
-def log_experiment(
-    client: MlflowClient,
-    run_id: str,
-    experiment: ForecastExperiment,
-    *,
-    params: dict,
-    digest: str,
-    sample_nodes: int = 3,
-) -> dict[str, float]:
-    """Log params, metrics (model and baselines), the digest, the report and the plots."""
-    metrics = report_metrics(experiment.report)
-    stamp = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[Metric(key, value, stamp, 0) for key, value in metrics.items()],
-        params=[
-            Param(key, str(value)) for key, value in {**params, "dataset_digest": digest}.items()
-        ],
-        tags=[RunTag("dataset_digest", digest)],
-    )
-    client.log_dict(run_id, experiment.report, "report.json")
+def log_experiment(run: TrackedRun, experiment: ForecastExperiment, sample_nodes: int = 3):
+    """Log the metrics (model and baselines), the report and the plots to ``run``."""
+    run.log_metrics(report_metrics(experiment.report))
+    run.log_dict(experiment.report, "report.json")
     nodes = sorted(experiment.dataset.features[NODE].unique())[:sample_nodes]
     dataset = experiment.dataset
     middle = dataset.horizons[len(dataset.horizons) // 2].name
     for resource in experiment.forecaster.resources:
         figure = plots.forecast_vs_actual(experiment, resource, middle, nodes)
-        log_figure(run_id, client, figure, f"plots/forecast_vs_actual_{resource}_{middle}.png")
-        log_figure(
-            run_id, client, plots.residuals(experiment, resource), f"plots/residuals_{resource}.png"
-        )
+        run.log_figure(figure, f"plots/forecast_vs_actual_{resource}_{middle}.png")
+        run.log_figure(plots.residuals(experiment, resource), f"plots/residuals_{resource}.png")
         key = column_name(resource, middle)
         figure = plots.feature_importance(experiment.forecaster, key)
-        log_figure(run_id, client, figure, f"plots/feature_importance_{key}.png")
-    return metrics
+        run.log_figure(figure, f"plots/feature_importance_{key}.png")
 
 
 def pip_requirements() -> list[str]:
@@ -118,64 +96,19 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "xgboost", "pandas", "numpy")]
 
 
-def log_model(experiment: ForecastExperiment, run_id: str) -> str:
-    """Log the forecaster as an MLflow pyfunc model (signature, input example) to ``run_id``.
-
-    Uses the fluent API, so the caller has set the tracking URI. Returns the model URI.
-    """
-    import mlflow
+def log_model(run: TrackedRun, experiment: ForecastExperiment) -> str:
+    """Log the forecaster as an MLflow pyfunc model (signature, input example) to ``run``;
+    returns the model URI."""
     from mlflow.models import infer_signature
 
     example = input_example(experiment)
     signature = infer_signature(example, experiment.forecaster.predict(example))
     with tempfile.TemporaryDirectory(prefix="forecaster-") as tmp:
         folder = experiment.forecaster.save(Path(tmp) / "forecaster")
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=ForecasterModel(),
-                artifacts={ARTIFACT_KEY: str(folder)},
-                signature=signature,
-                input_example=example,
-                pip_requirements=pip_requirements(),
-            )
-    return info.model_uri
-
-
-def register_and_gate(
-    client: MlflowClient,
-    experiment: ForecastExperiment,
-    *,
-    model_uri: str,
-    run_id: str,
-    model_name: str = FORECASTER_MODEL,
-) -> PromotionDecision:
-    """Register ``model_uri`` as a new version and let the gate decide on ``champion``.
-
-    The candidate's metric is its mean test MAE; the baselines are persistence and seasonal
-    naive on the same rows; the champion is reloaded and re-scored on the same rows.
-    """
-    import mlflow
-
-    version = mlflow.register_model(model_uri, model_name).version
-    summary = experiment.report["summary"]
-
-    def score_champion(uri: str) -> float:
-        champion = load_forecaster(uri, tracking_uri=client.tracking_uri)
-        rows = experiment.split.test(experiment.dataset)
-        return mean_test_mae(experiment, predict_levels(champion, experiment.dataset, rows))
-
-    return promote_if_better(
-        client,
-        model_name=model_name,
-        candidate_version=str(version),
-        metric=GATE_METRIC,
-        higher_is_better=False,
-        candidate=summary["model_mean_mae"],
-        baselines={
-            "persistence": summary["persistence_mean_mae"],
-            "seasonal_naive": summary["seasonal_naive_mean_mae"],
-        },
-        score_champion=score_champion,
-        run_id=run_id,
-    )
+        return run.log_pyfunc_model(
+            ForecasterModel(),
+            {ARTIFACT_KEY: str(folder)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+        )

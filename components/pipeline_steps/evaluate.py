@@ -1,36 +1,43 @@
-"""Component: every model against its baselines, in one table."""
+"""Component: every candidate against its baselines and the current champion, on the same
+held-out data; the decisions the promote stage acts on."""
 
-from kfp.dsl import Markdown, Metrics, Output
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Model, Output
 
 from components.pipeline_steps.factory import DEFAULT_IMAGE, make_component
 
 
-def evaluate_models(
-    forecaster: dict,
-    anomaly: dict,
-    placement: dict,
+def evaluate_candidates(
+    tracking_uri: str,
+    forecaster: Input[Model],
+    anomaly: Input[Model],
+    placement: Input[Model],
+    decisions: Output[Artifact],
     report: Output[Markdown],
     metrics: Output[Metrics],
     require_beating_baselines: bool = False,
 ) -> bool:
-    """True when every model beats its baselines; optionally fails the run when one does not."""
+    """True when every candidate beats its baselines; with ``require_beating_baselines`` a
+    candidate that does not fails the run."""
     from pathlib import Path
 
-    from components.errors import MlschedError
-    from components.pipeline_steps.steps import evaluation_markdown
+    from components.pipeline_steps.steps import evaluate_step, evaluation_markdown
 
-    results = {"forecaster": forecaster, "anomaly": anomaly, "placement": placement}
-    Path(report.path).write_text(evaluation_markdown(results))
-    for name, result in results.items():
-        if result.get("model") is not None:
-            metrics.log_metric(f"{name}_{result['metric']}", result["model"])
-        metrics.log_metric(f"{name}_beats_baselines", float(bool(result.get("beats_baselines"))))
-    beaten = [name for name, r in results.items() if not r.get("beats_baselines")]
+    candidates = {"forecaster": forecaster, "anomaly": anomaly, "placement": placement}
+    results = {kind: artifact.path for kind, artifact in candidates.items()}
+    decided = evaluate_step(
+        results,
+        tracking_uri,
+        decisions.path,
+        require_beating_baselines=require_beating_baselines,
+    )
+    Path(report.path).write_text(evaluation_markdown(decided))
     print(Path(report.path).read_text())
-    if beaten and require_beating_baselines:
-        raise MlschedError(f"not better than the baselines: {', '.join(beaten)}")
-    return not beaten
+    for kind, decision in decided.items():
+        metrics.log_metric(f"{kind}_{decision['metric']}", decision["candidate"])
+        metrics.log_metric(f"{kind}_beats_baselines", float(decision["beats_baselines"]))
+        metrics.log_metric(f"{kind}_promotable", float(decision["promoted"]))
+    return all(decision["beats_baselines"] for decision in decided.values())
 
 
 def component(image: str = DEFAULT_IMAGE):
-    return make_component(evaluate_models, image)
+    return make_component(evaluate_candidates, image)

@@ -1,30 +1,27 @@
-"""Component: the registry after registration and the promotion gate (champion per model)."""
+"""Component: move the ``champion`` alias to the candidates the evaluate stage found better
+(the only place it moves); the registry afterwards, per model."""
 
-from kfp.dsl import Artifact, Output
+from kfp.dsl import Artifact, Input, Output
 
 from components.pipeline_steps.factory import DEFAULT_IMAGE, make_component
 
 
-def report_promotions(
+def promote_candidates(
     tracking_uri: str,
-    forecaster: dict,
-    anomaly: dict,
-    placement: dict,
+    decisions: Input[Artifact],
     registry: Output[Artifact],
 ) -> dict:
-    """Each model's candidate version, whether the gate promoted it, and the champion now."""
+    """Each model's candidate version, whether it was promoted and why, and the champion now."""
     import json
     from pathlib import Path
 
-    from components.pipeline_steps.steps import promotion_report
+    from components.pipeline_steps.steps import promote_step
 
-    state = promotion_report(
-        tracking_uri, {"forecaster": forecaster, "anomaly": anomaly, "placement": placement}
-    )
+    state = promote_step(decisions.path, tracking_uri)
     Path(registry.path).write_text(json.dumps(state, indent=2))
     print(json.dumps(state, indent=2))
     return state
 
 
 def component(image: str = DEFAULT_IMAGE):
-    return make_component(report_promotions, image)
+    return make_component(promote_candidates, image)

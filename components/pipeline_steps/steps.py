@@ -2,52 +2,24 @@
 
 Each KFP component in this package is a thin wrapper that imports one of these and passes its
 artifact paths and parameters through. Model training runs the same ``python -m`` entrypoints
-as Katib trials and parses their ``metric=value`` lines.
+as Katib trials and reads the result file each writes; the evaluate stage re-scores the champion
+on the candidate's held-out data and the promote stage moves the ``champion`` alias.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from components.errors import MlschedError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL_NAMES = {
-    "forecaster": "node-load-forecaster",
-    "anomaly": "node-anomaly-detector",
-    "placement": "placement-dqn",
-}
-ENTRYPOINTS = {
-    "forecaster": "components.forecast.train",
-    "anomaly": "components.anomaly.train",
-    "placement": "components.placement.dqn.train",
-}
-EXPERIMENTS = {
-    "forecaster": "katib/forecaster.yaml",
-    "anomaly": "katib/anomaly.yaml",
-    "placement": "katib/placement-dqn.yaml",
-}
-_METRIC_LINE = re.compile(r"^([\w|-]+)\s*=\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[Ee][+-]?\d+)?|nan|inf)$")
-NOT_BASELINES = ("validation", "train", "training", "test", "best_heuristic")
-_INFO_LINE = re.compile(r"^([a-z_]+)(?:: |=)(\S.*)$")
-# Per model: the gate metric, whether higher is better, and the printed baselines' names
-# (group 1 of the pattern names the baseline).
-GATE_METRICS = {
-    "forecaster": ("validation_mae", False, r"^(persistence|seasonal_naive)_mae$"),
-    "anomaly": ("event_f1", True, r"^(baseline)_event_f1$"),
-    "placement": ("overload_node_minutes", False, r"^(.+)_overload_node_minutes$"),
-}
+from components.model_contracts import MODEL_SPECS, REGISTERED_MODELS
 
 
 def without_none(value: Any) -> Any:
@@ -228,17 +200,6 @@ def drift_step(
 # --------------------------------------------------------------------------- training
 
 
-@dataclass(frozen=True)
-class EntrypointResult:
-    """What a training entrypoint printed: ``metric=value`` and ``key: value`` lines."""
-
-    module: str
-    argv: list[str]
-    metrics: dict[str, float]
-    info: dict[str, str]
-    stdout: str = field(repr=False)
-
-
 def hyperparameter_flags(params: Mapping[str, Any]) -> list[str]:
     """``{"max-depth": 6.0}`` -> ``["--max-depth=6"]`` (KFP passes numbers as floats)."""
     flags = []
@@ -256,11 +217,8 @@ def run_entrypoint(
     env: Mapping[str, str] | None = None,
     python: str = sys.executable,
     cwd: str | os.PathLike | None = None,
-) -> EntrypointResult:
-    """Run ``python -m module args`` (streaming its output) and parse what it printed.
-
-    Whole ``name=number`` lines are metrics (NaN ones are kept); ``key: value`` and non-numeric
-    ``key=value`` lines are facts such as the run id and the registered version.
+) -> None:
+    """Run ``python -m module args``, its output streamed to ours.
 
     Raises:
         MlschedError: the entrypoint failed; the message holds the end of its output.
@@ -281,43 +239,16 @@ def run_entrypoint(
         print(line, end="", flush=True)
         lines.append(line)
     status = process.wait()
-    stdout = "".join(lines)
     if status != 0:
         tail = "".join(lines[-15:])
         raise MlschedError(f"{module} failed with exit status {status}:\n{tail}")
-    metrics = {}
-    info = {}
-    for line in lines:
-        number = _METRIC_LINE.match(line.strip())
-        if number:
-            metrics[number.group(1)] = float(number.group(2))
-        match = _INFO_LINE.match(line.strip())
-        if match:
-            info[match.group(1)] = match.group(2)
-    return EntrypointResult(module, list(args), metrics, info, stdout)
 
 
-def baseline_comparison(
-    metrics: Mapping[str, float], metric: str, higher_is_better: bool, baseline_pattern: str
-) -> dict:
-    """The model's ``metric`` beside every baseline figure it printed.
-
-    Args:
-        baseline_pattern: regex of the baselines' metric names; group 1 is the baseline's name.
-    """
-    model = _finite(metrics.get(metric))
-    baselines = {}
-    for name, value in metrics.items():
-        match = re.match(baseline_pattern, name)
-        if name == metric or match is None or match.group(1) in NOT_BASELINES:
-            continue
-        if _finite(value) is not None:
-            baselines[match.group(1)] = value
-    beats = None
-    if model is not None and baselines:
-        compare = (lambda a, b: a > b) if higher_is_better else (lambda a, b: a < b)
-        beats = all(compare(model, b) for b in baselines.values())
-    return {"metric": metric, "model": model, "baselines": baselines, "beats_baselines": beats}
+DATA_FLAGS = {
+    "forecaster": (("node_metrics", "--metrics"),),
+    "anomaly": (("node_metrics", "--metrics"), ("labels", "--labels")),
+    "placement": (("workload", "--workload"), ("nodes", "--nodes")),
+}
 
 
 def data_flags(kind: str, paths: Mapping[str, str]) -> list[str]:
@@ -325,11 +256,7 @@ def data_flags(kind: str, paths: Mapping[str, str]) -> list[str]:
 
     They come after a Katib template's own (cluster) paths, so they win in argparse.
     """
-    needed = {
-        "forecaster": (("node_metrics", "--metrics"),),
-        "anomaly": (("node_metrics", "--metrics"), ("labels", "--labels")),
-        "placement": (("workload", "--workload"), ("nodes", "--nodes")),
-    }[kind]
+    needed = DATA_FLAGS[kind]
     missing = [key for key, _ in needed if not paths.get(key)]
     if missing:
         raise MlschedError(f"{kind}: the pipeline needs {', '.join(missing)} path(s)")
@@ -342,123 +269,112 @@ def train_step(
     hyperparameters: Mapping[str, Any],
     tracking_uri: str,
     register: bool,
+    result_file: str | os.PathLike,
     extra_args: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Train one model through its entrypoint; returns metrics, model pointer and comparison."""
+    """Train one candidate through its entrypoint; returns the result file it wrote."""
+    from components.tracking.entrypoint import read_result_file
+
     args = [*data_flags(kind, paths), *hyperparameter_flags(hyperparameters), *extra_args]
-    args.append(f"--tracking-uri={tracking_uri}")
+    args += [f"--tracking-uri={tracking_uri}", f"--result-file={result_file}"]
     if register:
         args.append("--register")
-    result = run_entrypoint(ENTRYPOINTS[kind], args)
-    evaluation = baseline_comparison(result.metrics, *GATE_METRICS[kind])
-    evaluation["model_name"] = MODEL_NAMES[kind]
-    model = {
-        "model_name": MODEL_NAMES[kind],
-        "tracking_uri": tracking_uri,
-        **{k: result.info[k] for k in ("model_uri",) if k in result.info},
-    }
-    run_id = result.info.get("run_id") or result.info.get("mlflow_run_id")
-    if run_id:
-        model["run_id"] = evaluation["run_id"] = run_id
-    for key in ("registered_version", "promoted", "gate_reason", "promotion_reason"):
-        if key in result.info:
-            model[key] = result.info[key]
-            evaluation[key] = result.info[key]
-    return {"metrics": result.metrics, "model": model, "evaluation": without_none(evaluation)}
+    run_entrypoint(MODEL_SPECS[kind].entrypoint, args)
+    return read_result_file(result_file)
 
 
-def promotion_report(tracking_uri: str, evaluations: Mapping[str, Mapping[str, Any]]) -> dict:
-    """Registry state per model after the run: this run's candidate, promoted, champion."""
-    from mlflow import MlflowClient
+def evaluate_candidate_result(client, result: Mapping[str, Any]):
+    """The gate's decision on one training result: the candidate against its baselines and the
+    current champion, the champion re-scored on the candidate's held-out data."""
+    import importlib
 
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    state = registry_state(client, [MODEL_NAMES[k] for k in evaluations])
+    from components.tracking.gate import evaluate_candidate
+
+    spec = MODEL_SPECS[result["kind"]]
+    score_model = importlib.import_module(spec.entrypoint).score_model
+    value = result["value"]
+    return evaluate_candidate(
+        client,
+        model_name=spec.registered_name,
+        candidate_version=result["registered_version"] or "",
+        metric=spec.gate_metric,
+        higher_is_better=spec.higher_is_better,
+        candidate=float("nan") if value is None else value,
+        baselines={k: float("nan") if v is None else v for k, v in result["baselines"].items()},
+        score_champion=lambda uri: score_model(uri, result["held_out"]),
+    )
+
+
+def evaluate_step(
+    results: Mapping[str, str | os.PathLike],
+    tracking_uri: str,
+    output: str | os.PathLike,
+    *,
+    require_beating_baselines: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Decide on every candidate (see :func:`evaluate_candidate_result`); write the decisions.
+
+    Raises:
+        MlschedError: with ``require_beating_baselines``, a candidate does not beat its baselines.
+    """
+    from dataclasses import asdict
+
+    from components.tracking.entrypoint import DEFAULT_LOCAL_STORE, read_result_file
+    from components.tracking.runs import open_tracking, point_mlflow_at
+
+    client = open_tracking(tracking_uri or None, default_dir=DEFAULT_LOCAL_STORE)
+    point_mlflow_at(client)
+    decisions = {}
+    for kind, path in results.items():
+        result = read_result_file(path)
+        decision = evaluate_candidate_result(client, result)
+        decisions[kind] = {**asdict(decision), "run_id": result["run_id"]}
+        print(f"{kind}: {'promote' if decision.promoted else 'keep'}: {decision.reason}")
+    Path(output).write_text(json.dumps(decisions, indent=2))
+    beaten = [kind for kind, d in decisions.items() if not d["beats_baselines"]]
+    if beaten and require_beating_baselines:
+        raise MlschedError(f"not better than the baselines: {', '.join(beaten)}")
+    return decisions
+
+
+def promote_step(evaluation: str | os.PathLike, tracking_uri: str) -> dict[str, Any]:
+    """Move ``champion`` to every candidate the evaluate stage found better (the only place it
+    moves); returns each model's candidate, whether it was promoted and the registry now."""
+    from components.tracking.entrypoint import DEFAULT_LOCAL_STORE
+    from components.tracking.gate import PromotionDecision, promote, registry_state
+    from components.tracking.runs import open_tracking
+
+    client = open_tracking(tracking_uri or None, default_dir=DEFAULT_LOCAL_STORE)
+    decisions = json.loads(Path(evaluation).read_text())
     report = {}
-    for kind, evaluation in evaluations.items():
-        name = MODEL_NAMES[kind]
-        candidate = evaluation.get("registered_version")
-        if candidate is None and evaluation.get("run_id"):
-            found = client.search_model_versions(
-                f"name = '{name}' and run_id = '{evaluation['run_id']}'"
-            )
-            candidate = found[0].version if found else None
-        promoted = evaluation.get("promoted")
+    for kind, fields in decisions.items():
+        run_id = fields.pop("run_id")
+        decision = PromotionDecision(**fields)
+        if decision.candidate_version:
+            promote(client, decision, run_id)
         report[kind] = {
-            "model_name": name,
-            "candidate_version": None if candidate is None else str(candidate),
-            "promoted": None if promoted is None else str(promoted).lower() in ("1", "true"),
-            **state[name],
+            "model_name": decision.model_name,
+            "candidate_version": decision.candidate_version or None,
+            "promoted": decision.promoted and bool(decision.candidate_version),
+            "reason": decision.reason,
+            **registry_state(client, [decision.model_name])[decision.model_name],
         }
     return without_none(report)
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def tune_step(
-    kind: str,
-    *,
-    tracking_uri: str,
-    max_trials: int,
-    trial_args: Sequence[str],
-    parallel: int = 1,
-    experiment_path: str = "",
-) -> dict[str, Any]:
-    """Run the model's Katib Experiment locally; returns the best parameters."""
-    from components.tracking.runs import get_or_create_experiment, open_tracking
-    from components.tune.experiment import load_experiment
-    from components.tune.local import run_local_tune
-
-    experiment = load_experiment(experiment_path or REPO_ROOT / EXPERIMENTS[kind])
-    client = open_tracking(tracking_uri, default_dir=Path("mlflow"))
-    experiment_id = get_or_create_experiment(client, f"katib-{experiment.name}")
-    result = run_local_tune(
-        experiment,
-        client=client,
-        mlflow_experiment_id=experiment_id,
-        max_trials=max_trials,
-        parallel=parallel,
-        extra_args=trial_args,
-        progress=False,
-    )
-    print(result.summary())
-    if result.best_value is None:
-        raise MlschedError(f"tuning {experiment.name}: no trial succeeded")
-    return result.best_params
-
-
-def registry_state(client, model_names: Sequence[str], alias: str = "champion") -> dict[str, Any]:
-    """Latest version and the ``alias`` version of each registered model."""
-    from mlflow.exceptions import MlflowException
-
-    from components.tracking.gate import alias_version
-
-    state: dict[str, Any] = {}
-    for name in model_names:
-        try:
-            versions = client.search_model_versions(f"name = '{name}'")
-        except MlflowException:
-            versions = []
-        champion = alias_version(client, name, alias)
-        latest = max((int(v.version) for v in versions), default=None)
-        state[name] = {"versions": len(versions), "latest": latest, alias: champion}
-    return state
-
-
-def evaluation_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """One table of every model's figure against its baselines."""
+def evaluation_markdown(decisions: Mapping[str, Mapping[str, Any]]) -> str:
+    """One table of every candidate against its baselines and the champion."""
     lines = [
-        "| model | metric | model value | baselines | beats baselines |",
-        "|---|---|---|---|---|",
+        "| model | metric | candidate | baselines | champion | beats baselines | decision |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, result in results.items():
-        baselines = ", ".join(f"{k} {v:.4g}" for k, v in result.get("baselines", {}).items())
-        model = result.get("model")
-        shown = "n/a" if model is None else f"{model:.4g}"
-        baselines = baselines or "n/a"
-        beats = result.get("beats_baselines", "n/a")
-        lines.append(f"| {name} | {result['metric']} | {shown} | {baselines} | {beats} |")
+    for kind, d in decisions.items():
+        baselines = ", ".join(f"{k} {v:.4g}" for k, v in d["baselines"].items()) or "n/a"
+        champion = "none" if d["champion"] is None else f"{d['champion']:.4g}"
+        lines.append(
+            f"| {kind} | {d['metric']} | {d['candidate']:.4g} | {baselines} | {champion} | "
+            f"{d['beats_baselines']} | {d['reason']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -472,7 +388,7 @@ def render_serving_step(
 
     client = MlflowClient(tracking_uri)
     uris = {}
-    for name in MODEL_NAMES.values():
+    for name in REGISTERED_MODELS:
         try:
             uris[name] = champion_uri(client, name)
         except MlschedError as error:

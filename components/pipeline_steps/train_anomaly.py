@@ -1,4 +1,4 @@
-"""Component: train, evaluate and register the node anomaly detector."""
+"""Component: train a candidate node anomaly detector."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -10,17 +10,17 @@ def train_anomaly_detector(
     labels_path: str,
     hyperparameters: dict,
     tracking_uri: str,
-    model: Output[Model],
+    candidate: Output[Model],
     metrics: Output[Metrics],
     register: bool = True,
     extra_args: list = [],  # noqa: B006 (a KFP default, never mutated)
-) -> dict:
-    """``python -m components.anomaly.train``; returns its event F1 beside the baseline's."""
+):
+    """``python -m components.anomaly.train``: the candidate and its result file."""
     from components.pipeline_steps.training import run_training
 
     paths = {"node_metrics": node_metrics.path, "labels": labels_path}
-    return run_training(
-        "anomaly", paths, hyperparameters, tracking_uri, register, extra_args, model, metrics
+    run_training(
+        "anomaly", paths, hyperparameters, tracking_uri, register, extra_args, candidate, metrics
     )
 
 

@@ -1,4 +1,4 @@
-"""Component: train, evaluate and register the node load forecaster."""
+"""Component: train a candidate node load forecaster."""
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
@@ -9,17 +9,17 @@ def train_forecaster(
     node_metrics: Input[Dataset],
     hyperparameters: dict,
     tracking_uri: str,
-    model: Output[Model],
+    candidate: Output[Model],
     metrics: Output[Metrics],
     register: bool = True,
     extra_args: list = [],  # noqa: B006 (a KFP default, never mutated)
-) -> dict:
-    """``python -m components.forecast.train``; returns its MAE beside the baselines'."""
+):
+    """``python -m components.forecast.train``: the candidate and its result file."""
     from components.pipeline_steps.training import run_training
 
     paths = {"node_metrics": node_metrics.path}
-    return run_training(
-        "forecaster", paths, hyperparameters, tracking_uri, register, extra_args, model, metrics
+    run_training(
+        "forecaster", paths, hyperparameters, tracking_uri, register, extra_args, candidate, metrics
     )
 
 

@@ -1,4 +1,4 @@
-"""Component: train the DQN placement policy in the simulator, evaluate and register it."""
+"""Component: train the DQN placement policy in the simulator: a candidate."""
 
 from kfp.dsl import Metrics, Model, Output
 
@@ -10,17 +10,17 @@ def train_placement_policy(
     nodes_path: str,
     hyperparameters: dict,
     tracking_uri: str,
-    model: Output[Model],
+    candidate: Output[Model],
     metrics: Output[Metrics],
     register: bool = True,
     extra_args: list = [],  # noqa: B006 (a KFP default, never mutated)
-) -> dict:
-    """``python -m components.placement.dqn.train``; overload node-minutes vs the heuristics."""
+):
+    """``python -m components.placement.dqn.train``: the candidate and its result file."""
     from components.pipeline_steps.training import run_training
 
     paths = {"workload": workload_path, "nodes": nodes_path}
-    return run_training(
-        "placement", paths, hyperparameters, tracking_uri, register, extra_args, model, metrics
+    run_training(
+        "placement", paths, hyperparameters, tracking_uri, register, extra_args, candidate, metrics
     )
 
 

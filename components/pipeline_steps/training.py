@@ -10,20 +10,20 @@ def run_training(
     tracking_uri: str,
     register: bool,
     extra_args: list,
-    model,
+    candidate,
     metrics,
-) -> dict:
-    """Run the model's entrypoint; fill the Model and Metrics artifacts; return the comparison."""
-    import json
+) -> None:
+    """Run the model's entrypoint with the candidate artifact as its result file; log its
+    figures to the Metrics artifact."""
     import math
-    from pathlib import Path
 
     from components.pipeline_steps.steps import train_step
 
-    outcome = train_step(kind, paths, hyperparameters, tracking_uri, register, extra_args)
-    for name, value in outcome["metrics"].items():
-        if math.isfinite(value):
+    result = train_step(
+        kind, paths, hyperparameters, tracking_uri, register, candidate.path, extra_args
+    )
+    for name, value in result["metrics"].items():
+        if isinstance(value, (int, float)) and math.isfinite(value):
             metrics.log_metric(name, value)
-    Path(model.path).write_text(json.dumps(outcome["model"], indent=2))
-    model.metadata.update(outcome["model"])
-    return outcome["evaluation"]
+    keys = ("model_name", "run_id", "model_uri", "registered_version")
+    candidate.metadata.update({k: result[k] for k in keys if result[k] is not None})

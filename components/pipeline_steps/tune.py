@@ -16,8 +16,9 @@ def tune_model(
     parallel: int = 1,
     extra_args: list = [],  # noqa: B006 (a KFP default, never mutated)
 ) -> dict:
-    """Run ``katib/<model>.yaml``'s trials with Optuna; returns the best parameters."""
-    from components.pipeline_steps.steps import data_flags, tune_step
+    """Run the model's Katib Experiment's trials with Optuna; returns the best parameters."""
+    from components.pipeline_steps.steps import data_flags
+    from components.tune.local import tune_registered_model
 
     paths = {
         "node_metrics": node_metrics.path,
@@ -25,7 +26,7 @@ def tune_model(
         "workload": workload_path,
         "nodes": nodes_path,
     }
-    return tune_step(
+    return tune_registered_model(
         kind,
         tracking_uri=tracking_uri,
         max_trials=max_trials,

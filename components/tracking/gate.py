@@ -1,10 +1,11 @@
 """The promotion gate: move the ``champion`` alias only to a candidate that beats everything.
 
-A candidate is promoted when its metric beats every baseline and the current champion, both
-scored on the same evaluation data (the champion is re-scored by the caller's function, so a
-champion trained on older data is judged on today's data). The decision, with its numbers, is
-logged to the candidate's run (``promotion/<alias>.json`` and ``promotion.*`` tags) and to the
-model version's tags.
+:func:`evaluate_candidate` decides (the pipeline's evaluate stage): a candidate is promotable
+when its metric beats every baseline and the current champion, both scored on the same held-out
+data (the champion is re-scored by the caller's function, so a champion trained on older data
+is judged on today's data). :func:`promote` acts on the decision (the promote stage, the only
+place the alias moves) and logs it, with its numbers, to the candidate's run
+(``promotion/<alias>.json`` and ``promotion.*`` tags) and to the model version's tags.
 """
 
 from __future__ import annotations
@@ -16,11 +17,6 @@ from dataclasses import asdict, dataclass
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from components.model_contracts import (  # noqa: F401  (re-exported for callers of the gate)
-    ANOMALY_MODEL,
-    FORECASTER_MODEL,
-    PLACEMENT_MODEL,
-)
 from components.model_contracts import CHAMPION_ALIAS as CHAMPION
 
 
@@ -38,6 +34,7 @@ class PromotionDecision:
     baselines: dict[str, float]
     champion: float | None
     champion_version: str | None
+    beats_baselines: bool
 
 
 def _beats(candidate: float, other: float, higher_is_better: bool, margin: float) -> bool:
@@ -84,7 +81,14 @@ def _decide(
             )
     champion_version = alias_version(client, model_name, alias)
     if champion_version is None:
-        return True, f"no {alias} yet; candidate beats every baseline", None, None
+        shown = ", ".join(f"{name}={value:.6g}" for name, value in sorted(baselines.items()))
+        return (
+            True,
+            f"no {alias} yet; candidate {metric}={candidate:.6g} beats every baseline ({shown}; "
+            f"{direction} is better)",
+            None,
+            None,
+        )
     if champion_version == str(candidate_version):
         return False, f"version {candidate_version} is already the {alias}", None, champion_version
     if score_champion is None:
@@ -121,15 +125,7 @@ def _decide(
     )
 
 
-def log_decision(client: MlflowClient, decision: PromotionDecision, run_id: str, alias: str):
-    """Record ``decision`` on ``run_id`` (JSON artifact, tags) and on the model version."""
-    client.log_dict(run_id, asdict(decision), f"promotion/{alias}.json")
-    client.set_tag(run_id, "promotion.promoted", str(decision.promoted).lower())
-    client.set_tag(run_id, "promotion.reason", decision.reason[:5000])
-    client.set_tag(run_id, "promotion.metric", decision.metric)
-
-
-def promote_if_better(
+def evaluate_candidate(
     client: MlflowClient,
     *,
     model_name: str,
@@ -139,30 +135,29 @@ def promote_if_better(
     candidate: float,
     baselines: dict[str, float],
     score_champion: Callable[[str], float] | None,
-    run_id: str | None = None,
     alias: str = CHAMPION,
     min_improvement: float = 0.0,
 ) -> PromotionDecision:
-    """Move ``alias`` to ``candidate_version`` only if it beats every baseline and the champion.
+    """Whether ``candidate_version`` beats every baseline and the champion; changes nothing.
 
     Args:
         client: the tracking/registry client.
         model_name: the registered model.
-        candidate_version: the version just registered.
+        candidate_version: the candidate's registered version.
         metric: the name of the compared metric (for the record).
         higher_is_better: the metric's direction.
-        candidate: the candidate's metric on the evaluation data.
+        candidate: the candidate's metric on the held-out data.
         baselines: each baseline's metric on the same data; the candidate must strictly beat all.
         score_champion: re-scores a model URI (``models:/<name>/<version>``) on the same data;
             when the champion cannot be scored, it stays.
-        run_id: the candidate's run, where the decision is logged (optional).
-        alias: the alias to move.
+        alias: the alias the decision is about.
         min_improvement: how much the candidate must beat the champion by.
 
     Returns:
-        The decision. A worse (or equal, or non-finite) candidate is never promoted; the first
+        The decision. A worse (or equal, or non-finite) candidate is never promotable; the first
         candidate that beats the baselines is.
     """
+    baselines = {k: float(v) for k, v in baselines.items()}
     promoted, reason, champion, champion_version = _decide(
         client,
         model_name=model_name,
@@ -170,12 +165,12 @@ def promote_if_better(
         metric=metric,
         higher_is_better=higher_is_better,
         candidate=float(candidate),
-        baselines={k: float(v) for k, v in baselines.items()},
+        baselines=baselines,
         score_champion=score_champion,
         alias=alias,
         min_improvement=min_improvement,
     )
-    decision = PromotionDecision(
+    return PromotionDecision(
         model_name=model_name,
         candidate_version=str(candidate_version),
         promoted=promoted,
@@ -183,15 +178,46 @@ def promote_if_better(
         metric=metric,
         higher_is_better=higher_is_better,
         candidate=float(candidate),
-        baselines={k: float(v) for k, v in baselines.items()},
+        baselines=baselines,
         champion=champion,
         champion_version=champion_version,
+        beats_baselines=all(
+            _beats(float(candidate), v, higher_is_better, 0.0) for v in baselines.values()
+        ),
     )
-    if promoted:
-        client.set_registered_model_alias(model_name, alias, str(candidate_version))
-    client.set_model_version_tag(
-        model_name, str(candidate_version), f"promotion.{alias}", reason[:5000]
-    )
+
+
+def promote(
+    client: MlflowClient,
+    decision: PromotionDecision,
+    run_id: str | None = None,
+    alias: str = CHAMPION,
+) -> None:
+    """Move ``alias`` to the candidate when the decision says so; record the decision on the
+    model version (``promotion.<alias>`` tag) and on ``run_id`` (JSON artifact, tags)."""
+    name, version = decision.model_name, decision.candidate_version
+    if decision.promoted:
+        client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, f"promotion.{alias}", decision.reason[:5000])
     if run_id is not None:
-        log_decision(client, decision, run_id, alias)
-    return decision
+        client.log_dict(run_id, asdict(decision), f"promotion/{alias}.json")
+        client.set_tag(run_id, "promotion.promoted", str(decision.promoted).lower())
+        client.set_tag(run_id, "promotion.reason", decision.reason[:5000])
+        client.set_tag(run_id, "promotion.metric", decision.metric)
+
+
+def registry_state(client: MlflowClient, model_names, alias: str = CHAMPION) -> dict[str, dict]:
+    """Per registered model: how many versions, the latest one and the ``alias`` version."""
+    state: dict[str, dict] = {}
+    for name in model_names:
+        try:
+            versions = client.search_model_versions(f"name = '{name}'")
+        except MlflowException:
+            versions = []
+        latest = max((int(v.version) for v in versions), default=None)
+        state[name] = {
+            "versions": len(versions),
+            "latest": latest,
+            alias: alias_version(client, name, alias),
+        }
+    return state

@@ -39,11 +39,6 @@ def point_mlflow_at(client: MlflowClient) -> None:
     mlflow.set_registry_uri(client._registry_uri)
 
 
-def is_local_store(client: MlflowClient) -> bool:
-    """True for a store the client writes itself (SQLite or file), not a tracking server."""
-    return not str(client.tracking_uri).startswith(("http://", "https://", "databricks"))
-
-
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
     """The id of experiment ``name``, created when missing.
 
@@ -84,7 +79,6 @@ def log_figure(run_id: str, client: MlflowClient, figure, artifact_file: str) ->
 __all__ = [
     "dataset_digest",
     "get_or_create_experiment",
-    "is_local_store",
     "local_tracking_uri",
     "log_figure",
     "open_tracking",

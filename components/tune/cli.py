@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 
 from components.errors import MlschedError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MLFLOW_DIR = Path("data/mlflow")
+from components.tracking.entrypoint import DEFAULT_LOCAL_STORE
+from components.tune.experiment import REPO_ROOT
 
 
 def add_tune_parser(subparsers) -> argparse.ArgumentParser:
@@ -41,7 +40,15 @@ def add_tune_parser(subparsers) -> argparse.ArgumentParser:
     )
     tune.add_argument("--trial-timeout", type=float, help="seconds before a local trial fails")
     tune.add_argument(
-        "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or data/mlflow)"
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI") or None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else --local-store)",
+    )
+    tune.add_argument(
+        "--local-store",
+        type=Path,
+        default=DEFAULT_LOCAL_STORE,
+        help="folder of the local SQLite store used when no tracking URI is given",
     )
     tune.add_argument("--mlflow-experiment", default="katib-local", help="MLflow experiment name")
     tune.add_argument("--output", help="write the best parameters as JSON here (local)")
@@ -62,13 +69,6 @@ def _schema_path(text: str | None) -> Path | None:
     return path if path.is_file() else None
 
 
-def mlflow_client(tracking_uri: str | None):
-    """An ``MlflowClient`` for ``tracking_uri``, else the project's local SQLite store."""
-    from components.tracking.runs import open_tracking
-
-    return open_tracking(tracking_uri, default_dir=DEFAULT_MLFLOW_DIR)
-
-
 def cmd_tune(args: argparse.Namespace) -> int:
     """Handle ``mlsched tune``."""
     from components.tune.experiment import load_experiment
@@ -85,12 +85,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         meta = created.get("metadata", {})
         print(f"submitted Experiment {meta.get('namespace')}/{meta.get('name')} to {args.host}")
         return 0
-    from components.tracking.runs import get_or_create_experiment
+    from components.tracking.runs import get_or_create_experiment, open_tracking
     from components.tune.local import run_local_tune
 
     if args.max_trials is not None and args.max_trials <= 0:
         raise MlschedError("--max-trials must be positive")
-    client = mlflow_client(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    client = open_tracking(args.tracking_uri, default_dir=args.local_store)
     result = run_local_tune(
         experiment,
         client=client,

@@ -44,6 +44,8 @@ KATIB_ALGORITHMS = (
 )
 TRIAL_KINDS = ("Job", "TFJob", "PyTorchJob", "MPIJob", "XGBoostJob", "PipelineRun", "TrainJob")
 DEFAULT_PARALLEL_TRIALS = 3
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""Where the Katib Experiments of the model specs (`katib/*.yaml`) are resolved from."""
 STDOUT_METRIC = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
 _PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]*)\}")
 _META_REFERENCE = re.compile(r"^\$\{trialSpec\.[A-Za-z.\[\]\"]+\}$")

@@ -414,3 +414,37 @@ def _finish_parent(client, run_id: str | None, result: TuneResult) -> None:
     client.log_text(run_id, json.dumps(result.best_params, indent=2), "best_params.json")
     client.set_tag(run_id, "katib.stopped_because", result.stopped_because)
     client.set_terminated(run_id, "FINISHED" if result.best_value is not None else "FAILED")
+
+
+def tune_registered_model(
+    kind: str,
+    *,
+    tracking_uri: str,
+    max_trials: int,
+    trial_args: Sequence[str],
+    parallel: int = 1,
+    experiment_path: str = "",
+) -> dict[str, Any]:
+    """Run model ``kind``'s Katib Experiment (its model spec's YAML unless ``experiment_path``)
+    here; MLflow experiment ``katib-<name>``. Returns the best parameters."""
+    from components.model_contracts import MODEL_SPECS
+    from components.tracking.entrypoint import DEFAULT_LOCAL_STORE
+    from components.tracking.runs import get_or_create_experiment, open_tracking
+    from components.tune.experiment import REPO_ROOT, load_experiment
+
+    path = experiment_path or REPO_ROOT / MODEL_SPECS[kind].katib_experiment
+    experiment = load_experiment(path)
+    client = open_tracking(tracking_uri or None, default_dir=DEFAULT_LOCAL_STORE)
+    result = run_local_tune(
+        experiment,
+        client=client,
+        mlflow_experiment_id=get_or_create_experiment(client, f"katib-{experiment.name}"),
+        max_trials=max_trials,
+        parallel=parallel,
+        extra_args=trial_args,
+        progress=False,
+    )
+    print(result.summary())
+    if result.best_value is None:
+        raise MlschedError(f"tuning {experiment.name}: no trial succeeded")
+    return result.best_params

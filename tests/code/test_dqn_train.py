@@ -68,22 +68,33 @@ def test_malformed_inputs_and_flags_are_clear_errors(tmp_path, capsys):
     assert "--gamma" in capsys.readouterr().err
 
 
-def test_register_logs_the_model_and_moves_the_alias_only_through_the_gate(tmp_path, capsys):
+def test_register_logs_a_candidate_and_only_the_promote_stage_moves_the_alias(tmp_path, capsys):
+    import json
+
+    from components.pipeline_steps.steps import evaluate_step, promote_step
+
     workload, nodes = write_inputs(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result_file = tmp_path / "result.json"
     args = ["--workload", str(workload), "--nodes", str(nodes), "--tracking-uri", uri, *FAST]
-    assert main([*args, "--register"]) == 0
+    assert main([*args, "--register", "--result-file", str(result_file)]) == 0
     out = figures(capsys.readouterr().out)
-    assert out["registered_version"] == "1"
+    result = json.loads(result_file.read_text())
+    assert result["registered_version"] == "1"
+    assert result["value"] == float(out["overload_node_minutes"])
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert "champion" not in client.get_registered_model("placement-dqn").aliases
     run_id = client.get_model_version("placement-dqn", "1").run_id
     run = client.get_run(run_id)
     assert "train_mean_reward" in run.data.metrics
     assert "dqn_overload_node_minutes" in run.data.metrics
-    assert run.data.tags["promotion.promoted"] == out["promoted"].lower()
+    decisions = evaluate_step({"placement": result_file}, uri, tmp_path / "decisions.json")
+    promoted = promote_step(tmp_path / "decisions.json", uri)["placement"]["promoted"]
+    assert promoted == decisions["placement"]["promoted"]
+    assert client.get_run(run_id).data.tags["promotion.promoted"] == str(promoted).lower()
     aliases = client.get_registered_model("placement-dqn").aliases
-    assert ("champion" in aliases) == (out["promoted"] == "True")
+    assert ("champion" in aliases) == promoted
     policy = load_dqn_policy("models:/placement-dqn/1")
     assert policy.name == "dqn"

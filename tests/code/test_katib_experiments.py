@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.model_contracts import MODEL_SPECS
 from components.tune.experiment import (
     ExperimentError,
     katib_rule_errors,
@@ -27,9 +28,12 @@ KATIB = REPO / "katib"
 SWAGGER = REPO.parent / "shared" / "schemas" / "katib-v1beta1.swagger.json"
 EXPERIMENTS = sorted(KATIB.glob("*.yaml"))
 EXPECTED = {
-    "forecaster.yaml": ("minimize", "components.forecast.train"),
-    "anomaly.yaml": ("maximize", "components.anomaly.train"),
-    "placement-dqn.yaml": ("minimize", "components.placement.dqn.train"),
+    Path(spec.katib_experiment).name: (
+        "maximize" if spec.higher_is_better else "minimize",
+        spec.entrypoint,
+        spec.gate_metric,
+    )
+    for spec in MODEL_SPECS.values()
 }
 
 
@@ -41,7 +45,7 @@ def swagger() -> dict:
 
 
 def test_the_three_experiments_are_shipped():
-    assert {p.name for p in EXPERIMENTS} >= set(EXPECTED)
+    assert {p.name for p in EXPERIMENTS} >= set(EXPECTED) and len(EXPECTED) == 3
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
@@ -50,8 +54,8 @@ def test_experiment_passes_katib_schema_and_rules(path, swagger):
     assert schema_errors(document, swagger) == []
     assert katib_rule_errors(document) == []
     experiment = parse_experiment(document, str(path), swagger)
-    objective, module = EXPECTED[path.name]
-    assert experiment.objective.type == objective
+    objective, module, metric = EXPECTED[path.name]
+    assert experiment.objective.type == objective and experiment.objective.metric == metric
     assert experiment.container()["command"][:3] == ["python", "-m", module]
     assert experiment.document["spec"]["metricsCollectorSpec"]["collector"]["kind"] == "StdOut"
 

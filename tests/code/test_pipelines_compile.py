@@ -14,7 +14,7 @@ import yaml
 
 from components.errors import MlschedError
 from components.pipeline_steps import steps
-from components.pipeline_steps.cli import add_pipeline_parser
+from pipelines.cli import add_pipeline_parser
 from pipelines.compile import PIPELINES, compile_pipelines
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,8 +96,8 @@ def test_training_pipeline_gates_on_validation_and_runs_every_stage(compiled):
         "train-forecaster",
         "train-anomaly-detector",
         "train-placement-policy",
-        "evaluate-models",
-        "report-promotions",
+        "evaluate-candidates",
+        "promote-candidates",
         "render-serving-manifests",
     ):
         assert f"exec-{stage}" in executors, stage
@@ -173,28 +173,52 @@ def test_hyperparameter_flags_render_kfp_floats_as_ints():
     assert flags == ["--max-depth=6", "--learning-rate=0.05", "--kind=a"]
 
 
-def test_baseline_comparison_picks_named_baselines_only():
-    metrics = {
-        "overload_node_minutes": 3.0,
-        "random_overload_node_minutes": 30.0,
-        "least_allocated_overload_node_minutes": 10.0,
-        "validation_overload_node_minutes": 1.0,
-        "best_heuristic_overload_node_minutes": 10.0,
-        "pods_pending": 2.0,
+def _result_file(folder: Path, kind: str, value: float, baselines: dict) -> Path:
+    from components.model_contracts import MODEL_SPECS
+    from components.tracking.entrypoint import training_result, write_result_file
+
+    result = training_result(
+        MODEL_SPECS[kind], value=value, baselines=baselines, metrics={}, held_out={}
+    )
+    path = folder / f"{kind}.json"
+    write_result_file(result, path)
+    return path
+
+
+def test_evaluate_step_compares_each_candidate_with_its_baselines(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    results = {
+        "forecaster": _result_file(
+            tmp_path, "forecaster", 0.02, {"persistence": 0.03, "seasonal_naive": 0.05}
+        ),
+        "anomaly": _result_file(tmp_path, "anomaly", 0.2, {"robust_zscore": 0.5}),
+        "placement": _result_file(tmp_path, "placement", 3.0, {"random": 30.0, "x": 10.0}),
     }
-    result = steps.baseline_comparison(metrics, *steps.GATE_METRICS["placement"])
-    assert result["baselines"] == {"random": 30.0, "least_allocated": 10.0}
-    assert result["beats_baselines"] is True
-    anomaly = steps.GATE_METRICS["anomaly"]
-    worse = steps.baseline_comparison({"event_f1": 0.2, "baseline_event_f1": 0.5}, *anomaly)
-    assert worse["beats_baselines"] is False
-    forecast = {"validation_mae": 0.02, "persistence_mae": 0.03, "seasonal_naive_mae": 0.05}
-    forecast["cpu_5m_mae"] = 0.01
-    better = steps.baseline_comparison(forecast, *steps.GATE_METRICS["forecaster"])
-    assert better["baselines"] == {"persistence": 0.03, "seasonal_naive": 0.05}
-    assert better["beats_baselines"] is True
-    missing = steps.baseline_comparison({"event_f1": float("nan")}, *anomaly)
-    assert missing["model"] is None and missing["beats_baselines"] is None
+    decisions = steps.evaluate_step(results, uri, tmp_path / "decisions.json")
+    assert decisions["forecaster"]["beats_baselines"] is True
+    assert decisions["forecaster"]["baselines"] == {"persistence": 0.03, "seasonal_naive": 0.05}
+    assert decisions["placement"]["beats_baselines"] is True
+    assert decisions["anomaly"]["beats_baselines"] is False
+    assert "robust_zscore" in decisions["anomaly"]["reason"]
+    assert json.loads((tmp_path / "decisions.json").read_text()) == decisions
+    assert "| anomaly | event_f1 |" in steps.evaluation_markdown(decisions)
+    with pytest.raises(MlschedError, match="not better than the baselines: anomaly"):
+        steps.evaluate_step(
+            results, uri, tmp_path / "decisions.json", require_beating_baselines=True
+        )
+    report = steps.promote_step(tmp_path / "decisions.json", uri)
+    assert all(entry["promoted"] is False for entry in report.values())  # nothing registered
+
+
+def test_result_files_hold_the_same_keys_for_every_model(tmp_path):
+    from components.tracking.entrypoint import RESULT_KEYS, read_result_file
+
+    for kind in ("forecaster", "anomaly", "placement"):
+        result = read_result_file(_result_file(tmp_path, kind, 1.0, {}))
+        assert tuple(result) == RESULT_KEYS and result["kind"] == kind
+    (tmp_path / "broken.json").write_text('{"kind": "anomaly"}')
+    with pytest.raises(MlschedError, match="broken.json: training result lacks model_name"):
+        read_result_file(tmp_path / "broken.json")
 
 
 def test_data_flags_name_what_the_pipeline_lacks():
@@ -206,15 +230,10 @@ def test_data_flags_name_what_the_pipeline_lacks():
         steps.data_flags("placement", {"workload": "/w.parquet", "nodes": ""})
 
 
-def test_run_entrypoint_parses_metric_and_fact_lines(tmp_path):
-    package = tmp_path / "fake_train.py"
-    package.write_text(
-        "print('loss=0.25')\nprint('baseline_loss=0.5')\nprint('run_id: abc123')\n"
-        "print('promoted=False')\nprint('note: candidate loss=0.1 beats x=2')\n"
-    )
-    result = steps.run_entrypoint("fake_train", [], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
-    assert result.metrics == {"loss": 0.25, "baseline_loss": 0.5}
-    assert result.info["run_id"] == "abc123" and result.info["promoted"] == "False"
+def test_run_entrypoint_streams_the_output(tmp_path, capsys):
+    (tmp_path / "fake_train.py").write_text("print('loss=0.25')\n")
+    steps.run_entrypoint("fake_train", [], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert "loss=0.25" in capsys.readouterr().out
 
 
 def test_run_entrypoint_failure_carries_the_output_tail(tmp_path):
@@ -268,7 +287,7 @@ def _fake_dataset(root: Path) -> Path:
 
 
 def test_local_run_arguments_come_from_a_generated_data_set(tmp_path):
-    from components.pipeline_steps.cli import pipeline_arguments
+    from pipelines.cli import pipeline_arguments
 
     data = _fake_dataset(tmp_path / "synthetic")
     args = _run_args(
@@ -284,7 +303,7 @@ def test_local_run_arguments_come_from_a_generated_data_set(tmp_path):
 
 
 def test_run_arguments_name_what_is_missing(tmp_path, monkeypatch):
-    from components.pipeline_steps.cli import pipeline_arguments
+    from pipelines.cli import pipeline_arguments
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(MlschedError, match="not a complete generated data set"):

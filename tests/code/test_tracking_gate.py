@@ -7,8 +7,20 @@ import json
 import pandas as pd
 import pytest
 
-from components.tracking.gate import PromotionDecision, promote_if_better
+from components.tracking.gate import (
+    PromotionDecision,
+    evaluate_candidate,
+    promote,
+    registry_state,
+)
 from components.tracking.runs import dataset_digest, get_or_create_experiment, open_tracking
+
+
+def promote_if_better(client, *, run_id=None, **kwargs) -> PromotionDecision:
+    """The evaluate stage's decision, then the promote stage acting on it."""
+    decision = evaluate_candidate(client, **kwargs)
+    promote(client, decision, run_id)
+    return decision
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +169,21 @@ def test_dataset_digest_is_stable_and_content_sensitive():
     changed = frame.assign(a=[1.0, 2.5])
     assert dataset_digest(changed) != dataset_digest(frame)
     assert dataset_digest(frame.rename(columns={"a": "c"})) != dataset_digest(frame)
+
+
+def test_evaluating_alone_never_moves_the_alias(client, model, tmp_path):
+    version, _ = register(client, tmp_path, model, "a")
+    decision = evaluate_candidate(
+        client,
+        model_name=model,
+        candidate_version=version,
+        metric="mae",
+        higher_is_better=False,
+        candidate=0.1,
+        baselines={"persistence": 0.5},
+        score_champion=None,
+    )
+    assert decision.promoted and decision.beats_baselines
+    assert "persistence=0.5" in decision.reason
+    assert champion(client, model) is None
+    assert registry_state(client, [model])[model] == {"versions": 1, "latest": 1, "champion": None}

@@ -1,14 +1,12 @@
 """Train the DQN placement policy on the early part of a workload and judge it on the rest.
 
 ``python -m components.placement.dqn.train --workload FILE --nodes FILE [--episodes N]
-[--learning-rate LR] [--gamma G] [--seed S] [--train-fraction F] [--time-budget SECONDS]
-[--tracking-uri URI] [--register]`` prints ``metric=value`` lines (Katib's StdOut format):
-the DQN's test metrics (mean over ``--eval-seeds`` replays), every heuristic's, and the
-improvements the goal is stated in. With a tracking URI (or the local default store) the run
-logs its parameters, per-episode training curves, test metrics, a curves plot and the model
-(``dqn/weights.pt`` + ``dqn/config.json``); ``--register`` registers it as ``placement-dqn`` and
-moves the ``champion`` alias only through :func:`components.tracking.gate.promote_if_better`,
-against the heuristics and the current champion re-scored on the same test replay.
+[--learning-rate LR] [--gamma G] [--train-fraction F] [--time-budget SECONDS]`` plus the shared
+training flags (:mod:`components.tracking.entrypoint`) prints ``metric=value`` lines (Katib's
+StdOut format): the DQN's test metrics (mean over ``--eval-seeds`` replays), every heuristic's,
+and the improvements the goal is stated in. When tracked, the run logs its parameters,
+per-episode training curves, test metrics, a curves plot and the model (``dqn/weights.pt`` +
+``dqn/config.json``); ``--register`` registers it as a candidate version of ``placement-dqn``.
 """
 
 from __future__ import annotations
@@ -16,35 +14,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from components.errors import MlschedError
+from components.model_contracts import PLACEMENT_DQN, PLACEMENT_HEURISTICS
 from components.placement.dqn.agent import AgentConfig
 from components.placement.dqn.policy import DQNPolicy, load_dqn_policy, save_dqn_model
 from components.placement.dqn.training import TrainConfig, TrainedDQN, train_dqn
 from components.placement.policy import PlacementPolicy, make_policy
 from components.placement.simulator import simulate
 from components.placement.workload import Cluster, Workload
-
-MODEL_NAME = "placement-dqn"
-MODEL_ARTIFACT = "dqn"
-EXPERIMENT = "placement-dqn"
-HEURISTICS = (
-    "kube-default",
-    "least-allocated",
-    "most-allocated",
-    "trimaran-tlp",
-    "trimaran-lvrb",
-    "greedy-predictive",
+from components.tracking.entrypoint import (
+    add_training_flags,
+    print_metric_lines,
+    run_entrypoint_main,
 )
-BASELINES = ("random", *HEURISTICS)
+
+PROG = f"python -m {PLACEMENT_DQN.entrypoint}"
+MODEL_ARTIFACT = "dqn"
+GATE_METRIC = PLACEMENT_DQN.gate_metric
 REPORTED = ("overload_node_minutes", "pods_pending", "pods_never_placed", "mean_pending_minutes")
 DEFAULT_TIME_BUDGET = 300.0
 
@@ -117,7 +108,7 @@ def evaluate_policies(
 def comparison(metrics: dict[str, dict[str, float]], learned: str = "dqn") -> dict[str, float]:
     """Relative overload reductions vs random and the best heuristic; pending vs LeastAllocated."""
     ours = metrics[learned]["overload_node_minutes"]
-    best = min(HEURISTICS, key=lambda name: metrics[name]["overload_node_minutes"])
+    best = min(PLACEMENT_HEURISTICS, key=lambda name: metrics[name]["overload_node_minutes"])
     best_value = metrics[best]["overload_node_minutes"]
     random_value = metrics["random"]["overload_node_minutes"]
 
@@ -167,35 +158,43 @@ def _curves_figure(history: list[dict[str, float]]):
     return figure
 
 
-def _register(client, run_id: str, candidate: float, baselines, score_champion) -> object:
-    from mlflow.exceptions import MlflowException
-
-    from components.tracking.gate import promote_if_better
-
-    with contextlib.suppress(MlflowException):
-        client.create_registered_model(MODEL_NAME)
-    source = f"{client.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT}"
-    version = client.create_model_version(MODEL_NAME, source, run_id=run_id)
-    return promote_if_better(
-        client,
-        model_name=MODEL_NAME,
-        candidate_version=str(version.version),
-        metric="overload_node_minutes",
-        higher_is_better=False,
-        candidate=candidate,
-        baselines=baselines,
-        score_champion=score_champion,
-        run_id=run_id,
-    )
+def _training_params(args: argparse.Namespace, config: TrainConfig) -> dict:
+    return {
+        "workload": str(args.workload),
+        "nodes": str(args.nodes),
+        "train_fraction": args.train_fraction,
+        "eval_seeds": args.eval_seeds,
+        **{f"agent_{k}": v for k, v in config.agent.to_dict().items()},
+        **{f"reward_{k}": v for k, v in dataclasses.asdict(config.reward).items()},
+        **{k: v for k, v in dataclasses.asdict(config).items() if k not in ("agent", "reward")},
+    }
 
 
-def run_training(args: argparse.Namespace) -> dict[str, object]:
-    """The entrypoint's work: read, split, train, evaluate, log, register; returns the figures."""
+def _held_out(held_out: dict) -> tuple[Workload, Cluster]:
     from components.contracts import read_nodes_table, read_workload_trace
     from components.placement.workload import cluster_from_nodes, workload_from_trace
 
-    workload = workload_from_trace(read_workload_trace(args.workload), str(args.workload))
-    cluster = cluster_from_nodes(read_nodes_table(args.nodes))
+    workload = workload_from_trace(read_workload_trace(held_out["workload"]), held_out["workload"])
+    cluster = cluster_from_nodes(read_nodes_table(held_out["nodes"]))
+    return workload, cluster
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Read, split, train, evaluate, log and (with ``--register``) register; returns the result
+    document."""
+    import torch
+
+    from components.tracking.entrypoint import tracked_run, training_result, write_result_file
+
+    _validate(args)
+    torch.set_num_threads(max(1, args.threads))
+    held_out = {
+        "workload": str(args.workload),
+        "nodes": str(args.nodes),
+        "train_fraction": args.train_fraction,
+        "eval_seeds": args.eval_seeds,
+    }
+    workload, cluster = _held_out(held_out)
     train, test = workload.split(args.train_fraction)
     config = train_config(
         seed=args.seed,
@@ -205,121 +204,95 @@ def run_training(args: argparse.Namespace) -> dict[str, object]:
         time_budget_seconds=args.time_budget,
         window_hours=args.window_hours,
     )
-    client, run_id = _open_run(args, config)
-    on_episode = None
-    if client is not None:
+    with (
+        tracked_run(args, PLACEMENT_DQN, _training_params(args, config))
+        if not args.no_tracking
+        else _untracked()
+    ) as tracked:
+        on_episode = None
+        if tracked is not None:
 
-        def on_episode(episode: int, row: dict[str, float]) -> None:
-            stamp = int(time.time() * 1000)
-            from mlflow.entities import Metric
+            def on_episode(episode: int, row: dict[str, float]) -> None:
+                tracked.log_metrics({f"train_{k}": v for k, v in row.items()}, step=episode)
 
-            metrics = [Metric(f"train_{k}", float(v), stamp, episode) for k, v in row.items()]
-            client.log_batch(run_id, metrics=metrics)
-
-    trained = train_dqn(train, cluster, config, on_episode=on_episode, progress=args.progress)
-    policy, summary = trained.policy(), training_summary(trained)
-    seeds = list(range(args.eval_seeds))
-    builders: dict[str, Callable[[], PlacementPolicy]] = {"dqn": lambda: policy}
-    builders |= {name: (lambda name=name: make_policy(name)) for name in BASELINES}
-    metrics = evaluate_policies(test, cluster, builders, seeds)
-    figures = {"metrics": metrics, "comparison": comparison(metrics), "training": summary}
-    if client is not None:
-        figures["history"] = trained.history
-        _log_results(client, run_id, policy, figures, config, args, test, cluster, seeds)
-        figures.pop("history")
-    return figures
-
-
-def _open_run(args: argparse.Namespace, config: TrainConfig):
-    if args.no_tracking:
-        return None, None
-
-    from components.tracking.runs import get_or_create_experiment, open_tracking, point_mlflow_at
-
-    client = open_tracking(args.tracking_uri, default_dir=Path(args.mlflow_dir))
-    point_mlflow_at(client)
-    experiment_id = get_or_create_experiment(client, EXPERIMENT)
-    run = client.create_run(experiment_id, tags={"mlflow.runName": f"dqn-seed{args.seed}"})
-    params = {
-        "workload": str(args.workload),
-        "nodes": str(args.nodes),
-        "train_fraction": args.train_fraction,
-        "eval_seeds": args.eval_seeds,
-        **{f"agent_{k}": v for k, v in config.agent.to_dict().items()},
-        **{f"reward_{k}": v for k, v in dataclasses.asdict(config.reward).items()},
-        **{k: v for k, v in dataclasses.asdict(config).items() if k not in ("agent", "reward")},
-    }
-    from mlflow.entities import Param
-
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-    return client, run.info.run_id
+        trained = train_dqn(train, cluster, config, on_episode=on_episode, progress=args.progress)
+        policy, summary = trained.policy(), training_summary(trained)
+        builders: dict[str, Callable[[], PlacementPolicy]] = {"dqn": lambda: policy}
+        builders |= {
+            name: (lambda name=name: make_policy(name)) for name in PLACEMENT_DQN.baselines
+        }
+        metrics = evaluate_policies(test, cluster, builders, range(args.eval_seeds))
+        figures = {"metrics": metrics, "comparison": comparison(metrics), "training": summary}
+        lines = figure_lines(figures)
+        print_metric_lines(lines)
+        outcome = {
+            "value": metrics["dqn"][GATE_METRIC],
+            "baselines": {name: metrics[name][GATE_METRIC] for name in PLACEMENT_DQN.baselines},
+            "metrics": lines,
+            "held_out": held_out,
+        }
+        if tracked is not None:
+            model_uri = _log_results(tracked, policy, figures, config, trained.history)
+            version = tracked.register(model_uri) if args.register else None
+            outcome |= {"run": tracked, "model_uri": model_uri, "registered_version": version}
+    result = training_result(PLACEMENT_DQN, **outcome)
+    write_result_file(result, args.result_file)
+    return result
 
 
-def _log_results(client, run_id, policy, figures, config, args, test, cluster, seeds) -> None:
-    from components.tracking.runs import log_figure
+@contextlib.contextmanager
+def _untracked():
+    yield None
 
+
+def _log_results(tracked, policy: DQNPolicy, figures: dict, config: TrainConfig, history) -> str:
+    """Log the test figures, curves and model folder; returns the model folder's URI."""
     comparison_figures = figures["comparison"]
-    for name, values in figures["metrics"].items():
-        for key, value in values.items():
-            client.log_metric(run_id, f"{name}_{key}", value)
-    for key, value in comparison_figures.items():
-        if key != "best_heuristic":
-            client.log_metric(run_id, key, float(value))
-    client.set_tag(run_id, "best_heuristic", comparison_figures["best_heuristic"])
-    for key, value in figures["training"].items():
-        client.log_metric(run_id, key, float(value))
-    history = figures.get("history")
+    tracked.log_metrics(
+        {f"{name}_{k}": v for name, values in figures["metrics"].items() for k, v in values.items()}
+    )
+    tracked.log_metrics({k: v for k, v in comparison_figures.items() if k != "best_heuristic"})
+    tracked.client.set_tag(tracked.run_id, "best_heuristic", comparison_figures["best_heuristic"])
+    tracked.log_metrics(figures["training"])
     if history:
-        log_figure(run_id, client, _curves_figure(history), "training_curves.png")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = save_dqn_model(
+        tracked.log_figure(_curves_figure(history), "training_curves.png")
+    return tracked.log_folder(
+        lambda folder: save_dqn_model(
             policy.network,
-            Path(tmp) / MODEL_ARTIFACT,
+            folder,
             training=figures["training"],
             train_config={"agent": config.agent.to_dict(), "seed": config.seed},
-        )
-        client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT)
-    if args.register:
-        metrics = figures["metrics"]
+        ),
+        MODEL_ARTIFACT,
+    )
 
-        def score_champion(model_uri: str) -> float:
-            champion = load_dqn_policy(model_uri)
-            scored = evaluate_policies(test, cluster, {"champion": lambda: champion}, seeds)
-            return scored["champion"]["overload_node_minutes"]
 
-        decision = _register(
-            client,
-            run_id,
-            metrics["dqn"]["overload_node_minutes"],
-            {name: metrics[name]["overload_node_minutes"] for name in BASELINES},
-            score_champion,
-        )
-        figures["registered_version"] = decision.candidate_version
-        figures["promoted"] = decision.promoted
-        figures["promotion_reason"] = decision.reason
-    client.set_terminated(run_id)
+def score_model(model_uri: str, held_out: dict) -> float:
+    """Overload node-minutes of the policy at ``model_uri`` on the held-out (test) part of the
+    workload a training result describes, averaged over the same replay seeds."""
+    workload, cluster = _held_out(held_out)
+    _, test = workload.split(held_out["train_fraction"])
+    policy = load_dqn_policy(model_uri)
+    seeds = range(held_out["eval_seeds"])
+    return evaluate_policies(test, cluster, {"candidate": lambda: policy}, seeds)["candidate"][
+        GATE_METRIC
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m components.placement.dqn.train", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", required=True, help="workload trace (.parquet or .csv)")
     parser.add_argument("--nodes", required=True, help="nodes table (.csv or .parquet)")
     parser.add_argument("--episodes", type=int, default=TrainConfig.episodes)
     parser.add_argument("--learning-rate", type=float, default=AgentConfig.learning_rate)
     parser.add_argument("--gamma", type=float, default=AgentConfig.gamma)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-fraction", type=float, default=0.5)
     parser.add_argument(
         "--time-budget", type=float, default=DEFAULT_TIME_BUDGET, help="training wall seconds"
     )
     parser.add_argument("--window-hours", type=float, default=TrainConfig.window_seconds / 3600)
     parser.add_argument("--eval-seeds", type=int, default=3, help="test replays per policy")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
-    parser.add_argument("--mlflow-dir", default="mlruns", help="local store when no URI")
-    parser.add_argument("--no-tracking", action="store_true", help="log nothing to MLflow")
-    parser.add_argument("--register", action="store_true", help=f"register {MODEL_NAME}")
+    add_training_flags(parser, PLACEMENT_DQN)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--progress", action="store_true")
     return parser
@@ -334,46 +307,24 @@ def _validate(args: argparse.Namespace) -> None:
         raise MlschedError(f"--gamma must be in [0, 1), got {args.gamma:g}")
     if args.eval_seeds <= 0:
         raise MlschedError(f"--eval-seeds must be positive, got {args.eval_seeds}")
-    if args.register and args.no_tracking:
-        raise MlschedError("--register needs MLflow tracking (drop --no-tracking)")
 
 
-def print_figures(figures: dict[str, object], out=None) -> None:
-    """``metric=value`` lines: the DQN's, the comparison, each baseline's, training."""
-    out = out or sys.stdout
+def figure_lines(figures: dict[str, object]) -> dict[str, float | int | str]:
+    """The ``metric=value`` figures: the DQN's, the comparison, each baseline's, training."""
     metrics = figures["metrics"]
-    for key, value in metrics["dqn"].items():
-        print(f"{key}={value:g}", file=out)
-    for key, value in figures["comparison"].items():
-        print(f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}", file=out)
+    lines: dict[str, float | int | str] = dict(metrics["dqn"])
+    lines |= figures["comparison"]
     for name, values in metrics.items():
-        if name == "dqn":
-            continue
-        label = name.replace("-", "_")
-        for key in ("overload_node_minutes", "pods_pending"):
-            print(f"{label}_{key}={values[key]:g}", file=out)
-    for key, value in figures["training"].items():
-        print(f"{key}={value}", file=out)
-    for key in ("registered_version", "promoted", "promotion_reason"):
-        if key in figures:
-            print(f"{key}={figures[key]}", file=out)
+        if name != "dqn":
+            label = name.replace("-", "_")
+            lines |= {
+                f"{label}_{key}": values[key] for key in ("overload_node_minutes", "pods_pending")
+            }
+    return lines | figures["training"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
-    try:
-        _validate(args)
-        if args.tracking_uri is None:
-            args.tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
-        figures = run_training(args)
-    except MlschedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print_figures(figures)
-    return 0
+    return run_entrypoint_main(PROG, run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
