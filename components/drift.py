@@ -105,10 +105,18 @@ def _positive(value: Any, what: str, kind=float):
 
 
 def population_stability_index(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
-    """PSI of ``current`` against ``reference`` over ``reference``'s quantile bins."""
+    """PSI of ``current`` against ``reference`` over ``reference``'s quantile bins.
+
+    Bins are closed on the right (a value equal to an edge falls in the bin below it); an empty
+    bin counts as a share of ``1e-4``, so a share missing on one side stays finite. Non-finite
+    values are dropped; NaN when either side has no value left (no distribution to compare).
+    The retraining trigger and the extender's drift gauge both use this one definition.
+    """
     reference = np.asarray(reference, dtype=float)
     current = np.asarray(current, dtype=float)
     reference, current = reference[np.isfinite(reference)], current[np.isfinite(current)]
+    if len(reference) == 0 or len(current) == 0:
+        return float("nan")
     edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
     expected = np.bincount(np.searchsorted(edges, reference, side="left"), minlength=len(edges) + 1)
     actual = np.bincount(np.searchsorted(edges, current, side="left"), minlength=len(edges) + 1)

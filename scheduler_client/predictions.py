@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from components.drift import population_stability_index
 from components.errors import MlschedError
 from scheduler_client.api import PodRequest
 from scheduler_client.inventory import InventoryView, NodeInventory, memoized_positions
@@ -202,25 +203,6 @@ def align_predictions(predictions: NodePredictions, nodes: Sequence[str]) -> dic
         "anomalous": alarm,
         "has_prediction": has,
     }
-
-
-def population_stability_index(
-    reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float = 1e-4
-) -> float:
-    """PSI of ``current`` against ``reference`` over the reference's quantile bins (NaN-free
-    values only; NaN when either side is empty)."""
-    reference = reference[np.isfinite(reference)]
-    current = current[np.isfinite(current)]
-    if len(reference) == 0 or len(current) == 0:
-        return float("nan")
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    expected = np.bincount(
-        np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1
-    )
-    actual = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1)
-    p = np.maximum(expected / expected.sum(), eps)
-    q = np.maximum(actual / actual.sum(), eps)
-    return float(np.sum((q - p) * np.log(q / p)))
 
 
 class PredictionCache:

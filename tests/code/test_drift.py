@@ -109,3 +109,49 @@ def test_report_is_written_atomically(tmp_path):
     report = detect_drift(_metrics(), DriftConfig())
     path = write_drift_report(report, tmp_path / "out" / "drift.json")
     assert path.is_file() and not list(path.parent.glob(".*"))
+
+
+def test_psi_is_nan_when_a_side_has_no_values():
+    assert np.isnan(population_stability_index(np.array([np.nan, np.inf]), np.ones(10)))
+    assert np.isnan(population_stability_index(np.ones(10), np.array([])))
+
+
+def test_the_extender_drift_gauge_equals_the_retraining_trigger_on_the_same_data():
+    from scheduler_client.api import NodeAllocatable
+    from scheduler_client.inventory import NodeInventory
+    from scheduler_client.metrics import ExtenderMetrics
+    from scheduler_client.predictions import PredictionCache
+
+    # Utilisation on a 5 % grid, so many values sit exactly on a quantile edge: the side a tie
+    # falls on changes the value.
+    rng = np.random.default_rng(3)
+    nodes = [f"n{i}" for i in range(300)]
+    history = _metrics(days=2)
+    recent = history[TIMESTAMP] > history[TIMESTAMP].max() - pd.Timedelta(days=1)
+    reference = history.loc[~recent].reset_index(drop=True)
+    now = history[TIMESTAMP].max() + pd.Timedelta(minutes=5)
+    reference[CPU_UTILIZATION] = np.round(rng.normal(0.4, 0.1, len(reference)) * 20) / 20
+    current = pd.DataFrame(
+        {
+            TIMESTAMP: now,
+            NODE: nodes,
+            CPU_UTILIZATION: np.round(rng.normal(0.45, 0.1, len(nodes)) * 20) / 20,
+            MEMORY_UTILIZATION: rng.normal(0.5, 0.05, len(nodes)),
+        }
+    )
+    config = DriftConfig(recent_window_seconds=60, min_rows=10)
+    trigger = detect_drift(pd.concat([reference, current], ignore_index=True), config)
+
+    inventory = NodeInventory([NodeAllocatable(node, 8.0, 2**35, 0) for node in nodes])
+    snapshot = current.set_index(NODE)
+    cache = PredictionCache(
+        inventory, lambda names: snapshot.loc[list(names)], None, reference=reference
+    )
+    metrics = ExtenderMetrics()
+    metrics.watch(cache, [])
+    assert cache.refresh()
+    for feature in trigger.features:
+        gauge = metrics.registry.get_sample_value(
+            "mlsched_extender_feature_drift_psi", {"feature": feature.feature}
+        )
+        assert gauge == pytest.approx(feature.psi, rel=1e-12) and feature.psi > 0.01
