@@ -23,30 +23,6 @@ END = int(pd.Timestamp("2026-01-05T00:00:00Z").timestamp())
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, free_ports) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("mlflow")
-    (port,) = free_ports(1)
-    pid_file = home / "mlflow.pid"
-    process = start_mlflow(
-        db_file=home / "mlflow.db",
-        artifacts_dir=home / "artifacts",
-        host="127.0.0.1",
-        port=port,
-        log_file=home / "mlflow.log",
-        pid_file=pid_file,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(
-            url + HEALTH_PATH, 120, process, log_file=home / "mlflow.log", name="mlflow"
-        )
-        yield url
-    finally:
-        stop_process(pid_file, str(home.resolve()))
-        process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> SyntheticDataset:
     root = tmp_path_factory.mktemp("anomaly-data") / "cluster"
     config = HistoryConfig(
@@ -57,9 +33,15 @@ def dataset(tmp_path_factory) -> SyntheticDataset:
 
 
 def train(dataset: SyntheticDataset, url: str, tmp: Path, *extra: str) -> dict[str, str]:
-    from components.anomaly.train import main
+    """Train a candidate, then the pipeline's evaluate and promote stages on its result file:
+    the printed figures, the result file's ids and the promote stage's verdict."""
+    import json
 
-    out = tmp / f"out-{len(list(tmp.iterdir()))}.txt"
+    from components.anomaly.train import main
+    from components.pipeline_steps.steps import evaluate_step, promote_step
+
+    number = len(list(tmp.iterdir()))
+    result = tmp / f"result-{number}.json"
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         code = main(
@@ -73,32 +55,32 @@ def train(dataset: SyntheticDataset, url: str, tmp: Path, *extra: str) -> dict[s
                 "--n-estimators",
                 "20",
                 "--register",
+                "--result-file",
+                str(result),
                 *extra,
             ]
         )
     text = buffer.getvalue()
-    out.write_text(text)
+    (tmp / f"out-{number}.txt").write_text(text)
     assert code == 0, text
-    values = {}
-    for line in text.splitlines():
-        for separator in ("=", ": "):
-            if separator in line:
-                key, value = line.split(separator, 1)
-                values.setdefault(key.strip(), value.strip())
-                break
-    return values
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    document = json.loads(result.read_text())
+    values |= {k: document[k] for k in ("run_id", "registered_version")}
+    evaluate_step({"anomaly": result}, url, tmp / "decisions.json")
+    promoted = promote_step(tmp / "decisions.json", url)["anomaly"]["promoted"]
+    return {**values, "promoted": str(promoted).lower()}
 
 
-def test_training_logs_registers_and_gates(server, dataset, tmp_path, monkeypatch):
+def test_training_logs_registers_and_gates(mlflow_server, dataset, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     from components.anomaly.model import load_anomaly_detector
     from components.contracts import read_node_metrics
 
-    first = train(dataset, server, tmp_path)
+    first = train(dataset, mlflow_server, tmp_path)
     for name in ("event_precision", "window_recall", "point_fpr", "event_f1"):
         assert name in first and f"baseline_{name}" in first
-    client = MlflowClient(tracking_uri=server)
+    client = MlflowClient(tracking_uri=mlflow_server)
     run = client.get_run(first["run_id"])
     assert float(run.data.metrics["window_recall"]) == pytest.approx(
         float(first["window_recall"]), abs=1e-6
@@ -119,13 +101,13 @@ def test_training_logs_registers_and_gates(server, dataset, tmp_path, monkeypatc
         assert client.get_model_version_by_alias(MODEL, "champion").version == version
 
     # A candidate that raises no event (F1 = 0) never beats the baseline or the champion.
-    worse = train(dataset, server, tmp_path, "--min-duration-seconds", str(30 * 86_400))
+    worse = train(dataset, mlflow_server, tmp_path, "--min-duration-seconds", str(30 * 86_400))
     assert float(worse["event_f1"]) == 0.0
     assert worse["promoted"] == "false"
     if promoted:
         assert client.get_model_version_by_alias(MODEL, "champion").version == version
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     detector = load_anomaly_detector(f"models:/{MODEL}/{version}")
     metrics = read_node_metrics(dataset.node_metrics)
     scored = detector.score(metrics[metrics["node"] == metrics["node"].iloc[0]])

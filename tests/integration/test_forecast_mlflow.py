@@ -63,15 +63,23 @@ def metrics_file(tmp_path_factory) -> Path:
     return write_node_metrics(make_metrics(nodes=3, days=3, step=300), folder / "metrics.csv")
 
 
-def run_train(capsys, url: str, metrics: Path, *extra: str) -> dict[str, str]:
+def run_train(capsys, url: str, metrics: Path, folder: Path, *extra: str) -> dict[str, str]:
+    """Train a candidate, then the pipeline's evaluate and promote stages on its result file;
+    the printed figures, with ``promoted`` from the promote stage."""
+    from components.pipeline_steps.steps import evaluate_step, promote_step
+
+    result = folder / f"result-{len(list(folder.glob('result-*')))}.json"
     argv = ["--metrics", str(metrics), "--tracking-uri", url, "--register", *FAST, *extra]
-    assert train.main(argv) == 0
+    assert train.main([*argv, "--result-file", str(result)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line)
+    printed = dict(line.split("=", 1) for line in lines if "=" in line)
+    evaluate_step({"forecaster": result}, url, folder / "decisions.json")
+    promoted = promote_step(folder / "decisions.json", url)["forecaster"]["promoted"]
+    return {**printed, "promoted": str(int(promoted))}
 
 
 def test_training_logs_registers_and_gates(server, metrics_file, capsys, tmp_path):
-    printed = run_train(capsys, server, metrics_file)
+    printed = run_train(capsys, server, metrics_file, tmp_path)
     assert float(printed["validation_mae"]) > 0 and "cpu_15m_skill" in printed
     assert printed["promoted"] == "1"
 
@@ -105,7 +113,9 @@ def test_training_logs_registers_and_gates(server, metrics_file, capsys, tmp_pat
     assert served["cpu_15m"].to_numpy() == pytest.approx(predicted["cpu_15m"].to_numpy())
 
     # A worse candidate (a single shallow tree) is registered but never becomes champion.
-    worse = run_train(capsys, server, metrics_file, "--max-depth", "1", "--n-estimators", "1")
+    worse = run_train(
+        capsys, server, metrics_file, tmp_path, "--max-depth", "1", "--n-estimators", "1"
+    )
     assert worse["promoted"] == "0"
     assert client.get_model_version_by_alias(MODEL, "champion").version == champion.version
     versions = client.search_model_versions(f"name='{MODEL}'")
