@@ -3,58 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
-import requests
 from mlflow import MlflowClient
 
 from components.contracts import write_node_metrics
 from components.forecast import train
 from components.forecast.dataset import build_forecast_dataset
 from components.forecast.model import load_forecaster
-from components.harness.stack.mlflow_server import HEALTH_PATH, start_mlflow
 from tests.code.test_forecast import make_metrics
 
 pytestmark = pytest.mark.integration
 
 MODEL = "node-load-forecaster"
 FAST = ["--n-estimators", "30", "--max-train-rows", "3000", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, free_ports):
-    home = tmp_path_factory.mktemp("mlflow-server")
-    (port,) = free_ports(1)
-    process = start_mlflow(
-        db_file=home / "mlflow.db",
-        artifacts_dir=home / "artifacts",
-        host="127.0.0.1",
-        port=port,
-        log_file=home / "mlflow.log",
-        pid_file=home / "mlflow.pid",
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(url + HEALTH_PATH, timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start:\n{(home / 'mlflow.log').read_text()}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +42,12 @@ def run_train(capsys, url: str, metrics: Path, folder: Path, *extra: str) -> dic
     return {**printed, "promoted": str(int(promoted))}
 
 
-def test_training_logs_registers_and_gates(server, metrics_file, capsys, tmp_path):
-    printed = run_train(capsys, server, metrics_file, tmp_path)
+def test_training_logs_registers_and_gates(mlflow_server, metrics_file, capsys, tmp_path):
+    printed = run_train(capsys, mlflow_server, metrics_file, tmp_path)
     assert float(printed["validation_mae"]) > 0 and "cpu_15m_skill" in printed
     assert printed["promoted"] == "1"
 
-    client = MlflowClient(tracking_uri=server)
+    client = MlflowClient(tracking_uri=mlflow_server)
     champion = client.get_model_version_by_alias(MODEL, "champion")
     run = client.get_run(champion.run_id)
     assert run.info.status == "FINISHED"
@@ -102,7 +66,7 @@ def test_training_logs_registers_and_gates(server, metrics_file, capsys, tmp_pat
     decision = json.loads(Path(decision_file).read_text())
     assert decision["promoted"] and set(decision["baselines"]) == {"persistence", "seasonal_naive"}
 
-    forecaster = load_forecaster(f"models:/{MODEL}@champion", tracking_uri=server)
+    forecaster = load_forecaster(f"models:/{MODEL}@champion", tracking_uri=mlflow_server)
     dataset = build_forecast_dataset(make_metrics(nodes=2, days=1.5, step=300, seed=5))
     features = dataset.features.tail(10).reset_index(drop=True)
     predicted = forecaster.predict(features)
@@ -114,7 +78,7 @@ def test_training_logs_registers_and_gates(server, metrics_file, capsys, tmp_pat
 
     # A worse candidate (a single shallow tree) is registered but never becomes champion.
     worse = run_train(
-        capsys, server, metrics_file, tmp_path, "--max-depth", "1", "--n-estimators", "1"
+        capsys, mlflow_server, metrics_file, tmp_path, "--max-depth", "1", "--n-estimators", "1"
     )
     assert worse["promoted"] == "0"
     assert client.get_model_version_by_alias(MODEL, "champion").version == champion.version
