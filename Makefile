@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := prometheus redis-server
 
 REPLAY := --nodes data/synthetic/nodes.csv --workload data/synthetic/workload.parquet \
-	--day last --snapshot data/replay/snapshot.parquet
+	--day last --feast-home data/feast
 
 .PHONY: run test lint install system-deps stack-down clean
 
@@ -35,8 +35,8 @@ run: install system-deps
 	$(BIN)/mlsched pipeline run --local --pipeline training --data data/synthetic \
 		--prometheus http://127.0.0.1:9090 --range-of data/synthetic/manifest.json \
 		--tracking-uri http://127.0.0.1:5000
-	$(BIN)/mlsched replay --prepare-snapshot $(REPLAY)
-	$(BIN)/mlsched stack serve
+	$(BIN)/mlsched features --metrics data/synthetic/node_metrics --anomaly --feast-home data/feast
+	$(BIN)/mlsched stack serve --feast-home data/feast
 	$(BIN)/mlsched replay --extender http://127.0.0.1:8888 $(REPLAY) --output data/replay/report.json
 
 lint: install

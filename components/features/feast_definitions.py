@@ -1,11 +1,12 @@
-"""Feast definitions of the node features: entity ``node``, one feature view per feature group
+"""The Feast objects of the node features: entity ``node``, one feature view per feature group
 over the parquet feature table, and the versioned feature service ``node_features_v1``; with an
 anomaly feature table, also the view ``node_anomaly_features`` over it (the anomaly detector's
 own features, :mod:`components.features.anomaly_group`; not part of the service).
 
-The feature list is not repeated here: it comes from :mod:`components.features.definitions`, the
-same registry the feature computation writes. The table path is a parameter, so nothing is read
-or created at import time; ``components.features.feast_store`` applies these objects to a store.
+The one builder of these objects: ``feature_repo/node_features.py`` (what ``feast apply`` registers
+from the Feast repository) and :func:`components.features.feast_store.apply_feature_repo` both call
+:func:`build_definitions`. The feature list comes from :mod:`components.features.definitions`, the
+registry the feature computation writes from.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueT
 from feast.types import Float32
 
 from components.contracts import NODE, TIMESTAMP
+from components.features.anomaly_group import (
+    ANOMALY_GROUP,
+    ANOMALY_SOURCE_NAME,
+    ANOMALY_VIEW,
+    anomaly_feature_names,
+)
 from components.features.definitions import (
     FEATURE_SERVICE_NAME,
     FEATURE_SET_VERSION,
@@ -93,13 +100,6 @@ def build_definitions(
     )
     if anomaly_table_path is None:
         return NodeFeatureRepo(node, source, views, service)
-    from components.features.anomaly_group import (
-        ANOMALY_GROUP,
-        ANOMALY_SOURCE_NAME,
-        ANOMALY_VIEW,
-        anomaly_feature_names,
-    )
-
     anomaly_source = FileSource(
         name=ANOMALY_SOURCE_NAME,
         path=str(anomaly_table_path),

@@ -1,20 +1,16 @@
-"""The Feast store of the node features: apply, training sets, materialisation, online snapshots.
+"""The Feast store of the node features: apply, materialisation, online reads and writes.
 
-``feature_repo/`` holds the template of the Feast repository (``feature_store.yaml`` and the
-definitions in ``feature_repo/node_features.py``). :func:`render_feature_repo` writes a per-run
-copy into a work folder, with that folder's absolute paths for the registry and the sqlite online
-store (or a Redis online store), and a generated definitions module that points the source at one
-feature table, so the Feast CLI works there too (``feast -c <work folder> ...``). Every function
-takes its paths or store as parameters; importing this module creates nothing.
+The store is the Feast repository ``feature_repo/``: its ``feature_store.yaml`` (read here, with
+the registry and the sqlite online store moved under another folder, or the online store moved to
+Redis, when asked) and the objects of :mod:`components.features.feast_definitions` over one
+feature table. Every function takes its paths or store as parameters; importing this module
+creates nothing.
 """
 
 from __future__ import annotations
 
-import copy
 import os
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -23,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import yaml
-from feast import FeatureStore
+from feast import FeatureStore, RepoConfig
 from feast.errors import FeatureViewNotFoundException
 
 from components.contracts import NODE, TIMESTAMP
@@ -37,29 +33,22 @@ from components.features.definitions import (
     GROUPS,
     feature_view_name,
 )
+from components.features.feast_definitions import FEATURE_TTL, build_definitions
 
-HOME_VARIABLE = "${MLSCHED_FEAST_HOME}"
+FEATURE_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
+"""The Feast repository (a folder beside ``components/``, read as files, never imported)."""
 CONFIG_FILE = "feature_store.yaml"
-GENERATED_MODULE = "node_feature_definitions.py"
-_EVENT_TIMESTAMP = "event_timestamp"
-_ROW = "__mlsched_row"
-
-
-def _template_dir() -> Path:
-    import feature_repo
-
-    return Path(next(iter(feature_repo.__path__))).resolve()
 
 
 # --------------------------------------------------------------------------- the repository
 
 
 def online_store_config(spec: str | Mapping | None) -> dict | None:
-    """The ``online_store`` section for a spec: ``None``/``"sqlite"`` (the template's sqlite file),
-    a Redis URL ``redis://[:password@]host:port[/db]``, or a Feast ``online_store`` mapping.
+    """The ``online_store`` section for a spec: ``None``/``"sqlite"`` (the repository's sqlite
+    file), a Redis URL ``redis://[:password@]host:port[/db]``, or a Feast ``online_store`` mapping.
 
     Returns:
-        The section to put in ``feature_store.yaml``, or ``None`` to keep the template's sqlite.
+        The section to use instead of ``feature_store.yaml``'s, or ``None`` to keep its sqlite.
     """
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "sqlite")):
         return None
@@ -85,87 +74,61 @@ def online_store_config(spec: str | Mapping | None) -> dict | None:
     return {"type": "redis", "connection_string": ",".join(parts)}
 
 
-def _substitute(value, home: str):
-    if isinstance(value, str):
-        return value.replace(HOME_VARIABLE, home)
-    if isinstance(value, dict):
-        return {key: _substitute(item, home) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_substitute(item, home) for item in value]
-    return value
-
-
-def render_feature_repo(
-    repo_dir: str | os.PathLike,
-    table_path: str | os.PathLike,
-    *,
-    online_store: str | Mapping | None = None,
-    anomaly_table_path: str | os.PathLike | None = None,
-) -> Path:
-    """Write a runnable Feast repository for one feature table into ``repo_dir``.
-
-    Writes ``feature_store.yaml`` (the template of ``feature_repo/`` with ``repo_dir``'s absolute
-    paths; registry and sqlite online store under ``repo_dir/data/``) and a generated definitions
-    module whose source is ``table_path`` (and whose anomaly view reads ``anomaly_table_path``,
-    when given). Rendering again replaces both files.
-
-    Returns:
-        The absolute repository folder.
-    """
-    home = Path(repo_dir).resolve()
-    table = Path(table_path).resolve()
-    (home / "data").mkdir(parents=True, exist_ok=True)
-    template = yaml.safe_load((_template_dir() / CONFIG_FILE).read_text())
-    config = _substitute(copy.deepcopy(template), str(home))
+def feature_store_config(
+    home: str | os.PathLike | None = None, *, online_store: str | Mapping | None = None
+) -> RepoConfig:
+    """``feature_repo/feature_store.yaml`` as Feast reads it, with its registry and sqlite online
+    store files under ``home`` when given (default: where the YAML puts them, ``data/feast/``),
+    and the online store of ``online_store`` (:func:`online_store_config`) when given."""
+    raw = yaml.safe_load(os.path.expandvars((FEATURE_REPO / CONFIG_FILE).read_text()))
+    folder = None if home is None else Path(home).resolve()
+    for section in ("registry", "online_store"):
+        path = Path(raw[section]["path"])
+        raw[section]["path"] = str(
+            folder / path.name if folder else (FEATURE_REPO / path).resolve()
+        )
     override = online_store_config(online_store)
     if override is not None:
-        config["online_store"] = override
-    header = (
-        "# Generated by components.features.feast_store.render_feature_repo from "
-        "feature_repo/feature_store.yaml; do not edit.\n"
-    )
-    (home / CONFIG_FILE).write_text(header + yaml.safe_dump(config, sort_keys=False))
-    anomaly = None if anomaly_table_path is None else str(Path(anomaly_table_path).resolve())
-    lines = [
-        "# Generated by components.features.feast_store.render_feature_repo; do not edit.",
-        '"""The node-feature definitions of feature_repo/node_features.py over one table."""',
-        "",
-        "from feature_repo.node_features import build_definitions",
-        "",
-        f"_repo = build_definitions({str(table)!r}, anomaly_table_path={anomaly!r})",
-        "node = _repo.entity",
-        "node_features_table = _repo.source",
-        *(f"{feature_view_name(group)} = _repo.views[{i}]" for i, group in enumerate(GROUPS)),
-        f"{FEATURE_SERVICE_NAME} = _repo.service",
-        *(
-            [f"{ANOMALY_VIEW} = _repo.anomaly_view", "node_anomaly_table = _repo.anomaly_source"]
-            if anomaly is not None
-            else []
-        ),
-        "",
-    ]
-    (home / GENERATED_MODULE).write_text("\n".join(lines))
-    return home
+        raw["online_store"] = override
+    config = RepoConfig(**raw)
+    config.repo_path = FEATURE_REPO
+    return config
 
 
-def open_feature_store(repo_dir: str | os.PathLike) -> FeatureStore:
-    """The Feast store of a repository written by :func:`render_feature_repo`."""
-    home = Path(repo_dir).resolve()
-    if not (home / CONFIG_FILE).is_file():
-        raise MlschedError(f"{home}: no {CONFIG_FILE}; run the features apply step first")
-    return FeatureStore(repo_path=str(home))
+def _feature_store(config: RepoConfig) -> FeatureStore:
+    Path(config.registry.path).parent.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(repo_path=str(FEATURE_REPO), config=config)
+
+
+def open_feature_store(
+    home: str | os.PathLike | None = None, *, online_store: str | Mapping | None = None
+) -> FeatureStore:
+    """The applied store whose registry and sqlite online store live in ``home`` (see
+    :func:`feature_store_config`).
+
+    Raises:
+        MlschedError: when nothing was applied there yet.
+    """
+    config = feature_store_config(home, online_store=online_store)
+    if not Path(config.registry.path).is_file():
+        raise MlschedError(
+            f"{config.registry.path}: no Feast registry; apply the repository first "
+            "(`mlsched features`, or `feast apply` in feature_repo/)"
+        )
+    return _feature_store(config)
 
 
 def apply_feature_repo(
-    repo_dir: str | os.PathLike,
+    home: str | os.PathLike | None,
     table_path: str | os.PathLike,
     *,
     online_store: str | Mapping | None = None,
     ttl: timedelta | None = None,
     anomaly_table_path: str | os.PathLike | None = None,
 ) -> FeatureStore:
-    """``feast apply`` for a feature table: render the repository, register the entity, source,
-    feature views and feature service, create the online tables, and drop stale views/services.
+    """``feast apply`` for a feature table: register the entity, source, feature views and
+    feature service in the registry under ``home`` (see :func:`feature_store_config`), create the
+    online tables, and drop stale views/services.
 
     With ``anomaly_table_path`` (a table of :func:`~components.features.anomaly_group.
     write_anomaly_table`), the anomaly feature view is registered too; without, it is dropped.
@@ -173,8 +136,6 @@ def apply_feature_repo(
     Returns:
         The store, ready for :func:`materialize_features` and the readers.
     """
-    from feature_repo.node_features import FEATURE_TTL, build_definitions
-
     table = Path(table_path).resolve()
     if not table.is_file():
         raise MlschedError(f"{table}: no feature table; write it with write_feature_table first")
@@ -185,10 +146,7 @@ def apply_feature_repo(
             raise MlschedError(
                 f"{anomaly}: no anomaly feature table; write it with write_anomaly_table first"
             )
-    home = render_feature_repo(
-        repo_dir, table, online_store=online_store, anomaly_table_path=anomaly
-    )
-    store = open_feature_store(home)
+    store = _feature_store(feature_store_config(home, online_store=online_store))
     repo = build_definitions(table, ttl=ttl or FEATURE_TTL, anomaly_table_path=anomaly)
     view_names = {view.name for view in repo.views}
     if repo.anomaly_view is not None:
@@ -260,10 +218,10 @@ def materialize_features(
     return end_time
 
 
-def push_latest_features(store: FeatureStore, features: pd.DataFrame) -> int:
-    """Write feature rows (e.g. from :func:`latest_node_features`) straight into the online store.
-
-    The online path of the feature pipeline: it avoids re-reading the offline table. When
+def write_online_features(store: FeatureStore, features: pd.DataFrame) -> int:
+    """Write feature rows (e.g. from :func:`latest_node_features`) straight into the online
+    store, each under its own ``timestamp``: a fresh state without re-reading the offline table
+    (the replay writes its simulated cluster this way). When
     ``features`` also has the anomaly group's columns (e.g. joined from
     :func:`~components.features.anomaly_group.latest_anomaly_features`) and the store has the
     anomaly view, they are written to it as well.
@@ -273,7 +231,7 @@ def push_latest_features(store: FeatureStore, features: pd.DataFrame) -> int:
     """
     missing = [c for c in (TIMESTAMP, NODE, *FEATURE_NAMES) if c not in features.columns]
     if missing:
-        raise MlschedError(f"features to push lack column(s) {', '.join(missing)}")
+        raise MlschedError(f"features to write lack column(s) {', '.join(missing)}")
     if features.empty:
         return 0
     for group in GROUPS:
@@ -283,54 +241,6 @@ def push_latest_features(store: FeatureStore, features: pd.DataFrame) -> int:
     if all(name in features.columns for name in anomaly) and has_anomaly_view(store):
         store.write_to_online_store(ANOMALY_VIEW, features[[NODE, TIMESTAMP, *anomaly]])
     return len(features)
-
-
-def get_training_set(
-    store: FeatureStore,
-    entity_df: pd.DataFrame,
-    *,
-    features: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Point-in-time-correct features for (node, timestamp) rows, e.g. training examples.
-
-    Each row gets the features of the node's latest feature row at or before its timestamp (and
-    no older than the feature views' TTL; NaN otherwise), so no future data leaks into a row.
-
-    Args:
-        entity_df: ``node`` and ``timestamp`` (UTC) columns; other columns (labels) are kept.
-        features: feature names to fetch (default: the whole service ``node_features_v1``).
-
-    Returns:
-        ``entity_df``'s columns in its row order, then the features as float32.
-    """
-    missing = [c for c in (NODE, TIMESTAMP) if c not in entity_df.columns]
-    if missing:
-        raise MlschedError(f"entity rows lack column(s) {', '.join(missing)}")
-    if not isinstance(entity_df[TIMESTAMP].dtype, pd.DatetimeTZDtype):
-        raise MlschedError("entity rows: timestamps must be UTC (time-zone aware)")
-    if _EVENT_TIMESTAMP in entity_df.columns or _ROW in entity_df.columns:
-        raise MlschedError(f"entity rows: column names {_EVENT_TIMESTAMP!r}, {_ROW!r} are reserved")
-    if features is None:
-        names = list(FEATURE_NAMES)
-        references = store.get_feature_service(FEATURE_SERVICE_NAME)
-    else:
-        names = list(features)
-        references = _references(names)
-    clash = [name for name in names if name in entity_df.columns]
-    if clash:
-        raise MlschedError(f"entity rows already have feature column(s) {', '.join(clash)}")
-    entities = entity_df.rename(columns={TIMESTAMP: _EVENT_TIMESTAMP}).assign(
-        **{_ROW: np.arange(len(entity_df))}
-    )
-    joined = store.get_historical_features(entity_df=entities, features=references).to_df()
-    # Feast's file store drops an entity row whose node has rows but none within the TTL; put it
-    # back (with NaN features) so the result lines up with entity_df.
-    joined = joined[[_ROW, *names]].drop_duplicates(_ROW).set_index(_ROW)
-    result = entity_df.reset_index(drop=True).copy()
-    for name in names:
-        values = joined[name].reindex(np.arange(len(entity_df)))
-        result[name] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float32)
-    return result
 
 
 def _references(names: Sequence[str]) -> list[str]:
@@ -375,98 +285,6 @@ def read_node_state_snapshot(store: FeatureStore, nodes: Sequence[str]) -> pd.Da
     frame = pd.DataFrame(columns, index=pd.Index(nodes, name=NODE))
     frame.insert(0, TIMESTAMP, stamps.where(known))
     return frame
-
-
-class NodeStateRefresher:
-    """Keeps a node state snapshot fresh: re-reads it every ``period_seconds`` in a thread.
-
-    The serving side reads :attr:`snapshot` (the last successful read) without touching the
-    store. A failed read keeps the previous snapshot and is kept in :attr:`last_error`.
-
-    Example::
-
-        with NodeStateRefresher(store, nodes, period_seconds=15) as refresher:
-            state = refresher.snapshot
-    """
-
-    def __init__(
-        self,
-        store: FeatureStore,
-        nodes: Sequence[str] | Callable[[], Sequence[str]],
-        period_seconds: float = 30.0,
-        *,
-        reader: Callable[[FeatureStore, Sequence[str]], pd.DataFrame] = read_node_state_snapshot,
-    ):
-        if period_seconds <= 0:
-            raise MlschedError(f"period_seconds must be positive, got {period_seconds}")
-        self._store = store
-        self._nodes = nodes
-        self.period_seconds = float(period_seconds)
-        self._reader = reader
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._snapshot: pd.DataFrame | None = None
-        self._refreshed: float | None = None
-        self.last_error: BaseException | None = None
-        self.refreshes = 0
-
-    @property
-    def snapshot(self) -> pd.DataFrame | None:
-        """The latest snapshot, or ``None`` before the first successful read."""
-        with self._lock:
-            return self._snapshot
-
-    @property
-    def age_seconds(self) -> float | None:
-        """Seconds since the snapshot was read, or ``None`` before the first successful read."""
-        with self._lock:
-            return None if self._refreshed is None else time.monotonic() - self._refreshed
-
-    def refresh(self) -> pd.DataFrame:
-        """Read the snapshot now (in the calling thread) and keep it."""
-        nodes = self._nodes() if callable(self._nodes) else self._nodes
-        snapshot = self._reader(self._store, list(nodes))
-        with self._lock:
-            self._snapshot = snapshot
-            self._refreshed = time.monotonic()
-            self.refreshes += 1
-        return snapshot
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-                self.last_error = None
-            except Exception as error:  # keep serving the previous snapshot
-                self.last_error = error
-            self._stop.wait(self.period_seconds)
-
-    def start(self) -> NodeStateRefresher:
-        """Start the background thread (it reads at once, then every period)."""
-        if self._thread is not None and self._thread.is_alive():
-            return self
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="node-state-refresher", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop the thread and wait for it (a read in progress finishes first)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def __enter__(self) -> NodeStateRefresher:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def _utc_datetime(value: datetime | pd.Timestamp) -> datetime:

@@ -4,7 +4,9 @@ process over HTTP in a few minutes (target: under 300 s) on 2 cores.
     .venv/bin/python tests/benchmarks/bench_replay.py [--data DIR] [--nodes 50] [--day 1]
 
 Without ``--data`` it generates ``--nodes`` nodes and 2 workload days into a temporary folder.
-The extender runs with the in-process stand-in predictors (``--predictors recent-usage``) unless
+The nodes' history is applied and materialised into a Feast store in the temporary folder (as
+``mlsched features`` does), which the extender reads and the replay writes. The extender runs
+with the in-process stand-in predictors (``--predictors recent-usage``) unless
 ``--extender-args`` says otherwise. Prints ``metric=value`` lines.
 """
 
@@ -22,10 +24,10 @@ from pathlib import Path
 import requests
 
 from components.contracts import read_nodes_table, read_workload_trace
+from components.features.cli import build_features
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import generate_synthetic_cluster
 from components.harness.replay.run import day_window, format_summary, run_replay, write_outputs
-from components.harness.replay.snapshot import empty_cluster_snapshot, write_snapshot
 from components.placement.workload import cluster_from_nodes, workload_from_trace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,14 +57,13 @@ def main() -> None:
         cluster = cluster_from_nodes(read_nodes_table(folder / "nodes.csv"))
         trace = read_workload_trace(folder / "workload.parquet")
         workload = day_window(workload_from_trace(trace), args.day)
-        snapshot = Path(tmp) / "snapshot.parquet"
-        write_snapshot(
-            empty_cluster_snapshot(cluster.nodes, workload.start, workload.step_seconds), snapshot
-        )
+        feast_home = Path(tmp) / "feast"
+        table = Path(tmp) / "features.parquet"
+        build_features(folder / "node_metrics", table, feast_home, anomaly=True)
         port = _free_port()
         command = [
             sys.executable, "-m", "scheduler_client", "extender", "--port", str(port),
-            "--nodes", str(folder / "nodes.csv"), "--snapshot", str(snapshot),
+            "--nodes", str(folder / "nodes.csv"), "--feast-repo", str(feast_home),
             "--log-level", "warning", *shlex.split(args.extender_args),
         ]  # fmt: skip
         log = open(Path(tmp) / "extender.log", "wb")  # noqa: SIM115
@@ -77,7 +78,7 @@ def main() -> None:
                     time.sleep(0.2)
             began = time.perf_counter()
             result = run_replay(
-                workload, cluster, base, snapshot_path=snapshot,
+                workload, cluster, base, feast_home=feast_home,
                 snapshot_every=args.snapshot_every, progress=True,
             )  # fmt: skip
             seconds = time.perf_counter() - began

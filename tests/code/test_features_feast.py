@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
-import pandas as pd
 import pytest
 import yaml
 
@@ -13,11 +10,11 @@ from components.features import FEATURE_NAMES, FEATURE_SERVICE_NAME
 from components.features import definitions as d
 
 feast_store = pytest.importorskip("components.features.feast_store")
-node_features = pytest.importorskip("feature_repo.node_features")
+feast_definitions = pytest.importorskip("components.features.feast_definitions")
 
 
 def test_feast_views_are_built_from_the_one_feature_definition(tmp_path):
-    repo = node_features.build_definitions(tmp_path / "table.parquet")
+    repo = feast_definitions.build_definitions(tmp_path / "table.parquet")
     for group, view in zip(d.GROUPS, repo.views, strict=True):
         assert sorted(field.name for field in view.schema) == sorted(d.FEATURE_GROUPS[group])
     names = [field.name for view in repo.views for field in view.schema]
@@ -29,20 +26,22 @@ def test_feast_views_are_built_from_the_one_feature_definition(tmp_path):
     assert repo.views[0].ttl.total_seconds() == d.FEATURE_TTL_SECONDS
 
 
-def test_rendered_repository_has_absolute_paths_and_a_definitions_module(tmp_path):
-    home = feast_store.render_feature_repo(tmp_path / "repo", tmp_path / "t.parquet")
-    config = yaml.safe_load((home / "feature_store.yaml").read_text())
-    assert config["registry"]["path"] == str(home / "data" / "registry.db")
-    assert config["online_store"] == {"type": "sqlite", "path": str(home / "data/online_store.db")}
-    module = (home / feast_store.GENERATED_MODULE).read_text()
-    assert repr(str((tmp_path / "t.parquet").resolve())) in module
-    assert f"{FEATURE_SERVICE_NAME} = _repo.service" in module
-    compile(module, "generated", "exec")
-    redis = feast_store.render_feature_repo(
-        tmp_path / "repo", tmp_path / "t.parquet", online_store="redis://h:7000/2"
+def test_store_config_is_the_repository_yaml_with_its_files_moved_when_asked(tmp_path):
+    repository = yaml.safe_load((feast_store.FEATURE_REPO / "feature_store.yaml").read_text())
+    default = feast_store.feature_store_config()
+    assert default.project == repository["project"] == "mlsched"
+    assert default.repo_path == feast_store.FEATURE_REPO
+    data = feast_store.FEATURE_REPO.parent / "data" / "feast"
+    assert default.registry.path == str(data / "registry.db")
+    assert default.online_store.path == str(data / "online_store.db")
+    moved = feast_store.feature_store_config(tmp_path / "home")
+    assert moved.registry.path == str(tmp_path / "home" / "registry.db")
+    assert moved.online_store.path == str(tmp_path / "home" / "online_store.db")
+    redis = feast_store.feature_store_config(tmp_path, online_store="redis://h:7000/2")
+    assert (redis.online_store.type, redis.online_store.connection_string) == (
+        "redis",
+        "h:7000,db=2",
     )
-    config = yaml.safe_load((redis / "feature_store.yaml").read_text())
-    assert config["online_store"] == {"type": "redis", "connection_string": "h:7000,db=2"}
 
 
 @pytest.mark.parametrize(
@@ -74,40 +73,5 @@ def test_bad_online_store_specs_are_rejected(spec):
 def test_apply_needs_an_existing_table(tmp_path):
     with pytest.raises(MlschedError, match="no feature table"):
         feast_store.apply_feature_repo(tmp_path / "repo", tmp_path / "missing.parquet")
-    with pytest.raises(MlschedError, match="feature_store.yaml"):
+    with pytest.raises(MlschedError, match="no Feast registry"):
         feast_store.open_feature_store(tmp_path / "nothing")
-
-
-def test_refresher_keeps_the_last_good_snapshot_and_stops():
-    calls = []
-    fail = threading.Event()
-    read = threading.Event()
-
-    def reader(store, nodes):
-        calls.append(list(nodes))
-        read.set()
-        if fail.is_set():
-            raise RuntimeError("store down")
-        return pd.DataFrame({"n": [len(calls)]})
-
-    refresher = feast_store.NodeStateRefresher(object(), ["a", "b"], 0.01, reader=reader)
-    assert refresher.snapshot is None and refresher.age_seconds is None
-    with refresher:
-        assert read.wait(5)
-        while refresher.refreshes < 3:
-            read.clear()
-            assert read.wait(5)
-        fail.set()
-        read.clear()
-        assert read.wait(5)
-        read.clear()
-        assert read.wait(5)
-    assert not refresher.running
-    assert isinstance(refresher.last_error, RuntimeError)
-    assert refresher.snapshot is not None  # the last good snapshot is kept
-    assert calls[0] == ["a", "b"]
-    count = len(calls)
-    threading.Event().wait(0.05)
-    assert len(calls) == count  # stopped means no more reads
-    with pytest.raises(MlschedError):
-        feast_store.NodeStateRefresher(object(), [], 0)

@@ -1,5 +1,6 @@
-"""The replay's parts without a server: the Pod JSON, node metrics and snapshots from the
-simulated cluster, the extender's counters, overload recomputed from an assignment log, the CLI."""
+"""The replay's parts without a server: the Pod JSON, node metrics and node state (written to a
+local Feast store) from the simulated cluster, the extender's counters, overload recomputed from
+an assignment log, the CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 
 from components.contracts import validate_nodes_table, validate_workload_trace
 from components.errors import MlschedError
+from components.features import FEATURE_NAMES, ONLINE_LOOKBACK_SECONDS
 from components.features.anomaly_group import anomaly_feature_names, latest_anomaly_features
+from components.features.anomaly_statistics import LOOKBACK_SECONDS as ANOMALY_LOOKBACK_SECONDS
+from components.features.feast_store import apply_feature_repo, read_node_state_snapshot
 from components.generate.cluster import make_nodes, nodes_table
 from components.generate.workload import WorkloadConfig, generate_workload
 from components.harness.replay import prometheus
@@ -89,9 +93,8 @@ def test_recorder_rows_and_snapshot_features():
     assert a["pod_count"] == 1
     assert len(recorder.frame(since=T0 + pd.Timedelta(minutes=79))) == 20
 
-    writer = SnapshotWriter("unused.parquet", recorder, 60)
     at = T0 + pd.Timedelta(minutes=89)
-    since = at - pd.Timedelta(seconds=writer.lookback_seconds)
+    since = at - pd.Timedelta(seconds=ONLINE_LOOKBACK_SECONDS)
     snapshot = snapshot_from_metrics(recorder.frame(since), at, ("a", "b", "ghost"), 60)
     assert list(snapshot["node"]) == ["a", "b", "ghost"]
     row = snapshot.set_index("node").loc["a"]
@@ -110,9 +113,8 @@ def test_snapshot_carries_the_anomaly_group_the_served_detector_reads():
         cpu = np.array([0.3, 0.5]) + rng.normal(0, 0.02, 2)
         recorder.record(at, cpu, np.array([0.4, 0.2]) + step * 1e-4, state)
     at = T0 + pd.Timedelta(minutes=599)
-    written = SnapshotWriter("unused.parquet", recorder, 60)
     snapshot = snapshot_from_metrics(
-        recorder.frame(at - pd.Timedelta(seconds=written.anomaly_lookback_seconds)),
+        recorder.frame(at - pd.Timedelta(seconds=ANOMALY_LOOKBACK_SECONDS)),
         at,
         ("a", "b", "ghost"),
         60,
@@ -126,14 +128,27 @@ def test_snapshot_carries_the_anomaly_group_the_served_detector_reads():
     assert snapshot.loc["ghost", names].isna().all()
 
 
-def test_snapshot_writer_writes_atomically(tmp_path):
+def test_snapshot_writer_writes_the_state_into_the_feast_online_store(tmp_path):
+    idle = empty_cluster_snapshot(("a", "b"), T0, 60)
+    table, anomaly_table = tmp_path / "t.parquet", tmp_path / "t_anomaly.parquet"
+    idle.to_parquet(table)  # apply needs the offline tables to exist
+    idle.to_parquet(anomaly_table)
+    store = apply_feature_repo(tmp_path / "feast", table, anomaly_table_path=anomaly_table)
     recorder = NodeMetricsRecorder(("a", "b"))
-    state = _state()
-    recorder.record(T0, np.array([0.2, 0.3]), np.array([0.1, 0.1]), state)
-    writer = SnapshotWriter(tmp_path / "s" / "snapshot.parquet", recorder, 60)
-    written = writer.write(T0)
-    assert writer.writes == 1 and list(tmp_path.joinpath("s").iterdir()) == [writer.path]
-    pd.testing.assert_frame_equal(pd.read_parquet(writer.path), written)
+    for step in range(3):
+        at = T0 + pd.Timedelta(minutes=step)
+        recorder.record(at, np.array([0.2, 0.3 + step / 10]), np.array([0.1, 0.1]), _state())
+    writer = SnapshotWriter(store, recorder, 60)
+    writer.publish(idle, T0)
+    written = writer.write(at).set_index("node")
+    assert writer.writes == 2 and writer.last_written_at == at
+    read = read_node_state_snapshot(store, ["a", "b"])
+    assert (read["timestamp"] == at).all()
+    names = [*FEATURE_NAMES, *anomaly_feature_names()]
+    assert read.loc["b", "cpu_utilization"] == pytest.approx(0.5)
+    np.testing.assert_array_equal(
+        read[names].to_numpy(), written.loc[["a", "b"], names].to_numpy(np.float32)
+    )
 
 
 def test_empty_cluster_snapshot_is_idle():
@@ -243,15 +258,11 @@ def test_cli_flags_and_bad_input(tmp_path, small, capsys):
     nodes_table(make_nodes(3, seed=1)).to_csv(tmp_path / "n.csv", index=False)
     base = ("--workload", str(tmp_path / "w.parquet"), "--nodes", str(tmp_path / "n.csv"))
     for argv, message in [
-        (("--prepare-snapshot",), "--prepare-snapshot needs --snapshot"),
         ((), "--extender URL is required"),
         (("--extender", "http://x", "--baselines", "nope"), "unknown policy 'nope'"),
         (("--day", "3"), "--day 3"),
-        (("--day", "last", "--prepare-snapshot"), "--prepare-snapshot needs --snapshot"),
+        (("--extender", "http://x", "--feast-home", str(tmp_path)), "no Feast registry"),
     ]:
         args = _parse(*base, *argv)
         with pytest.raises(MlschedError, match=message):
             args.handler(args)
-    args = _parse(*base, "--prepare-snapshot", "--snapshot", str(tmp_path / "s.parquet"))
-    assert args.handler(args) == 0
-    assert len(pd.read_parquet(tmp_path / "s.parquet")) == 3

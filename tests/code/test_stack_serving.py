@@ -15,7 +15,7 @@ def _config(tmp_path, **overrides) -> ServingConfig:
         "home": tmp_path / ".stack",
         "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "nodes": tmp_path / "nodes.csv",
-        "snapshot": tmp_path / "snapshot.parquet",
+        "feast_home": tmp_path / "feast",
         **overrides,
     }
     return ServingConfig(**options)
@@ -35,7 +35,7 @@ def test_command_lines_parse_with_the_real_cli(tmp_path, dqn_champion):
     assert serve.skip_missing and model_server.cmd_fragment in " ".join(model_server.cmd)
     args = build_parser().parse_args(list(extender.cmd[3:]))
     assert args.port == 18888 and args.predictors == "http://127.0.0.1:18080"
-    assert args.snapshot == str(tmp_path / "snapshot.parquet")
+    assert args.feast_repo == str(tmp_path / "feast")
     if dqn_champion:
         assert args.dqn_model == "models:/placement-dqn@champion"
     else:
@@ -48,7 +48,7 @@ def test_missing_files_are_named_before_anything_starts(tmp_path):
     with pytest.raises(MlschedError, match=r"--nodes .*nodes\.csv: no such file"):
         serving_up(config)
     config.nodes.write_text("node,cpu_cores,memory_bytes,gpus\n")
-    with pytest.raises(MlschedError, match=r"--snapshot .*snapshot\.parquet: no such file"):
+    with pytest.raises(MlschedError, match=r"--feast-home .*feast: no Feast registry"):
         serving_up(config)
     assert not config.folder.exists()
 
@@ -56,7 +56,8 @@ def test_missing_files_are_named_before_anything_starts(tmp_path):
 def test_a_registry_without_champions_is_refused(tmp_path):
     config = _config(tmp_path)
     config.nodes.write_text("node,cpu_cores,memory_bytes,gpus\n")
-    config.snapshot.write_bytes(b"")
+    config.feast_home.mkdir()
+    (config.feast_home / "registry.db").write_bytes(b"")
     with pytest.raises(MlschedError, match="no model has the alias 'champion'"):
         serving_up(config)
     assert not config.folder.exists()

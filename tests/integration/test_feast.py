@@ -1,12 +1,13 @@
 """The Feast store of the node features against real local stores: sqlite, and Redis if present.
 
-Apply, materialise, online lookups, point-in-time-correct historical retrieval and the snapshot
-refresher, on a small synthetic cluster.
+Apply (in code and with the Feast CLI in a copy of ``feature_repo/``), materialise, online reads
+and writes, and point-in-time-correct historical retrieval, on a small synthetic cluster.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from components.features import (
 from components.features import definitions as d
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import generate_synthetic_cluster
+from feature_repo.node_features import TABLE_VARIABLE
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +102,20 @@ def test_online_snapshot_is_the_latest_offline_row(store, features):
     assert (snapshot[list(FEATURE_NAMES)].dtypes == np.float32).all()
 
 
+def feast_training_set(store, entities: pd.DataFrame) -> pd.DataFrame:
+    """Feast's point-in-time join of the service's features onto ``entities``, in their order
+    (Feast's file store drops a row whose node has rows but none within the TTL: put back with
+    NaN features)."""
+    rows = entities.rename(columns={TIMESTAMP: "event_timestamp"}).assign(row=range(len(entities)))
+    service = store.get_feature_service(FEATURE_SERVICE_NAME)
+    joined = store.get_historical_features(entity_df=rows, features=service).to_df()
+    joined = joined.drop_duplicates("row").set_index("row").reindex(range(len(entities)))
+    result = entities.reset_index(drop=True).copy()
+    for name in FEATURE_NAMES:
+        result[name] = pd.to_numeric(joined[name], errors="coerce").to_numpy(dtype=np.float32)
+    return result
+
+
 def test_historical_features_are_point_in_time_correct(store, features):
     rng = np.random.default_rng(0)
     nodes = sorted(features[NODE].unique())
@@ -121,7 +137,7 @@ def test_historical_features_are_point_in_time_correct(store, features):
     )
     entities = pd.concat([entities, extra], ignore_index=True)
     entities["label"] = np.arange(len(entities))
-    got = feast_store.get_training_set(store, entities)
+    got = feast_training_set(store, entities)
     assert list(got.columns) == [NODE, TIMESTAMP, "label", *FEATURE_NAMES]
     assert got["label"].tolist() == entities["label"].tolist()  # the entity order is kept
 
@@ -165,10 +181,10 @@ def test_materialize_incremental_moves_the_online_store_forward(features, tmp_pa
     assert_snapshot_equals(feast_store.read_node_state_snapshot(store, list(latest.index)), latest)
 
 
-def test_online_path_pushes_what_the_offline_table_holds(metrics, features, table, tmp_path):
+def test_online_writes_hold_what_the_offline_table_holds(metrics, features, table, tmp_path):
     store = feast_store.apply_feature_repo(tmp_path / "repo", table)  # nothing materialised
     latest = latest_node_features(metrics, metrics[TIMESTAMP].max())
-    assert feast_store.push_latest_features(store, latest) == len(latest)
+    assert feast_store.write_online_features(store, latest) == len(latest)
     snapshot = feast_store.read_node_state_snapshot(store, list(latest[NODE]))
     expected = last_rows(features)
     nodes = list(expected.index)
@@ -181,32 +197,39 @@ def test_online_path_pushes_what_the_offline_table_holds(metrics, features, tabl
     assert (snapshot.loc[nodes, TIMESTAMP] == expected.loc[nodes, TIMESTAMP]).all()
 
 
-def test_refresher_keeps_a_fresh_snapshot_in_a_thread(store, features):
-    expected = last_rows(features)
-    refresher = feast_store.NodeStateRefresher(store, lambda: list(expected.index), 0.2)
-    with refresher:
-        deadline = time.monotonic() + 20
-        while refresher.refreshes < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert refresher.running
-    assert not refresher.running
-    assert refresher.refreshes >= 2 and refresher.last_error is None
-    assert refresher.age_seconds is not None
-    assert_snapshot_equals(refresher.snapshot, expected)
-
-
-def test_feast_cli_works_in_the_rendered_repository(store):
+def test_feast_apply_works_in_a_copy_of_the_repository(table, tmp_path):
     feast = Path(sys.executable).with_name("feast")
     if not feast.exists():
         pytest.skip(f"{feast}: the feast CLI is not installed beside this interpreter")
-    result = subprocess.run(
-        [str(feast), "-c", str(store.repo_path), "feature-services", "list"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert FEATURE_SERVICE_NAME in result.stdout
+    repo = shutil.copytree(feast_store.FEATURE_REPO, tmp_path / "feature_repo")
+    default_table = tmp_path / "data" / "features" / "node_features.parquet"
+    default_table.parent.mkdir(parents=True)
+    shutil.copyfile(table, default_table)  # where `mlsched features` writes it in a checkout
+    env = {key: value for key, value in os.environ.items() if key != TABLE_VARIABLE}
+
+    def feast_cli(*command: str, **variables: str) -> str:
+        result = subprocess.run(
+            [str(feast), *command],
+            cwd=repo,
+            env={**env, **variables},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def sources() -> set[Path]:
+        # the registry lands where feature_store.yaml says (../data/feast), read by the code
+        views = feast_store.open_feature_store(tmp_path / "data" / "feast").list_feature_views()
+        assert sorted(view.name for view in views) == sorted(map(d.feature_view_name, d.GROUPS))
+        return {Path(view.batch_source.path) for view in views}
+
+    feast_cli("apply")
+    assert sources() == {default_table}
+    assert FEATURE_SERVICE_NAME in feast_cli("feature-services", "list")
+    feast_cli("apply", **{TABLE_VARIABLE: str(table)})
+    assert sources() == {table.resolve()}
 
 
 @pytest.fixture

@@ -20,11 +20,20 @@ from components.contracts import (
     read_workload_trace,
     validate_nodes_table,
     validate_workload_trace,
+    write_node_metrics,
     write_nodes_table,
     write_workload_trace,
 )
 from components.errors import MlschedError
+from components.features.cli import build_features
+from components.features.feast_store import open_feature_store, read_node_state_snapshot
 from components.generate.cluster import make_nodes, nodes_table
+from components.generate.history import (
+    HistoryConfig,
+    generate_node,
+    latent_factors,
+    node_metrics_frame,
+)
 from components.generate.workload import WorkloadConfig, generate_workload
 from components.harness.replay.cli import add_replay_parser
 from components.harness.replay.prometheus import parse_counters
@@ -59,11 +68,19 @@ def inputs(tmp_path_factory) -> dict:
     trace = validate_workload_trace(generate_workload(config, nodes))
     write_nodes_table(nodes, folder / "nodes.csv")
     write_workload_trace(trace, folder / "workload.parquet")
+    # the nodes' history up to the replay's start, applied and materialised into a Feast store
+    history = HistoryConfig(nodes=5, days=0.5, step_seconds=60, seed=1, end_epoch=START)
+    factors = latent_factors(history)
+    made = [generate_node(history, node, factors) for node in make_nodes(5, seed=1)]
+    write_node_metrics(node_metrics_frame(history, made), folder / "metrics.parquet")
+    build_features(
+        folder / "metrics.parquet", folder / "features.parquet", folder / "feast", anomaly=True
+    )
     return {
         "folder": folder,
         "nodes": folder / "nodes.csv",
         "workload": folder / "workload.parquet",
-        "snapshot": folder / "snapshot.parquet",
+        "feast": folder / "feast",
     }
 
 
@@ -73,8 +90,8 @@ def start_extender(inputs: dict, port: int, name: str) -> subprocess.Popen:
         inputs["folder"] / f"{name}.log",
         "--nodes",
         str(inputs["nodes"]),
-        "--snapshot",
-        str(inputs["snapshot"]),
+        "--feast-repo",
+        str(inputs["feast"]),
         "--predictors",
         "recent-usage",
         "--refresh",
@@ -90,18 +107,6 @@ def start_extender(inputs: dict, port: int, name: str) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def extender(inputs, free_ports) -> Iterator[str]:
-    assert (
-        _mlsched(
-            "--prepare-snapshot",
-            "--nodes",
-            str(inputs["nodes"]),
-            "--workload",
-            str(inputs["workload"]),
-            "--snapshot",
-            str(inputs["snapshot"]),
-        )
-        == 0
-    )
     (port,) = free_ports(1)
     process = start_extender(inputs, port, "extender")
     try:
@@ -120,8 +125,8 @@ def replayed(inputs, extender) -> dict:
         str(inputs["nodes"]),
         "--workload",
         str(inputs["workload"]),
-        "--snapshot",
-        str(inputs["snapshot"]),
+        "--feast-home",
+        str(inputs["feast"]),
         "--snapshot-every",
         "10",
         "--output",
@@ -189,9 +194,14 @@ def test_overload_recomputed_from_the_assignment_log(replayed, inputs):
 
 
 def test_the_last_snapshot_is_the_simulated_cluster(replayed, inputs):
-    snapshot = pd.read_parquet(inputs["snapshot"])
     nodes = read_nodes_table(inputs["nodes"])
+    store = open_feature_store(inputs["feast"])
+    snapshot = read_node_state_snapshot(store, list(nodes["node"])).reset_index()
     assert list(snapshot["node"]) == list(nodes["node"])
+    last = pd.Timestamp(replayed["report"]["window"]["start"]) + pd.Timedelta(
+        minutes=replayed["report"]["window"]["steps"] // 10 * 10 - 1
+    )
+    assert (snapshot["timestamp"] == last).all(), "stamped with the simulated time"
     assert snapshot["cpu_utilization"].between(0, 1).all()
     assert snapshot["pod_count"].sum() > 0
     assert (snapshot["cpu_requested_ratio"] <= 1 + 1e-6).all()
@@ -213,7 +223,7 @@ def test_the_same_replay_places_every_pod_the_same_way(inputs, extender, replaye
         workload,
         cluster,
         extender,
-        snapshot_path=inputs["snapshot"],
+        feast_home=inputs["feast"],
         snapshot_every=10,
         baselines=(),
     )
@@ -254,7 +264,7 @@ def test_killing_the_extender_mid_run_costs_no_placement(inputs, replayed, free_
             workload,
             cluster,
             base,
-            snapshot_path=inputs["snapshot"],
+            feast_home=inputs["feast"],
             snapshot_every=10,
             baselines=(),
             timeout_seconds=2.0,

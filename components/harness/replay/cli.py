@@ -1,15 +1,13 @@
 """``mlsched replay``: a day of pod arrivals through the running extender, over HTTP.
 
 Register it in ``components/cli.py``'s ``build_parser`` with ``add_replay_parser(commands)``.
-Typical use (the extender reads the snapshot file the replay writes)::
+Typical use (the extender reads the Feast online store the replay writes into)::
 
-    mlsched replay --prepare-snapshot --nodes data/synthetic/nodes.csv \
-        --workload data/synthetic/workload.parquet --snapshot data/replay/snapshot.parquet
-    mlsched extender --nodes data/synthetic/nodes.csv --snapshot data/replay/snapshot.parquet \
+    mlsched features --metrics data/synthetic/node_metrics --anomaly   # apply + materialise
+    mlsched extender --nodes data/synthetic/nodes.csv --feast-repo data/feast \
         --predictors recent-usage --refresh 250ms &
     mlsched replay --extender http://127.0.0.1:8888 --workload data/synthetic/workload.parquet \
-        --nodes data/synthetic/nodes.csv --snapshot data/replay/snapshot.parquet \
-        --output data/replay/report.json
+        --nodes data/synthetic/nodes.csv --feast-home data/feast --output data/replay/report.json
 """
 
 from __future__ import annotations
@@ -31,7 +29,8 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
         description=(
             "Replay one day of the workload trace in the placement simulator, asking the running "
             "extender (filter, then prioritize, nodeCacheCapable) where every pod goes, while "
-            "writing its node state snapshot from the simulated cluster; replay the same day "
+            "writing the simulated cluster's node state into the Feast online store it reads; "
+            "replay the same day "
             "with kube-default and random; print the summary and write the report (JSON) with "
             "assignment and decision logs (CSV) beside it."
         ),
@@ -49,9 +48,10 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
         help="day of the trace: 1 = the first, 'last' = the last (held out from training)",
     )
     p.add_argument(
-        "--snapshot",
-        help="node state snapshot file the extender reads (its --snapshot); written from the "
-        "simulated cluster. Without it the extender keeps its own node state source",
+        "--feast-home",
+        help="folder of the applied Feast store the extender reads (its --feast-repo; "
+        "`mlsched features --feast-home`), written from the simulated cluster. Without it the "
+        "extender keeps its own node state",
     )
     p.add_argument(
         "--snapshot-every", type=positive_int, default=15, help="simulated steps between writes"
@@ -60,7 +60,7 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
         "--sync-timeout",
         type=non_negative_seconds,
         default=5.0,
-        help="seconds to wait for the extender to re-read each snapshot (0: do not wait)",
+        help="seconds to wait for the extender to re-read each write (0: do not wait)",
     )
     p.add_argument(
         "--baselines",
@@ -70,12 +70,6 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=positive_seconds, default=5.0, help="seconds per HTTP call")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="data/replay/report.json", help="report path (.json)")
-    p.add_argument(
-        "--prepare-snapshot",
-        action="store_true",
-        help="only write the starting snapshot (empty cluster) to --snapshot, for the extender "
-        "to start on, and exit",
-    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_replay)
     return p
@@ -97,20 +91,13 @@ def _day(text: str) -> int | str:
 def cmd_replay(args: argparse.Namespace) -> int:
     from components.contracts import read_nodes_table, read_workload_trace
     from components.harness.replay.run import day_window, format_summary, run_replay, write_outputs
-    from components.harness.replay.snapshot import empty_cluster_snapshot, write_snapshot
     from components.placement.policy import policy_names
     from components.placement.workload import cluster_from_nodes, workload_from_trace
 
     cluster = cluster_from_nodes(read_nodes_table(args.nodes))
     workload = day_window(workload_from_trace(read_workload_trace(args.workload)), args.day)
-    if args.prepare_snapshot:
-        if not args.snapshot:
-            raise MlschedError("--prepare-snapshot needs --snapshot PATH")
-        snapshot = empty_cluster_snapshot(cluster.nodes, workload.start, workload.step_seconds)
-        print(f"wrote {write_snapshot(snapshot, args.snapshot)} ({len(snapshot)} nodes)")
-        return 0
     if not args.extender:
-        raise MlschedError("--extender URL is required (or --prepare-snapshot)")
+        raise MlschedError("--extender URL is required")
     baselines = [name.strip() for name in args.baselines.split(",") if name.strip()]
     known = policy_names()
     unknown = [name for name in baselines if name not in known]
@@ -123,7 +110,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         url_prefix=args.url_prefix,
         token=os.environ.get(TOKEN_VARIABLE) or None,
         timeout_seconds=args.timeout,
-        snapshot_path=args.snapshot,
+        feast_home=args.feast_home,
         snapshot_every=args.snapshot_every,
         sync_timeout_seconds=args.sync_timeout or None,
         baselines=baselines,

@@ -12,8 +12,9 @@ with an ``ignorable`` extender, and the decision is counted as not decided over 
 
 At the end of every simulated step (``observe``) the live cluster state is recorded as node
 metrics; every ``snapshot_every`` steps a :class:`~.snapshot.SnapshotWriter`
-writes the extender's snapshot file, and before the next pod is scored the policy waits
-(bounded) until the extender has re-read it (:class:`SnapshotSync`, from its refresh count).
+writes the node state into the Feast online store the extender reads, and before the next pod is
+scored the policy waits (bounded) until the extender has re-read it (:class:`SnapshotSync`, from
+its refresh count).
 """
 
 from __future__ import annotations
@@ -79,12 +80,12 @@ class PodDecision:
 
 
 class SnapshotSync:
-    """Waits until the extender has re-read the snapshot file written last.
+    """Waits until the extender has re-read the node state written last.
 
     :meth:`mark`, right after a write, reads the extender's count of background refreshes
     (``mlsched_extender_prediction_refreshes_total`` on ``/metrics``); :meth:`wait` returns once
     two more have finished: refreshes run one at a time, so the second began after the mark,
-    hence after the write, and read the new file. At most ``timeout_seconds`` per wait; after a
+    hence after the write, and read the new state. At most ``timeout_seconds`` per wait; after a
     time-out the next wait looks only once (an extender that is down does not cost a time-out
     per snapshot) until a wait succeeds again.
     """
@@ -114,7 +115,7 @@ class SnapshotSync:
         return total(counters, REFRESHES)
 
     def mark(self) -> float | None:
-        """Call right after writing the snapshot; hand the result to :meth:`wait`."""
+        """Call right after writing the node state; hand the result to :meth:`wait`."""
         return self.refreshes()
 
     def wait(self, mark: float | None) -> bool:
@@ -154,10 +155,10 @@ class ExtenderPolicy:
         client: the extender's client (URL, prefix, token, time-out).
         start: the time of the simulator's step 0 (to stamp node metrics).
         step_seconds: the simulator's step.
-        snapshot: writes the extender's snapshot file; None leaves the extender's node state
-            source alone.
-        snapshot_every: simulated steps between snapshot writes.
-        sync: waits for the extender to re-read each snapshot before the next pod is scored;
+        snapshot: writes the node state the extender reads into the Feast online store; None
+            leaves the extender's node state alone.
+        snapshot_every: simulated steps between node state writes.
+        sync: waits for the extender to re-read each write before the next pod is scored;
             None does not wait.
     """
 

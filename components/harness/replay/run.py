@@ -2,7 +2,8 @@
 
 :func:`run_replay` replays the day's pods in the placement simulator with
 :class:`~.extender_policy.ExtenderPolicy` (every placement asked of the running
-extender over HTTP, its snapshot file kept up to date from the simulated cluster), reads the
+extender over HTTP, the node state it reads from the Feast online store kept up to date from the
+simulated cluster), reads the
 extender's ``/metrics`` counters before and after, replays the same day with the baselines
 (``kube-default``, ``random``), and builds the report: placements, pods pending and never placed,
 the fallback rate, client-side latency P50/P99 of the HTTP calls, overload node-minutes of each
@@ -24,13 +25,13 @@ import pandas as pd
 import requests
 
 from components.errors import MlschedError
+from components.features.feast_store import open_feature_store
 from components.harness.replay import prometheus
 from components.harness.replay.extender_policy import ExtenderPolicy, SnapshotSync
 from components.harness.replay.snapshot import (
     NodeMetricsRecorder,
     SnapshotWriter,
     empty_cluster_snapshot,
-    write_snapshot,
 )
 from components.placement.policy import make_policy
 from components.placement.simulator import SimulationConfig, SimulationResult, simulate
@@ -158,7 +159,7 @@ def run_replay(
     url_prefix: str = "/scheduler",
     token: str | None = None,
     timeout_seconds: float = 5.0,
-    snapshot_path: str | os.PathLike | None = None,
+    feast_home: str | os.PathLike | None = None,
     snapshot_every: int = 15,
     sync_timeout_seconds: float | None = 5.0,
     baselines: Sequence[str] = DEFAULT_BASELINES,
@@ -172,35 +173,36 @@ def run_replay(
     Args:
         workload, cluster: the replay (e.g. :func:`day_window` of a trace) and the nodes.
         extender_url: ``http(s)://host:port`` of a running extender that knows the nodes
-            (its ``--nodes``) and, with ``snapshot_path``, reads that file (its ``--snapshot``).
-        snapshot_path: where to write the node state snapshot from the simulated cluster
-            (first the empty cluster, then every ``snapshot_every`` steps); None writes none.
+            (its ``--nodes``) and, with ``feast_home``, reads that Feast store (its
+            ``--feast-repo``).
+        feast_home: the applied Feast store (registry and online store folder,
+            :func:`~components.features.feast_store.open_feature_store`) to write the simulated
+            cluster's node state into, stamped with the simulated time (first the empty cluster,
+            then every ``snapshot_every`` steps); None writes none.
         sync_timeout_seconds: after each write, wait up to this long (before the next pod is
-            scored) for the extender to re-read the file; None does not wait.
+            scored) for the extender to re-read the state; None does not wait.
         baselines: registered policies replayed on the same day in the simulator.
 
     Returns:
         The report, the simulator results and the per-pod decision log.
 
     Raises:
-        MlschedError: when the extender is not reachable.
+        MlschedError: when the extender is not reachable or nothing was applied at
+            ``feast_home``.
     """
     config = config or SimulationConfig()
     session = session or requests.Session()
     base = extender_url.rstrip("/")
+    store = None if feast_home is None else open_feature_store(feast_home)
     health_before = _health(base, session, timeout_seconds)
     client = ExtenderClient(
         base, url_prefix=url_prefix, token=token, timeout_seconds=timeout_seconds, session=session
     )
     writer = sync = None
-    if snapshot_path is not None:
-        writer = SnapshotWriter(
-            snapshot_path, NodeMetricsRecorder(cluster.nodes), workload.step_seconds
-        )
-        write_snapshot(
-            empty_cluster_snapshot(cluster.nodes, workload.start, workload.step_seconds),
-            snapshot_path,
-        )
+    if store is not None:
+        writer = SnapshotWriter(store, NodeMetricsRecorder(cluster.nodes), workload.step_seconds)
+        start = empty_cluster_snapshot(cluster.nodes, workload.start, workload.step_seconds)
+        writer.publish(start, workload.start)
         if sync_timeout_seconds is not None:
             sync = SnapshotSync(base, timeout_seconds=sync_timeout_seconds, session=session)
             sync.wait(sync.mark())
@@ -284,9 +286,9 @@ def run_replay(
                 "per_pod": latency_summary(per_pod),
             },
             "snapshots": {
-                "path": None if writer is None else str(writer.path),
+                "feast_home": None if feast_home is None else str(Path(feast_home).resolve()),
                 "every_steps": snapshot_every if writer is not None else None,
-                "written": 0 if writer is None else writer.writes + 1,
+                "written": 0 if writer is None else writer.writes,
                 "mean_write_seconds": (
                     float(np.mean(writer.seconds))
                     if writer is not None and writer.seconds

@@ -1,22 +1,19 @@
-"""The simulator's live cluster state as the extender's node state snapshot.
+"""The simulator's live cluster state as the extender's node state, in the Feast online store.
 
 :class:`NodeMetricsRecorder` keeps, per simulated step, the node-metrics row of every node (real
 CPU and memory use over capacity, pods, requested ratios: the columns of
 :mod:`components.contracts` and :data:`components.features.definitions.EXTRA_COLUMNS`).
 :class:`SnapshotWriter` turns the recent window of those rows into node features with
-:func:`components.features.engineering.latest_node_features` (the online feature path the
-extender's Feast snapshot comes from) and writes the parquet file the extender's ``--snapshot``
-re-reads (to a temporary file, then ``os.replace``), with the anomaly feature group
-(:func:`components.features.anomaly_group.latest_anomaly_features`, the Feast view the served
-detector reads) joined per node, as the extender's Feast snapshot has it.
+:func:`components.features.engineering.latest_node_features` (the online feature path), joins the
+anomaly feature group per node (:func:`components.features.anomaly_group.latest_anomaly_features`,
+the Feast view the served detector reads) and writes them into the Feast online store the
+extender reads (its ``--feast-repo``), stamped with the simulated time.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,7 +23,11 @@ from components.features import definitions as d
 from components.features.anomaly_group import latest_anomaly_features
 from components.features.anomaly_statistics import LOOKBACK_SECONDS as ANOMALY_LOOKBACK_SECONDS
 from components.features.engineering import latest_node_features
+from components.features.feast_store import write_online_features
 from components.placement.policy import ClusterState
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 MAX_OBSERVED_UTILIZATION = 1.0
 """A node cannot report more use than its capacity; the simulator's demand can exceed it."""
@@ -130,21 +131,6 @@ def snapshot_from_metrics(
     return features.join(anomaly).reset_index()
 
 
-def write_snapshot(snapshot: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write the snapshot parquet atomically (the extender never reads half a file)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        snapshot.to_parquet(temporary, index=False)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
-
-
 def empty_cluster_snapshot(
     nodes: tuple[str, ...] | list[str], at: pd.Timestamp, step_seconds: int
 ) -> pd.DataFrame:
@@ -161,10 +147,10 @@ def empty_cluster_snapshot(
 
 
 class SnapshotWriter:
-    """Writes the recorder's recent window as the extender's snapshot file.
+    """Writes the recorder's recent window into the Feast online store as the node state.
 
     Args:
-        path: the file the extender's ``--snapshot`` reads.
+        store: the applied Feast store the extender reads.
         recorder: the node-metrics rows so far.
         step_seconds: the simulator's step (the features' scrape interval).
         lookback_seconds: history handed to the node feature computation.
@@ -173,13 +159,13 @@ class SnapshotWriter:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        store: FeatureStore,
         recorder: NodeMetricsRecorder,
         step_seconds: int,
         lookback_seconds: int = d.ONLINE_LOOKBACK_SECONDS,
         anomaly_lookback_seconds: int = ANOMALY_LOOKBACK_SECONDS,
     ):
-        self.path = Path(path)
+        self.store = store
         self.recorder = recorder
         self.step_seconds = int(step_seconds)
         self.lookback_seconds = int(lookback_seconds)
@@ -188,8 +174,18 @@ class SnapshotWriter:
         self.seconds: list[float] = []
         self.last_written_at: pd.Timestamp | None = None
 
+    def publish(self, snapshot: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+        """Write ``snapshot`` (one row per node, ``node`` a column) as the state at ``at``."""
+        began = time.perf_counter()
+        stamped = snapshot.assign(**{TIMESTAMP: pd.Timestamp(at)})
+        write_online_features(self.store, stamped)
+        self.writes += 1
+        self.last_written_at = pd.Timestamp(at)
+        self.seconds.append(time.perf_counter() - began)
+        return stamped
+
     def write(self, at: pd.Timestamp) -> pd.DataFrame:
-        """Compute and write the snapshot at ``at``; returns it."""
+        """Compute the state at ``at`` from the recorded window and write it; returns it."""
         began = time.perf_counter()
         longest = max(self.lookback_seconds, self.anomaly_lookback_seconds)
         since = pd.Timestamp(at) - pd.Timedelta(seconds=longest)
@@ -201,8 +197,6 @@ class SnapshotWriter:
             self.lookback_seconds,
             self.anomaly_lookback_seconds,
         )
-        write_snapshot(snapshot, self.path)
-        self.writes += 1
-        self.last_written_at = pd.Timestamp(at)
-        self.seconds.append(time.perf_counter() - began)
-        return snapshot
+        stamped = self.publish(snapshot, at)
+        self.seconds[-1] = time.perf_counter() - began
+        return stamped

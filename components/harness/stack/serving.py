@@ -6,8 +6,9 @@ Both run as user processes beside Prometheus and MLflow, under the same home::
     home/serving/{model-server.log, model-server.pid, extender.log, extender.pid}
 
 The model server (``mlsched serve``) loads ``models:/<name>@champion`` of the three registered
-models from the stack's MLflow; the extender (``mlsched extender``) reads the node state snapshot
-file, asks the model server for node predictions in the background and scores each pod with the
+models from the stack's MLflow; the extender (``mlsched extender``) reads the node state from the
+Feast online store (``--feast-repo``: the store ``mlsched features`` applied and materialised),
+asks the model server for node predictions in the background and scores each pod with the
 champion DQN in-process (without a DQN champion, from the node predictions alone).
 :func:`serving_up` always restarts both, so they serve the champions of the moment.
 """
@@ -52,7 +53,7 @@ class ServingConfig:
         home: the stack home (state goes to ``home/serving``); made absolute.
         tracking_uri: the MLflow server whose registry holds the champions.
         nodes: nodes table the extender knows the cluster from.
-        snapshot: node state snapshot file the extender re-reads (it must exist).
+        feast_home: folder of the applied Feast store the extender reads the node state from.
         refresh: how often the extender refreshes its node predictions, e.g. ``500ms``.
         max_staleness: older predictions are not used (the extender falls back).
     """
@@ -60,7 +61,7 @@ class ServingConfig:
     home: Path
     tracking_uri: str
     nodes: Path
-    snapshot: Path
+    feast_home: Path
     host: str = "127.0.0.1"
     model_server_port: int = 8080
     extender_port: int = 8888
@@ -69,7 +70,7 @@ class ServingConfig:
     max_staleness: str = "30s"
 
     def __post_init__(self) -> None:
-        for name in ("home", "nodes", "snapshot"):
+        for name in ("home", "nodes", "feast_home"):
             object.__setattr__(self, name, Path(getattr(self, name)).expanduser().resolve())
 
     @property
@@ -158,7 +159,7 @@ def _processes(config: ServingConfig, dqn_champion: bool = True) -> tuple[_Proce
             f"--port={config.extender_port}",
             f"--host={config.host}",
             f"--nodes={config.nodes}",
-            f"--snapshot={config.snapshot}",
+            f"--feast-repo={config.feast_home}",
             f"--predictors={config.model_server_url}",
             pod_scorer,
             f"--refresh={config.refresh}",
@@ -218,13 +219,20 @@ def serving_up(
     ``predictions_timeout`` seconds for the extender's predictions to become usable.
 
     Raises:
-        MlschedError: for a missing nodes or snapshot file, a registry without any champion, a
+        MlschedError: for a missing nodes file or Feast registry, a registry without any champion, a
             port held by another process, or a process that exits or does not become ready
             (both are stopped again).
     """
-    for path, flag in ((config.nodes, "--nodes"), (config.snapshot, "--snapshot")):
-        if not path.is_file():
-            raise MlschedError(f"{flag} {path}: no such file")
+    from components.features.feast_store import feature_store_config
+
+    if not config.nodes.is_file():
+        raise MlschedError(f"--nodes {config.nodes}: no such file")
+    registry = Path(feature_store_config(config.feast_home).registry.path)
+    if not registry.is_file():
+        raise MlschedError(
+            f"--feast-home {config.feast_home}: no Feast registry ({registry.name}); "
+            "apply and materialise the features first (`mlsched features`)"
+        )
     champions = registered_champions(config.tracking_uri, config.alias)
     if not any(champions.values()):
         raise MlschedError(
