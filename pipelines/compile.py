@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,13 +35,12 @@ def compile_pipelines(
     """Write ``<output>/<name>_pipeline.yaml`` for each pipeline, atomically."""
     from kfp import compiler
 
-    folder = Path(output)
-    folder.mkdir(parents=True, exist_ok=True)
+    from components.atomic import write_text
+
     written = []
-    for name in names or list(PIPELINES):
-        target = folder / f"{name}_pipeline.yaml"
-        temporary = folder / f".{target.name}.tmp.yaml"
-        compiler.Compiler().compile(build_pipeline(name, image), str(temporary))
-        os.replace(temporary, target)
-        written.append(target)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names or list(PIPELINES):
+            compiled = Path(tmp) / f"{name}_pipeline.yaml"
+            compiler.Compiler().compile(build_pipeline(name, image), str(compiled))
+            written.append(write_text(Path(output) / compiled.name, compiled.read_text()))
     return written

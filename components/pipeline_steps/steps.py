@@ -13,11 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from components.atomic import replace_path
 from components.errors import MlschedError
 from components.model_contracts import MODEL_SPECS, REGISTERED_MODELS
 
@@ -34,24 +34,6 @@ def without_none(value: Any) -> Any:
 # --------------------------------------------------------------------------- data path
 
 
-def _replace(source_writer, target: Path) -> None:
-    """Write into a temporary sibling with ``source_writer(tmp)``, then move it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        source_writer(temporary)
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        os.replace(temporary, target)
-    finally:
-        if temporary.is_dir():
-            shutil.rmtree(temporary, ignore_errors=True)
-        elif temporary.exists():
-            temporary.unlink()
-
-
 def import_node_metrics(source: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Copy a node-metrics data set (file or day-partitioned folder) as it is.
 
@@ -61,10 +43,8 @@ def import_node_metrics(source: str | os.PathLike, target: str | os.PathLike) ->
     if not source.exists():
         raise MlschedError(f"{source}: no node metrics there (node_metrics_path)")
     if source.is_dir():
-        _replace(lambda tmp: shutil.copytree(source, tmp), target)
-    else:
-        _replace(lambda tmp: (tmp.mkdir(), shutil.copy2(source, tmp / source.name)), target)
-    return target
+        return replace_path(target, lambda tmp: shutil.copytree(source, tmp))
+    return replace_path(target, lambda tmp: shutil.copy2(source, tmp / source.name), folder=True)
 
 
 def collect_step(

@@ -211,12 +211,10 @@ def _number(value: float | None) -> float | None:
 
 def write_result_file(result: Mapping[str, Any], path: Path | None) -> None:
     """Write the result JSON (atomically) when the flags asked for it."""
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(result, indent=2, sort_keys=False))
-    os.replace(temporary, path)
+    from components.atomic import write_text
+
+    if path is not None:
+        write_text(path, json.dumps(result, indent=2))
 
 
 def read_result_file(path: str | os.PathLike) -> dict[str, Any]:

@@ -104,10 +104,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(result.summary())
     print(f"MLflow parent run: {result.parent_run_id} ({client.tracking_uri})")
     if args.output:
-        target = Path(args.output)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.tmp")
-        temporary.write_text(json.dumps(result.best_params, indent=2))
-        os.replace(temporary, target)
+        from components.atomic import write_text
+
+        target = write_text(args.output, json.dumps(result.best_params, indent=2))
         print(f"best parameters: {target}")
     return 0 if result.best_value is not None else 1

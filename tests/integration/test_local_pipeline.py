@@ -23,7 +23,8 @@ from components.errors import MlschedError
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
 from components.harness.stack.serving import ServingConfig, serving_down, serving_status, serving_up
-from components.pipeline_steps.steps import MODEL_NAMES, registry_state
+from components.model_contracts import REGISTERED_MODELS
+from components.tracking.gate import registry_state
 from pipelines.run import run_local, synthetic_arguments
 
 pytestmark = pytest.mark.integration
@@ -79,12 +80,15 @@ def test_training_pipeline_runs_every_stage_and_registers_the_models(trained):
     tables = list(run.run_dir.glob("build-node-features/feature_table/node_features.parquet"))
     assert len(tables) == 1 and pq.read_metadata(tables[0]).num_rows > 0
     client = MlflowClient(arguments["tracking_uri"], registry_uri=arguments["tracking_uri"])
-    state = registry_state(client, list(MODEL_NAMES.values()))
+    state = registry_state(client, REGISTERED_MODELS)
     assert all(s["versions"] >= 1 for s in state.values()), state
-    registry = json.loads((run.run_dir / "report-promotions" / "registry").read_text())
+    registry = json.loads((run.run_dir / "promote-candidates" / "registry").read_text())
     assert set(registry) == {"forecaster", "anomaly", "placement"}
+    decisions = json.loads((run.run_dir / "evaluate-candidates" / "decisions").read_text())
     for kind, entry in registry.items():
         assert entry.get("candidate_version") is not None, kind
+        assert entry["promoted"] == decisions[kind]["promoted"], kind
+        assert (str(entry.get("champion")) == entry["candidate_version"]) == entry["promoted"]
     champions = [s for s in state.values() if s["champion"] is not None]
     manifests = list(run.run_dir.glob("render-serving-manifests/manifests/*/canary-*.yaml"))
     assert len(manifests) == 3 * len(champions)
@@ -96,29 +100,27 @@ def test_the_champions_serve_a_replayed_day_through_the_extender(
     from mlflow import MlflowClient
 
     from components.contracts import read_nodes_table, read_workload_trace
+    from components.features.cli import build_features
     from components.harness.replay.run import day_window, run_replay
-    from components.harness.replay.snapshot import empty_cluster_snapshot, write_snapshot
     from components.placement.workload import cluster_from_nodes, workload_from_trace
 
     tracking_uri = trained["arguments"]["tracking_uri"]
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    for name, entry in registry_state(client, list(MODEL_NAMES.values())).items():
+    for name, entry in registry_state(client, REGISTERED_MODELS).items():
         if entry["champion"] is None:  # tiny models may lose to their baselines at the gate
             client.set_registered_model_alias(name, "champion", str(entry["latest"]))
-    state = registry_state(client, list(MODEL_NAMES.values()))
+    state = registry_state(client, REGISTERED_MODELS)
     dataset = SyntheticDataset(tiny_data)
     cluster = cluster_from_nodes(read_nodes_table(dataset.nodes))
     workload = day_window(workload_from_trace(read_workload_trace(dataset.workload)), "last")
-    snapshot = write_snapshot(
-        empty_cluster_snapshot(cluster.nodes, workload.start, workload.step_seconds),
-        tmp_path / "snapshot.parquet",
-    )
+    feast_home = tmp_path / "feast"  # as make run: features applied and materialised
+    build_features(dataset.node_metrics, tmp_path / "features.parquet", feast_home, anomaly=True)
     model_port, extender_port = free_ports(2)
     config = ServingConfig(
         home=tmp_path / ".stack",
         tracking_uri=tracking_uri,
         nodes=dataset.nodes,
-        snapshot=snapshot,
+        feast_home=feast_home,
         model_server_port=model_port,
         extender_port=extender_port,
     )
@@ -128,7 +130,7 @@ def test_the_champions_serve_a_replayed_day_through_the_extender(
         assert serving.champions == {name: str(s["champion"]) for name, s in state.items()}
         assert serving.predictions_usable
         result = run_replay(
-            workload, cluster, config.extender_url, snapshot_path=snapshot, snapshot_every=30
+            workload, cluster, config.extender_url, feast_home=feast_home, snapshot_every=30
         )
     finally:
         stopped = serving_down(config)
