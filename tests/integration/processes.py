@@ -1,61 +1,73 @@
-"""Start, wait for and stop the project's servers as real processes (shared by the integration
-tests)."""
+"""The integration tests' servers as real processes, started, awaited and stopped by the stack's
+process runner (:mod:`components.harness.stack.processes`): each in its own session (stopping it
+stops its children too), its output in a log file."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
 
+from components.errors import MlschedError
+from components.harness.stack.processes import start_process, terminate, wait_until_ready
+
 REPO = Path(__file__).resolve().parents[2]
+
+
+def launch(log: Path, *args: str) -> subprocess.Popen:
+    """``python -m ARGS`` from the repository, unbuffered, output to ``log`` (pid file beside)."""
+    return start_process(
+        [sys.executable, "-m", *args],
+        log_file=log,
+        pid_file=log.with_suffix(".pid"),
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def wait_until(
     url: str,
     process: subprocess.Popen,
-    ready: Callable[[requests.Response], bool],
+    ready: Callable[[requests.Response], bool] | None = None,
     timeout: float = 60.0,
-    **kwargs,
+    log: Path | None = None,
+    **request_options,
 ) -> None:
-    """Poll ``url`` until ``ready(response)``; fails at once if ``process`` exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{process.args} exited with {process.returncode}")
-        try:
-            response = requests.get(url, timeout=1, **kwargs)
-            if ready(response):
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready after {timeout} s")
+    """Poll ``url`` until ``ready(response)`` (default: it answers 200); fails at once if
+    ``process`` exits, with the end of ``log``."""
+    try:
+        wait_until_ready(
+            url,
+            timeout,
+            process,
+            log_file=log,
+            name=" ".join(process.args[2:4]),
+            ready=ready,
+            **request_options,
+        )
+    except MlschedError as error:
+        raise AssertionError(str(error)) from None
 
 
 def stop_process(process: subprocess.Popen) -> None:
-    """Terminate ``process`` (kill it after 10 s) and reap it."""
+    """Stop ``process`` and its children (SIGKILL after 10 s) and reap it."""
     if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process.pid)
+    process.wait()
 
 
 def launch_extender(port: int, log: Path, *flags: str) -> subprocess.Popen:
     """``python -m scheduler_client extender --port PORT FLAGS...``, output to ``log``."""
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "scheduler_client", "extender", "--port", str(port), *flags],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    return launch(log, "scheduler_client", "extender", "--port", str(port), *flags)
+
+
+def launch_model_server(port: int, models: Path, log: Path) -> subprocess.Popen:
+    """``python -m serving serve`` of the models saved under ``models``, output to ``log``."""
+    return launch(log, "serving", "serve", "--port", str(port), "--models-from", str(models))
 
 
 def predictions_usable(response: requests.Response) -> bool:

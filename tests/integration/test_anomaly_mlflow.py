@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +12,6 @@ import pytest
 
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
-from components.harness.stack.mlflow_server import HEALTH_PATH, start_mlflow
-from components.harness.stack.processes import stop_process, wait_until_ready
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -150,9 +151,15 @@ def stop_process(
         True when a running process was stopped.
     """
     pid = running_pid(pid_file, expected_cmd_fragment)
-    if pid is None:
-        pid_file.unlink(missing_ok=True)
-        return False
+    if pid is not None:
+        terminate(pid, timeout)
+    pid_file.unlink(missing_ok=True)
+    return pid is not None
+
+
+def terminate(pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
+    """Send SIGTERM to ``pid`` (to its whole group if it leads one), SIGKILL after ``timeout``
+    seconds, and wait until it is gone."""
     try:
         pgid: int | None = os.getpgid(pid)
     except ProcessLookupError:
@@ -163,8 +170,6 @@ def stop_process(
     if not _wait_gone(pid, pgid, timeout):
         _signal(pid, pgid, signal.SIGKILL)
         _wait_gone(pid, pgid, timeout)
-    pid_file.unlink(missing_ok=True)
-    return True
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -190,10 +195,16 @@ def log_tail(log_file: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def url_is_ready(url: str, timeout: float = 2.0) -> bool:
-    """Whether a GET on ``url`` answers 200."""
+def url_is_ready(
+    url: str,
+    timeout: float = 2.0,
+    ready: Callable[[requests.Response], bool] | None = None,
+    **request_options: Any,
+) -> bool:
+    """Whether a GET on ``url`` answers 200 (or, given ``ready``, an answer it accepts)."""
     try:
-        return requests.get(url, timeout=timeout).status_code == 200
+        response = requests.get(url, timeout=timeout, **request_options)
+        return ready(response) if ready is not None else response.status_code == 200
     except requests.RequestException:
         return False
 
@@ -203,27 +214,29 @@ def wait_until_ready(
     timeout: float,
     process: subprocess.Popen[bytes],
     *,
-    log_file: Path,
+    log_file: Path | None,
     name: str,
+    ready: Callable[[requests.Response], bool] | None = None,
+    **request_options: Any,
 ) -> None:
-    """Poll ``url`` until it answers 200.
+    """Poll ``url`` until it is ready (see :func:`url_is_ready`).
 
     Raises:
         MlschedError: when ``process`` exits first or ``timeout`` seconds pass, with the log tail.
     """
     deadline = time.monotonic() + timeout
+
+    def tail() -> str:
+        return f"; last lines of {log_file}:\n{log_tail(log_file)}" if log_file else ""
+
     while True:
         code = process.poll()
         if code is not None:
-            raise MlschedError(
-                f"{name} exited with status {code} while starting; last lines of {log_file}:\n"
-                f"{log_tail(log_file)}"
-            )
-        if url_is_ready(url):
+            raise MlschedError(f"{name} exited with status {code} while starting{tail()}")
+        if url_is_ready(url, ready=ready, **request_options):
             return
         if time.monotonic() >= deadline:
             raise MlschedError(
-                f"{name} did not become ready at {url} within {timeout:.0f} s; "
-                f"last lines of {log_file}:\n{log_tail(log_file)}"
+                f"{name} did not become ready at {url} within {timeout:.0f} s{tail()}"
             )
         time.sleep(0.2)
