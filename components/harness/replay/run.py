@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 import requests
 
+from components.atomic import replace_path
 from components.errors import MlschedError
 from components.features.feast_store import open_feature_store
 from components.harness.replay import prometheus
@@ -308,18 +308,6 @@ def run_replay(
     return ReplayResult(report, results, decisions)
 
 
-def _atomic_write(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_outputs(result: ReplayResult, output: str | os.PathLike) -> dict[str, Path]:
     """The report JSON at ``output``, the assignment log (every run, a ``policy`` column) and
     the replay's per-pod decision log as CSVs beside it."""
@@ -344,9 +332,9 @@ def write_outputs(result: ReplayResult, output: str | os.PathLike) -> dict[str, 
         "assignment_log": paths["assignments"].name,
         "decision_log": paths["decisions"].name,
     }
-    _atomic_write(paths["assignments"], lambda p: log.to_csv(p, index=False))
-    _atomic_write(paths["decisions"], lambda p: decisions.to_csv(p, index=False))
-    _atomic_write(
+    replace_path(paths["assignments"], lambda p: log.to_csv(p, index=False))
+    replace_path(paths["decisions"], lambda p: decisions.to_csv(p, index=False))
+    replace_path(
         paths["report"],
         lambda p: Path(p).write_text(json.dumps(report, indent=2, default=_json_default) + "\n"),
     )

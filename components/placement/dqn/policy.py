@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from components.atomic import replace_path
 from components.errors import MlschedError
 from components.placement.dqn.inputs import (
     N_NODE_FEATURES,
@@ -43,24 +42,18 @@ MODEL_URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/", "s3://", "gs://
 
 def save_dqn_model(network: NodeScoringNetwork, directory: str | os.PathLike, **extra) -> Path:
     """Write ``weights.pt`` + ``config.json`` into ``directory`` atomically (replacing it)."""
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        torch.save(network.state_dict(), tmp / WEIGHTS_FILE)
-        document = {
-            "network": network.config.to_dict(),
-            "node_features": list(NODE_FEATURE_NAMES),
-            "pod_features": list(POD_FEATURE_NAMES),
-            **extra,
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(document, indent=1, default=float))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    document = {
+        "network": network.config.to_dict(),
+        "node_features": list(NODE_FEATURE_NAMES),
+        "pod_features": list(POD_FEATURE_NAMES),
+        **extra,
+    }
+
+    def write(folder: Path) -> None:
+        torch.save(network.state_dict(), folder / WEIGHTS_FILE)
+        (folder / CONFIG_FILE).write_text(json.dumps(document, indent=1, default=float))
+
+    return replace_path(directory, write, folder=True)
 
 
 def load_dqn_network(path_or_uri: str | os.PathLike) -> tuple[NodeScoringNetwork, dict]:
