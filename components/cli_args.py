@@ -1,60 +1,79 @@
-"""Argument types shared by the ``mlsched`` commands: each rejects a bad value with one line."""
+"""Argument types shared by every command line: each rejects a bad value with one line."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import pandas as pd
 
+from components.durations import parse_duration_seconds
 from components.errors import MlschedError
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, kind: type, expected: str):
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
 
 
-def fraction(text: str) -> float:
-    """A share strictly between 0 and 1, such as a train fraction."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {value:g}")
-    return value
-
-
 def port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    value = _number(text, int, "a port number")
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError(f"port must be 1..65535, got {value}")
     return value
 
 
-def non_negative_seconds(text: str) -> float:
+def number_within(
+    low: float, high: float, *, include_low: bool = False, include_high: bool = False
+) -> Callable[[str], float]:
+    """The argument type of a number between ``low`` and ``high``, ends excluded unless included
+    (a flag whose range differs from :func:`fraction`'s names its bounds here)."""
+    if include_low or include_high:
+        bounds = (
+            f"within {'[' if include_low else '('}{low:g}, {high:g}{']' if include_high else ')'}"
+        )
+    else:
+        bounds = f"strictly between {low:g} and {high:g}"
+
+    def parse(text: str) -> float:
+        value = _number(text, float, "a number")
+        above = value >= low if include_low else value > low
+        below = value <= high if include_high else value < high
+        if not (above and below):
+            raise argparse.ArgumentTypeError(f"must lie {bounds}, got {value:g}")
+        return value
+
+    return parse
+
+
+fraction = number_within(0.0, 1.0)  # a share such as a train fraction
+percent = number_within(0.0, 100.0, include_low=True, include_high=True)
+
+
+def _duration(text: str, allow_zero: bool) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
+        return parse_duration_seconds(text, what="", allow_zero=allow_zero)
+    except MlschedError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def positive_seconds(text: str) -> float:
-    value = non_negative_seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be positive, got 0")
-    return value
+    """A duration in seconds, above 0: ``30s``, ``2m``, ``1.5h``, ``50ms`` or plain seconds."""
+    return _duration(text, allow_zero=False)
+
+
+def non_negative_seconds(text: str) -> float:
+    """A duration in seconds as :func:`positive_seconds`, 0 allowed."""
+    return _duration(text, allow_zero=True)
 
 
 def utc_timestamp(text: str, what: str) -> pd.Timestamp:

@@ -8,12 +8,19 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 60480
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 
 
-def parse_duration_seconds(text: str | int | float, *, what: str = "duration") -> float:
+def parse_duration_seconds(
+    text: str | int | float, *, what: str = "duration", allow_zero: bool = False
+) -> float:
     """Seconds in ``text``: ``"30s"``, ``"5m"``, ``"1.5h"``; a bare number counts as seconds.
 
+    Args:
+        what: names the value in the error (empty: the message alone).
+        allow_zero: accept 0 (a duration that switches something off).
+
     Raises:
-        MlschedError: when the text is not a positive duration.
+        MlschedError: when the text is not a positive (or, with ``allow_zero``, zero) duration.
     """
+    label = f"{what}: " if what else ""
     if isinstance(text, int | float):
         seconds = float(text)
     else:
@@ -23,12 +30,13 @@ def parse_duration_seconds(text: str | int | float, *, what: str = "duration") -
                 seconds = float(text)
             except ValueError:
                 raise MlschedError(
-                    f"{what}: cannot read {text!r} as a duration; use forms like 30s, 5m, 1h, 14d"
+                    f"{label}cannot read {text!r} as a duration; use forms like 30s, 5m, 1h, 14d"
                 ) from None
         else:
             seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise MlschedError(f"{what}: must be positive, got {text!r}")
+    if not (seconds > 0 or (allow_zero and seconds == 0)):
+        bound = "must not be negative" if allow_zero else "must be positive"
+        raise MlschedError(f"{label}{bound}, got {text!r}")
     return seconds
 
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.durations import parse_duration_seconds
+from components.cli_args import number_within, percent, port, positive_int, positive_seconds
 from components.errors import MlschedError
 
 STAND_IN = "recent-usage"
@@ -149,36 +149,6 @@ def build_extender_app(options: ExtenderOptions):
     )
 
 
-def _seconds(flag: str):
-    def parse(text: str) -> float:
-        try:
-            return parse_duration_seconds(text, what=flag)
-        except MlschedError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return parse
-
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number 0..100, got {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be within 0..100, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 1.5:
-        raise argparse.ArgumentTypeError(f"must be within (0, 1.5], got {value}")
-    return value
-
-
 def add_extender_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``extender`` command to an ``add_subparsers()`` object; return its parser."""
     p = subparsers.add_parser(
@@ -192,7 +162,7 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a pod)")
-    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--port", type=port, default=8888)
     p.add_argument("--url-prefix", default="/scheduler", help="path before /filter, /prioritize")
     p.add_argument(
         "--predictors",
@@ -201,7 +171,11 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--nodes", help="nodes table (node, cpu_cores, memory_bytes, gpus)")
     state = p.add_mutually_exclusive_group()
-    state.add_argument("--feast-repo", help="rendered Feast repository of the node features")
+    state.add_argument(
+        "--feast-repo",
+        help="folder of the node features' applied Feast store (registry, online store), e.g. "
+        "data/feast (`mlsched features --feast-home`)",
+    )
     state.add_argument("--snapshot", help="parquet node state snapshot (re-read when it changes)")
     p.add_argument(
         "--pod-scorer",
@@ -215,25 +189,27 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
         "--dqn-model",
         help="DQN model folder or MLflow URI, e.g. models:/placement-dqn@champion",
     )
-    p.add_argument("--refresh", type=_seconds("--refresh"), default=15.0, help="e.g. 15s")
+    p.add_argument("--refresh", type=positive_seconds, default=15.0, help="e.g. 15s")
     p.add_argument(
         "--max-staleness",
-        type=_seconds("--max-staleness"),
+        type=positive_seconds,
         default=60.0,
         help="older predictions are not used (fallback)",
     )
-    p.add_argument("--timeout", type=_seconds("--timeout"), default=2.0, help="per predictor call")
+    p.add_argument("--timeout", type=positive_seconds, default=2.0, help="per predictor call")
     p.add_argument(
         "--scorer-timeout",
-        type=_seconds("--scorer-timeout"),
+        type=positive_seconds,
         default=0.05,
         help="per pod-scorer call on the scheduling path, e.g. 50ms",
     )
-    p.add_argument("--cpu-threshold", type=_fraction, default=0.90)
-    p.add_argument("--memory-threshold", type=_fraction, default=0.95)
+    # predicted P90 utilisation plus the pod's share: above 1 is a node over its capacity
+    utilisation = number_within(0.0, 1.5, include_high=True)
+    p.add_argument("--cpu-threshold", type=utilisation, default=0.90)
+    p.add_argument("--memory-threshold", type=utilisation, default=0.95)
     p.add_argument("--shadow", action="store_true", help="log ML decisions, answer with fallback")
     p.add_argument(
-        "--rollout-percent", type=_percent, default=100.0, help="ML for this share of pods"
+        "--rollout-percent", type=percent, default=100.0, help="ML for this share of pods"
     )
     p.add_argument("--token", help=f"bearer token (or set {TOKEN_VARIABLE}, or --token-file)")
     p.add_argument("--token-file", help="file holding the bearer token")
@@ -244,7 +220,7 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
         "--drift-reference",
         help="parquet feature table the drift PSI compares against (default: the first snapshot)",
     )
-    p.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024)
+    p.add_argument("--max-body-bytes", type=positive_int, default=32 * 1024 * 1024)
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(handler=cmd_extender)
     return p
