@@ -53,17 +53,11 @@ POD_DEPENDENT_FEATURE_NAMES = (
 )
 """The node features that depend on the pod being placed (contiguous in NODE_FEATURE_NAMES)."""
 
+_UTILISATION_COLUMNS = tuple(name for name in NODE_STATE_COLUMNS if "_util_" in name)
+"""The record's utilisation columns, which are node features as they are (same names)."""
+
 NODE_FEATURE_NAMES = (
-    "cpu_util_now",
-    "cpu_util_mean",
-    "cpu_util_std",
-    "cpu_util_p90",
-    "cpu_util_max",
-    "cpu_util_long_mean",
-    "cpu_util_long_max",
-    "memory_util_now",
-    "memory_util_p90",
-    "memory_util_long_max",
+    *_UTILISATION_COLUMNS,
     "cpu_pending_ratio",
     "memory_pending_ratio",
     "cpu_requested_ratio",
@@ -90,8 +84,6 @@ POD_DEPENDENT_COLUMNS = slice(
 )
 """Where the pod-dependent features sit in a node-feature row."""
 FEATURE_CLIP = 10.0
-_UTILISATION_FEATURES = NODE_FEATURE_NAMES[:10]
-"""The node features that are the record's utilisation columns as they are (same names)."""
 _COLUMN = {name: i for i, name in enumerate(NODE_STATE_COLUMNS)}
 
 
@@ -325,7 +317,7 @@ def node_features(nodes: NodeState, pod: PodSpec) -> np.ndarray:
     gpu_cap = nodes["gpu_capacity"]
     pod_count = nodes["pod_count"]
     columns = [
-        *(nodes[name] for name in _UTILISATION_FEATURES),
+        *(nodes[name] for name in _UTILISATION_COLUMNS),
         nodes["cpu_pending_cores"] / cpu_cap,
         nodes["memory_pending_bytes"] / mem_cap,
         nodes["cpu_requested_cores"] / cpu_cap,
