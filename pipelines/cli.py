@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from components.errors import MlschedError
-from components.tracking.entrypoint import DEFAULT_LOCAL_STORE
+from components.tracking.entrypoint import add_store_flags
 
 DEFAULT_DATA = Path("data/synthetic")
 DEFAULT_PLACEMENT_BUDGET = 120
@@ -41,15 +41,7 @@ def add_pipeline_parser(subparsers) -> argparse.ArgumentParser:
     run.add_argument("--range-of", metavar="MANIFEST", help="collect over this manifest's span")
     run.add_argument("--start", help="with --prometheus: ISO 8601 start, with a zone")
     run.add_argument("--end", help="with --prometheus: ISO 8601 end, with a zone")
-    run.add_argument(
-        "--tracking-uri", help="MLflow (default: $MLFLOW_TRACKING_URI, else --local-store)"
-    )
-    run.add_argument(
-        "--local-store",
-        type=Path,
-        default=DEFAULT_LOCAL_STORE,
-        help="folder of the local SQLite store used when no tracking URI is given",
-    )
+    add_store_flags(run)
     run.add_argument("--tune", action="store_true", help="tune every model first (Katib YAMLs)")
     run.add_argument("--tune-trials", type=int, default=3)
     run.add_argument(
@@ -94,9 +86,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def _tracking_uri(args: argparse.Namespace) -> str:
     from components.tracking.runs import local_tracking_uri
 
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
+    if args.tracking_uri:
+        return args.tracking_uri
     args.local_store.mkdir(parents=True, exist_ok=True)
     return local_tracking_uri(args.local_store)
 
@@ -120,7 +111,7 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         if not start or not end:
             raise MlschedError("--prometheus needs --range-of MANIFEST or --start and --end")
         arguments.update(node_metrics_path="", prometheus_url=args.prometheus, start=start, end=end)
-    if args.host and not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+    if args.host and not args.tracking_uri:
         raise MlschedError("--host needs --tracking-uri: the MLflow server the cluster reaches")
     arguments["tracking_uri"] = _tracking_uri(args)
     arguments["register"] = not args.no_register

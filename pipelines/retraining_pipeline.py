@@ -10,9 +10,9 @@ from pipelines.stages import (
     TRACKING,
     TRAINING,
     collect_stage,
+    define_pipeline,
     gated_training,
     parameter,
-    with_parameters,
 )
 
 NAME = "ml-scheduler-retraining"
@@ -37,9 +37,11 @@ def build_retraining_pipeline(image: str = DEFAULT_IMAGE):
 
     drift = parameter("drift_config_path", str, "")
     parameters = (*TRACKING, *SOURCE, drift, *GATE, *TRAINING)
-    return dsl.pipeline(
-        name=NAME,
-        description="PSI/KS drift of key node features (training window vs the last day, "
+    return define_pipeline(
+        NAME,
+        "PSI/KS drift of key node features (training window vs the last day, "
         "thresholds in pipelines/drift.yaml): retrain through the validation gate when "
         "drifted, otherwise record 'no drift'.",
-    )(with_parameters(retraining_pipeline, parameters, "retraining_pipeline"))
+        retraining_pipeline,
+        parameters,
+    )

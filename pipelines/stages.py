@@ -53,17 +53,19 @@ TRAINING = (
 )
 
 
-def with_parameters(body: Callable[[dict], None], parameters, name: str) -> Callable:
-    """A pipeline function whose signature is ``parameters`` and whose body gets them as one
-    dict (KFP reads the signature and calls the function with one channel per parameter)."""
+def define_pipeline(
+    name: str, description: str, body: Callable[[dict], None], parameters
+) -> Callable:
+    """The KFP pipeline ``name`` whose signature is ``parameters`` and whose ``body`` gets them
+    as one dict (KFP reads the signature and calls the function with one channel each)."""
     names = [p.name for p in parameters]
 
     def pipeline(*values):
         return body(dict(zip(names, values, strict=True)))
 
     pipeline.__signature__ = inspect.Signature(parameters)
-    pipeline.__name__ = name
-    return pipeline
+    pipeline.__name__ = body.__name__
+    return dsl.pipeline(name=name, description=description)(pipeline)
 
 
 def pick(values: dict, parameters) -> dict:
@@ -140,27 +142,24 @@ def build_train_and_deploy(image: str = DEFAULT_IMAGE):
             defaults = defaults_op().after(feature_task).set_display_name("default parameters")
         params = {k: dsl.OneOf(task.output, defaults.output) for k, task in tuned.items()}
         training = {"tracking_uri": p["tracking_uri"], "register": p["register"]}
+        inputs = {
+            "forecaster": (forecaster_op, "forecaster", {"node_metrics": p["node_metrics"]}),
+            "anomaly": (
+                anomaly_op,
+                "anomaly detector",
+                {"node_metrics": p["node_metrics"], "labels_path": p["labels_path"]},
+            ),
+            "placement": (
+                placement_op,
+                "placement DQN",
+                {"workload_path": p["workload_path"], "nodes_path": p["nodes_path"]},
+            ),
+        }
         candidates = {
-            "forecaster": forecaster_op(
-                node_metrics=p["node_metrics"],
-                hyperparameters=params["forecaster"],
-                extra_args=p["forecaster_args"],
-                **training,
-            ).set_display_name("train forecaster"),
-            "anomaly": anomaly_op(
-                node_metrics=p["node_metrics"],
-                labels_path=p["labels_path"],
-                hyperparameters=params["anomaly"],
-                extra_args=p["anomaly_args"],
-                **training,
-            ).set_display_name("train anomaly detector"),
-            "placement": placement_op(
-                workload_path=p["workload_path"],
-                nodes_path=p["nodes_path"],
-                hyperparameters=params["placement"],
-                extra_args=p["placement_args"],
-                **training,
-            ).set_display_name("train placement DQN"),
+            kind: train_op(
+                hyperparameters=params[kind], extra_args=p[f"{kind}_args"], **data, **training
+            ).set_display_name(f"train {shown}")
+            for kind, (train_op, shown, data) in inputs.items()
         }
         evaluation = evaluate_op(
             tracking_uri=p["tracking_uri"],
@@ -178,9 +177,10 @@ def build_train_and_deploy(image: str = DEFAULT_IMAGE):
         ).set_display_name("render serving manifests")
 
     parameters = (parameter("node_metrics", Input[Dataset]), *TRACKING, *TUNING, *TRAINING)
-    return dsl.pipeline(
-        name="train-and-deploy",
-        description="Features and Feast, optional tuning, the three candidates, their "
-        "evaluation against the baselines and the champion, promotion, and the serving "
-        "manifests.",
-    )(with_parameters(train_and_deploy, parameters, "train_and_deploy"))
+    return define_pipeline(
+        "train-and-deploy",
+        "Features and Feast, optional tuning, the three candidates, their evaluation against the "
+        "baselines and the champion, promotion, and the serving manifests.",
+        train_and_deploy,
+        parameters,
+    )

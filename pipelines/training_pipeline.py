@@ -1,8 +1,6 @@
 """``training_pipeline``: collect -> validate (gate) -> features -> (tune) -> train candidates
 -> evaluate -> promote -> render manifests."""
 
-from kfp import dsl
-
 from components.pipeline_steps.factory import DEFAULT_IMAGE
 from pipelines.stages import (
     GATE,
@@ -11,8 +9,8 @@ from pipelines.stages import (
     TRAINING,
     TUNING,
     collect_stage,
+    define_pipeline,
     gated_training,
-    with_parameters,
 )
 
 NAME = "ml-scheduler-training"
@@ -28,9 +26,11 @@ def build_training_pipeline(image: str = DEFAULT_IMAGE):
         gate_and_train(data.outputs["node_metrics"], values)
 
     parameters = (*TRACKING, *SOURCE, *GATE, *TUNING, *TRAINING)
-    return dsl.pipeline(
-        name=NAME,
-        description="Node metrics -> Great Expectations gate -> features and Feast -> optional "
+    return define_pipeline(
+        NAME,
+        "Node metrics -> Great Expectations gate -> features and Feast -> optional "
         "Katib-style tuning -> forecaster, anomaly detector and DQN candidates -> evaluation "
         "against the baselines and the champions -> promotion in MLflow -> KServe manifests.",
-    )(with_parameters(training_pipeline, parameters, "training_pipeline"))
+        training_pipeline,
+        parameters,
+    )

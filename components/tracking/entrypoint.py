@@ -52,9 +52,9 @@ RESULT_KEYS = (
 )
 
 
-def add_training_flags(parser: argparse.ArgumentParser, spec: ModelSpec) -> None:
-    """The flags every training entrypoint takes, with the same names and defaults."""
-    parser.add_argument("--seed", type=int, default=0)
+def add_store_flags(parser: argparse.ArgumentParser) -> None:
+    """``--tracking-uri`` and ``--local-store``: which MLflow store a command writes to (every
+    command that tracks or registers takes these two)."""
     parser.add_argument(
         "--tracking-uri",
         default=os.environ.get("MLFLOW_TRACKING_URI") or None,
@@ -66,6 +66,12 @@ def add_training_flags(parser: argparse.ArgumentParser, spec: ModelSpec) -> None
         default=DEFAULT_LOCAL_STORE,
         help="folder of the local SQLite store used when no tracking URI is given",
     )
+
+
+def add_training_flags(parser: argparse.ArgumentParser, spec: ModelSpec) -> None:
+    """The flags every training entrypoint takes, with the same names and defaults."""
+    parser.add_argument("--seed", type=int, default=0)
+    add_store_flags(parser)
     parser.add_argument("--experiment", default=spec.registered_name, help="MLflow experiment")
     parser.add_argument("--no-tracking", action="store_true", help="print metrics, log nothing")
     parser.add_argument(

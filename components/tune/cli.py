@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from components.errors import MlschedError
-from components.tracking.entrypoint import DEFAULT_LOCAL_STORE
+from components.tracking.entrypoint import add_store_flags
 from components.tune.experiment import REPO_ROOT
 
 
@@ -39,17 +39,7 @@ def add_tune_parser(subparsers) -> argparse.ArgumentParser:
         help="flag appended to every local trial command, e.g. --trial-arg=--data=data/synthetic",
     )
     tune.add_argument("--trial-timeout", type=float, help="seconds before a local trial fails")
-    tune.add_argument(
-        "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI") or None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else --local-store)",
-    )
-    tune.add_argument(
-        "--local-store",
-        type=Path,
-        default=DEFAULT_LOCAL_STORE,
-        help="folder of the local SQLite store used when no tracking URI is given",
-    )
+    add_store_flags(tune)
     tune.add_argument("--mlflow-experiment", default="katib-local", help="MLflow experiment name")
     tune.add_argument("--output", help="write the best parameters as JSON here (local)")
     tune.add_argument(
