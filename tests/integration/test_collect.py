@@ -16,43 +16,22 @@ from components.collect.cli import add_collect_parser
 from components.collect.config import parse_collect_config
 from components.contracts import read_node_metrics
 from components.errors import MlschedError
-from components.generate.history import HistoryConfig
-from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
-from components.harness.stack import StackConfig, stack_down, stack_up
+from components.harness.stack import stack_up
 from components.harness.stack.processes import stop_process
+from tests.integration.conftest import HISTORY_END as END
+from tests.integration.conftest import HISTORY_NODES as NODES
+from tests.integration.conftest import HISTORY_STEP_SECONDS as STEP
 
 pytestmark = pytest.mark.integration
 
-END = pd.Timestamp("2026-01-01T00:00:00Z")
 START = END - pd.Timedelta(days=1)
-STEP = 30
 WINDOW = 120  # the automatic $window at a 30 s step
-NODES = 4
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, free_ports):
-    root = tmp_path_factory.mktemp("collect")
-    config = HistoryConfig(
-        nodes=NODES, days=1, step_seconds=STEP, seed=11, end_epoch=int(END.timestamp())
-    )
-    generate_synthetic_cluster(config, root / "data", workload_days=0.1, progress=False)
-    dataset = SyntheticDataset(root / "data")
-    prometheus_port, mlflow_port = free_ports(2)
-    stack = StackConfig(
-        home=root / "stack", prometheus_port=prometheus_port, mlflow_port=mlflow_port
-    )
-    try:
-        stack_up(stack, openmetrics=dataset.openmetrics)
-        yield dataset, stack
-    finally:
-        stack_down(stack)
-
-
-@pytest.fixture(scope="module")
-def full(served, tmp_path_factory):
+def full(served_history, tmp_path_factory):
     """One collection of the whole day, shared by the tests that only read it."""
-    _, stack = served
+    _, stack = served_history
     output = tmp_path_factory.mktemp("full") / "node_metrics"
     report = collect_node_metrics(stack.prometheus_url, START, END, STEP, output, progress=False)
     return report, read_node_metrics(output)
@@ -92,8 +71,8 @@ def _rate_semantics(rows: pd.DataFrame, at: pd.Timestamp) -> float | None:
     return 1 - (1 - mean) * extrapolated / WINDOW
 
 
-def test_collected_values_match_the_generated_history(served, full):
-    dataset, _ = served
+def test_collected_values_match_the_generated_history(served_history, full):
+    dataset, _ = served_history
     report, collected = full
     generated = read_node_metrics(dataset.node_metrics)
     assert report.rows_added == report.rows_total == len(collected) > 0.95 * NODES * 2880
@@ -133,8 +112,10 @@ def test_collected_values_match_the_generated_history(served, full):
             assert value == pytest.approx(max(expected_value, 0.0), abs=0.01)
 
 
-def test_requested_ratios_at_a_coarser_resolution_equal_the_full_resolution_query(served, full):
-    _, stack = served
+def test_requested_ratios_at_a_coarser_resolution_equal_the_full_resolution_query(
+    served_history, full
+):
+    _, stack = served_history
     _, collected = full
     spec = next(q for q in load_collect_config().queries if q.column == "cpu_requested_ratio")
     assert spec.hold_steps(STEP) == 4
@@ -178,8 +159,8 @@ def test_requested_ratios_at_a_coarser_resolution_equal_the_full_resolution_quer
         ), node
 
 
-def test_reruns_fetch_only_what_is_missing(served, full, tmp_path):
-    _, stack = served
+def test_reruns_fetch_only_what_is_missing(served_history, full, tmp_path):
+    _, stack = served_history
     _, everything = full
     output = tmp_path / "node_metrics"
     url = stack.prometheus_url
@@ -233,8 +214,8 @@ def test_reruns_fetch_only_what_is_missing(served, full, tmp_path):
     pd.testing.assert_frame_equal(read_node_metrics(output), everything)
 
 
-def test_prometheus_stopped_mid_run_leaves_the_output_as_it_was(served, tmp_path):
-    _, stack = served
+def test_prometheus_stopped_mid_run_leaves_the_output_as_it_was(served_history, tmp_path):
+    _, stack = served_history
     output = tmp_path / "node_metrics"
     url = stack.prometheus_url
     collect_node_metrics(url, START, END - pd.Timedelta(hours=12), STEP, output, progress=False)
@@ -275,8 +256,8 @@ def test_prometheus_stopped_mid_run_leaves_the_output_as_it_was(served, tmp_path
         stack_up(stack)
 
 
-def test_a_required_query_without_series_is_named(served, tmp_path):
-    _, stack = served
+def test_a_required_query_without_series_is_named(served_history, tmp_path):
+    _, stack = served_history
     config = parse_collect_config(
         """
 queries:
@@ -295,8 +276,8 @@ queries:
     assert not (tmp_path / "out").exists()
 
 
-def test_an_optional_query_without_series_warns_and_is_left_out(served, tmp_path):
-    _, stack = served
+def test_an_optional_query_without_series_warns_and_is_left_out(served_history, tmp_path):
+    _, stack = served_history
     config = parse_collect_config(
         """
 queries:
@@ -337,8 +318,8 @@ queries:
         ("1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes[", "rejected"),
     ],
 )
-def test_label_and_query_mistakes_are_explained(served, tmp_path, memory_query, expected):
-    _, stack = served
+def test_label_and_query_mistakes_are_explained(served_history, tmp_path, memory_query, expected):
+    _, stack = served_history
     config = parse_collect_config(
         "queries:\n"
         '  cpu_utilization: 1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[2m]))\n'
@@ -353,10 +334,10 @@ def test_label_and_query_mistakes_are_explained(served, tmp_path, memory_query, 
     assert not (tmp_path / "out").exists()
 
 
-def test_command_line(served, tmp_path, capsys):
+def test_command_line(served_history, tmp_path, capsys):
     import argparse
 
-    _, stack = served
+    _, stack = served_history
     parser = argparse.ArgumentParser(prog="mlsched")
     add_collect_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(

@@ -6,34 +6,11 @@ import pytest
 import requests
 
 from components.contracts import read_node_metrics
-from components.generate.history import HistoryConfig
-from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
-from components.harness.stack import StackConfig, stack_down, stack_up
 
 pytestmark = pytest.mark.integration
 
 CPU_QUERY = '1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))'
 MEMORY_QUERY = "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes"
-END = pd.Timestamp("2026-01-01T00:00:00Z")
-
-
-@pytest.fixture(scope="module")
-def served_history(tmp_path_factory, free_ports):
-    root = tmp_path_factory.mktemp("history")
-    config = HistoryConfig(
-        nodes=4, days=1, step_seconds=30, seed=11, end_epoch=int(END.timestamp())
-    )
-    generate_synthetic_cluster(config, root / "data", workload_days=0.1, progress=False)
-    dataset = SyntheticDataset(root / "data")
-    prometheus_port, mlflow_port = free_ports(2)
-    stack = StackConfig(
-        home=root / "stack", prometheus_port=prometheus_port, mlflow_port=mlflow_port
-    )
-    try:
-        status = stack_up(stack, openmetrics=dataset.openmetrics)
-        yield dataset, status.service("prometheus").url
-    finally:
-        stack_down(stack)
 
 
 def _query_range(url: str, promql: str, start: pd.Timestamp, end: pd.Timestamp, step: str):
@@ -77,7 +54,8 @@ def _rate_utilization(rows: pd.DataFrame, at: pd.Timestamp, window_seconds: floa
 
 
 def test_cpu_rate_over_the_backfill_gives_back_generated_utilization(served_history):
-    dataset, url = served_history
+    dataset, stack = served_history
+    url = stack.prometheus_url
     metrics = read_node_metrics(dataset.node_metrics)
     start = metrics["timestamp"].min() + pd.Timedelta(minutes=10, seconds=15)
     end = metrics["timestamp"].max()
@@ -100,7 +78,8 @@ def test_cpu_rate_over_the_backfill_gives_back_generated_utilization(served_hist
 
 
 def test_memory_gauges_give_back_generated_utilization(served_history):
-    dataset, url = served_history
+    dataset, stack = served_history
+    url = stack.prometheus_url
     metrics = read_node_metrics(dataset.node_metrics)
     at = metrics["timestamp"].max() - pd.Timedelta(hours=3)
     served = _query_range(url, MEMORY_QUERY, at, at, "30s")
@@ -110,7 +89,8 @@ def test_memory_gauges_give_back_generated_utilization(served_history):
 
 
 def test_requested_ratio_from_kube_state_metrics(served_history):
-    dataset, url = served_history
+    dataset, stack = served_history
+    url = stack.prometheus_url
     metrics = read_node_metrics(dataset.node_metrics)
     promql = (
         'sum by (node) (kube_pod_container_resource_requests{resource="cpu"})'
