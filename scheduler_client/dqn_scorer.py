@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from components.placement.dqn.inputs import (
     POD_DEPENDENT_COLUMNS,
@@ -36,21 +37,9 @@ def cache_node_state(state: CacheState) -> NodeState:
     one (:func:`~components.placement.dqn.inputs.node_state_from_features`)."""
     snapshot = state.snapshot
     if snapshot is None:
-        import pandas as pd
-
         snapshot = pd.DataFrame(index=range(len(state.nodes)))
-
-    def forecast(peak: np.ndarray | None) -> np.ndarray | None:
-        return None if peak is None else peak[:, -1]
-
-    return node_state_from_features(
-        snapshot,
-        state.cpu_cores,
-        state.memory_bytes,
-        state.gpus,
-        cpu_p90=forecast(state.cpu_peak),
-        memory_p90=forecast(state.memory_peak),
-    )
+    p90 = [None if peak is None else peak[:, -1] for peak in (state.cpu_peak, state.memory_peak)]
+    return node_state_from_features(snapshot, state.cpu_cores, state.memory_bytes, state.gpus, *p90)
 
 
 def pod_spec(pod: PodRequest) -> PodSpec:

@@ -34,10 +34,9 @@ from components.placement.policy import ClusterState, PodSpec
 GIB = 1024.0**3
 CPU_OVERLOAD = 0.90
 MEMORY_OVERLOAD = 0.95
-RECENT_WINDOW = "1h"
-"""The feature window the extender reads as the policy's recent window (the simulator keeps its
-own usage history)."""
-LONG_WINDOW = "6h"
+RECENT_WINDOW, LONG_WINDOW = "1h", "6h"
+"""The feature windows read as the policy's recent and long windows (the simulator keeps its own
+usage history for the recent one)."""
 LONG_WINDOW_SECONDS = float(WINDOWS[LONG_WINDOW])
 
 POD_DEPENDENT_FEATURE_NAMES = (
@@ -119,9 +118,6 @@ class NodeState:
     def __getitem__(self, column: str) -> np.ndarray:
         return self.values[:, _COLUMN[column]]
 
-    def __len__(self) -> int:
-        return len(self.values)
-
     def rows(self, rows: np.ndarray) -> NodeState:
         return NodeState(self.values[rows])
 
@@ -139,10 +135,6 @@ class UsageTracker:
     @classmethod
     def for_step(cls, step_seconds: float) -> UsageTracker:
         return cls(int(round(LONG_WINDOW_SECONDS / max(step_seconds, 1.0))))
-
-    def reset(self) -> None:
-        self._cpu = self._memory = None
-        self._filled = self._next = 0
 
     def record(self, cpu_util: np.ndarray, memory_util: np.ndarray) -> None:
         if self._cpu is None or self._cpu.shape[1] != len(cpu_util):
@@ -238,9 +230,6 @@ def node_state_from_features(
         values = features[name].to_numpy(dtype=np.float64, na_value=np.nan)
         return np.where(np.isfinite(values), values, fallback)
 
-    def window(resource: str, statistic: str, span: str, fallback: np.ndarray) -> np.ndarray:
-        return feature(f"{resource}_{statistic}_{span}", fallback)
-
     def forecast(p90_now: np.ndarray | None, fallback: np.ndarray) -> np.ndarray:
         return fallback if p90_now is None else np.where(np.isfinite(p90_now), p90_now, fallback)
 
@@ -248,7 +237,7 @@ def node_state_from_features(
     memory_cap = np.asarray(memory_capacity_bytes, dtype=np.float64)
     cpu_now = feature(CPU_UTILIZATION, zeros)
     memory_now = feature(MEMORY_UTILIZATION, zeros)
-    cpu_max = window("cpu", "max", RECENT_WINDOW, cpu_now)
+    cpu_max = feature(f"cpu_max_{RECENT_WINDOW}", cpu_now)
     return NodeState.from_columns(
         cpu_capacity_cores=cpu_cap,
         memory_capacity_bytes=memory_cap,
@@ -258,15 +247,15 @@ def node_state_from_features(
         memory_requested_bytes=feature(MEMORY_REQUESTED_RATIO, zeros) * memory_cap,
         pod_count=feature(POD_COUNT, zeros),
         cpu_util_now=cpu_now,
-        cpu_util_mean=window("cpu", "mean", RECENT_WINDOW, cpu_now),
-        cpu_util_std=window("cpu", "std", RECENT_WINDOW, zeros),
-        cpu_util_p90=forecast(cpu_p90, window("cpu", "p95", RECENT_WINDOW, cpu_now)),
+        cpu_util_mean=feature(f"cpu_mean_{RECENT_WINDOW}", cpu_now),
+        cpu_util_std=feature(f"cpu_std_{RECENT_WINDOW}", zeros),
+        cpu_util_p90=forecast(cpu_p90, feature(f"cpu_p95_{RECENT_WINDOW}", cpu_now)),
         cpu_util_max=cpu_max,
-        cpu_util_long_mean=window("cpu", "mean", LONG_WINDOW, cpu_now),
-        cpu_util_long_max=window("cpu", "max", LONG_WINDOW, cpu_max),
+        cpu_util_long_mean=feature(f"cpu_mean_{LONG_WINDOW}", cpu_now),
+        cpu_util_long_max=feature(f"cpu_max_{LONG_WINDOW}", cpu_max),
         memory_util_now=memory_now,
-        memory_util_p90=forecast(memory_p90, window("memory", "p95", RECENT_WINDOW, memory_now)),
-        memory_util_long_max=window("memory", "max", LONG_WINDOW, memory_now),
+        memory_util_p90=forecast(memory_p90, feature(f"memory_p95_{RECENT_WINDOW}", memory_now)),
+        memory_util_long_max=feature(f"memory_max_{LONG_WINDOW}", memory_now),
         cpu_pending_cores=zeros,
         memory_pending_bytes=zeros,
     )
