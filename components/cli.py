@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from components.anomaly.cli import add_evaluate_anomaly_parser
-from components.cli_args import positive_int, utc_timestamp
+from components.cli_args import positive_int, run_command, utc_timestamp
 from components.collect.cli import add_collect_parser
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
@@ -250,15 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except MlschedError as error:
-        print(f"mlsched {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"mlsched {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

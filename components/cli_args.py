@@ -1,9 +1,12 @@
-"""Argument types shared by every command line: each rejects a bad value with one line."""
+"""What every command line shares: argument types that reject a bad value with one line, and
+the run of the chosen subcommand (a user error is one line and exit status 2, never a
+traceback)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -87,3 +90,30 @@ def utc_timestamp(text: str, what: str) -> pd.Timestamp:
     if stamp.tzinfo is None:
         raise MlschedError(f"{what}: {text!r} has no time zone; add Z or an offset")
     return stamp.tz_convert("UTC")
+
+
+def subcommand_parser(prog: str, *add_parsers: Callable) -> argparse.ArgumentParser:
+    """A parser of ``prog`` whose subcommands the ``add_*_parser`` functions add."""
+    parser = argparse.ArgumentParser(prog=prog)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in add_parsers:
+        add(commands)
+    return parser
+
+
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the subcommand's handler; its exit status.
+
+    A :class:`~components.errors.MlschedError` is printed as ``<prog> <command>: error: ...``
+    (status 2); Ctrl-C ends with status 130.
+    """
+    args = parser.parse_args(argv)
+    where = f"{parser.prog} {args.command}"
+    try:
+        return args.handler(args)
+    except MlschedError as error:
+        print(f"{where}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
