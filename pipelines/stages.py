@@ -143,7 +143,14 @@ def build_train_and_deploy(image: str = DEFAULT_IMAGE):
         params = {k: dsl.OneOf(task.output, defaults.output) for k, task in tuned.items()}
         training = {"tracking_uri": p["tracking_uri"], "register": p["register"]}
         inputs = {
-            "forecaster": (forecaster_op, "forecaster", {"node_metrics": p["node_metrics"]}),
+            "forecaster": (
+                forecaster_op,
+                "forecaster",
+                {
+                    "node_metrics": p["node_metrics"],
+                    "feature_table": feature_task.outputs["feature_table"],
+                },
+            ),
             "anomaly": (
                 anomaly_op,
                 "anomaly detector",

@@ -161,15 +161,19 @@ def run_forecast_experiment(
     params: ForecastParams | None = None,
     resources: Sequence[str] | None = None,
     step_seconds: int | None = None,
+    features: pd.DataFrame | None = None,
     progress: bool = False,
 ) -> ForecastExperiment:
-    """Build the dataset, split it by time, train, predict and score (see the module doc)."""
+    """Build the dataset (from ``features``, the feature table of ``metrics_frame``, when
+    given), split it by time, train, predict and score (see the module doc)."""
     params = params or ForecastParams()
     resources = tuple(resources or RESOURCES)
     unknown = [r for r in resources if r not in RESOURCES]
     if unknown:
         raise MlschedError(f"unknown resource(s) {', '.join(unknown)}; use {', '.join(RESOURCES)}")
-    dataset = build_forecast_dataset(metrics_frame, horizons, step_seconds=step_seconds)
+    dataset = build_forecast_dataset(
+        metrics_frame, horizons, step_seconds=step_seconds, features=features
+    )
     split = time_split(dataset, train_fraction, params.validation_fraction)
     for resource in resources:  # fail on a too-short history before spending time on training
         for horizon in dataset.horizons:

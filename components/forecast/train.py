@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--metrics", required=True, help="node-metrics file or folder")
+    parser.add_argument(
+        "--features",
+        help="the feature table of --metrics (the pipeline's features artifact); computed "
+        "from --metrics when not given",
+    )
     parser.add_argument("--horizons", default=",".join(DEFAULT_HORIZONS))
     parser.add_argument("--train-fraction", type=float, default=0.7)
     parser.add_argument("--resources", default="cpu,memory", help="comma-separated: cpu,memory")
@@ -55,6 +60,7 @@ def params_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> dict:
     """Train, evaluate, log and (with ``--register``) register; returns the result document."""
     from components.contracts import read_node_metrics
+    from components.features.engineering import read_feature_table
     from components.forecast.evaluate import run_forecast_experiment
     from components.forecast.mlflow_logging import log_experiment, log_model, report_metrics
     from components.tracking.entrypoint import (
@@ -74,6 +80,7 @@ def run(args: argparse.Namespace) -> dict:
         args.train_fraction,
         params=params,
         resources=resources,
+        features=read_feature_table(args.features) if args.features else None,
         progress=not args.quiet,
     )
     metrics = report_metrics(experiment.report)
@@ -83,6 +90,7 @@ def run(args: argparse.Namespace) -> dict:
     horizons = [h.name for h in experiment.dataset.horizons]
     held_out = {
         "metrics": str(args.metrics),
+        "features": args.features,
         "horizons": horizons,
         "train_fraction": args.train_fraction,
         "validation_fraction": params.validation_fraction,
@@ -118,12 +126,18 @@ def score_model(model_uri: str, held_out: dict) -> float:
     """The gate metric (mean test MAE) of the forecaster at ``model_uri`` on the held-out rows
     a training result describes (the tracking URI is the caller's)."""
     from components.contracts import read_node_metrics
+    from components.features.engineering import read_feature_table
     from components.forecast.dataset import build_forecast_dataset, time_split
     from components.forecast.evaluate import predict_levels
     from components.forecast.mlflow_logging import mean_test_mae
     from components.forecast.model import load_forecaster
 
-    dataset = build_forecast_dataset(read_node_metrics(held_out["metrics"]), held_out["horizons"])
+    features = held_out["features"]
+    dataset = build_forecast_dataset(
+        read_node_metrics(held_out["metrics"]),
+        held_out["horizons"],
+        features=read_feature_table(features) if features else None,
+    )
     split = time_split(dataset, held_out["train_fraction"], held_out["validation_fraction"])
     predictions = predict_levels(load_forecaster(model_uri), dataset, split.test(dataset))
     return mean_test_mae(dataset, split, held_out["resources"], predictions)

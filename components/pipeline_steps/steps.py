@@ -234,13 +234,15 @@ DATA_FLAGS = {
 def data_flags(kind: str, paths: Mapping[str, str]) -> list[str]:
     """The data flags of a model's entrypoint, from the pipeline's paths.
 
-    They come after a Katib template's own (cluster) paths, so they win in argparse.
+    They come after a Katib template's own (cluster) paths, so they win in argparse. The
+    forecaster also reads the features artifact (``features``) when the pipeline has one.
     """
     needed = DATA_FLAGS[kind]
     missing = [key for key, _ in needed if not paths.get(key)]
     if missing:
         raise MlschedError(f"{kind}: the pipeline needs {', '.join(missing)} path(s)")
-    return [f"{flag}={paths[key]}" for key, flag in needed]
+    features = [f"--features={paths['features']}"] if paths.get("features") else []
+    return [f"{flag}={paths[key]}" for key, flag in needed] + features
 
 
 def train_step(

@@ -41,3 +41,22 @@ def test_cli_fails_clearly_and_leaves_no_report(tmp_path):
     assert not output.exists() and not list(tmp_path.glob(".report.json*"))
     with pytest.raises(SystemExit):
         parse(["--metrics", str(metrics), "--output", str(output), "--train-fraction", "1.2"])
+
+
+def test_training_on_the_features_artifact_gives_the_same_figures(tmp_path, capsys):
+    from components.features.engineering import compute_node_features, write_feature_table
+    from components.forecast.train import main
+
+    frame = make_metrics(step=300)
+    metrics = write_node_metrics(frame, tmp_path / "metrics.csv")
+    table = write_feature_table(compute_node_features(frame), tmp_path / "features.parquet")
+    argv = ["--metrics", str(metrics), "--n-estimators", "20", "--no-tracking", "--quiet"]
+    figures = []
+    for extra in ([], ["--features", str(table)]):
+        result = tmp_path / f"result{len(extra)}.json"
+        assert main([*argv, *extra, "--result-file", str(result)]) == 0
+        figures.append(json.loads(result.read_text()))
+    capsys.readouterr()
+    assert figures[0]["metrics"] == figures[1]["metrics"]
+    assert figures[1]["held_out"]["features"] == str(table)
+    assert figures[0]["run_id"] is None and figures[0]["registered_version"] is None
