@@ -40,7 +40,7 @@ def build_retraining_pipeline(image: str = DEFAULT_IMAGE):
     return define_pipeline(
         NAME,
         "PSI/KS drift of key node features (training window vs the last day, "
-        "thresholds in pipelines/drift.yaml): retrain through the validation gate when "
+        "thresholds in components/drift.yaml): retrain through the validation gate when "
         "drifted, otherwise record 'no drift'.",
         retraining_pipeline,
         parameters,
