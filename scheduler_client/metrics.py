@@ -10,6 +10,7 @@ from scheduler_client.predictions import DRIFT_FEATURES, PredictionCache
 from scheduler_client.resilience import CircuitBreaker, CircuitState
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 PREFIX = "mlsched_extender"
 
 
@@ -19,93 +20,91 @@ class ExtenderMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.request_seconds = Histogram(
-            f"{PREFIX}_request_duration_seconds",
+
+        def metric(kind, name: str, text: str, labels: tuple[str, ...] = (), **options):
+            return kind(f"{PREFIX}_{name}", text, labels, registry=self.registry, **options)
+
+        self.request_seconds = metric(
+            Histogram,
+            "request_duration_seconds",
             "Time to answer a filter or prioritize call, parsing included.",
-            ["verb"],
+            ("verb",),
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.requests = Counter(
-            f"{PREFIX}_requests",
-            "Extender calls by verb and HTTP status code.",
-            ["verb", "code"],
-            registry=r,
+        self.requests = metric(
+            Counter, "requests", "Extender calls by verb and HTTP status code.", ("verb", "code")
         )
-        self.bad_requests = Counter(
-            f"{PREFIX}_bad_requests",
+        self.bad_requests = metric(
+            Counter,
+            "bad_requests",
             "Calls refused as unusable (malformed JSON, no Pod, unknown nodes...); a filter call "
             "gets them in its Error field with HTTP 200, a prioritize call gets HTTP 400.",
-            ["verb"],
-            registry=r,
+            ("verb",),
         )
-        self.decisions = Counter(
-            f"{PREFIX}_decisions",
+        self.decisions = metric(
+            Counter,
+            "decisions",
             "Answers by the source of the decision: ml, fallback or shadow (fallback returned, ML "
             "logged).",
-            ["verb", "mode"],
-            registry=r,
+            ("verb", "mode"),
         )
-        self.fallbacks = Counter(
-            f"{PREFIX}_fallback",
+        self.fallbacks = metric(
+            Counter,
+            "fallback",
             "Answers that used the kube-scheduler fallback scores, by reason (stale, "
             "circuit_open, no_predictions, missing_nodes, rollout, shadow).",
-            ["verb", "reason"],
-            registry=r,
+            ("verb", "reason"),
         )
-        self.scorer_failures = Counter(
-            f"{PREFIX}_pod_scorer_failures",
+        self.scorer_failures = metric(
+            Counter,
+            "pod_scorer_failures",
             "Pod-scorer (DQN) calls that failed or were refused by its breaker; the answer then "
             "uses the forecaster and the anomaly detector only.",
-            registry=r,
         )
-        self.shadow_disagreements = Counter(
-            f"{PREFIX}_shadow_disagreements",
+        self.shadow_disagreements = metric(
+            Counter,
+            "shadow_disagreements",
             "Shadow-mode calls whose ML decision differed from the fallback one.",
-            ["verb"],
-            registry=r,
+            ("verb",),
         )
-        self.circuit_state = Gauge(
-            f"{PREFIX}_circuit_state",
+        self.circuit_state = metric(
+            Gauge,
+            "circuit_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
-            ["breaker"],
-            registry=r,
+            ("breaker",),
         )
-        self.prediction_staleness = Gauge(
-            f"{PREFIX}_prediction_staleness_seconds",
+        self.prediction_staleness = metric(
+            Gauge,
+            "prediction_staleness_seconds",
             "Seconds since the node predictions were last refreshed (+Inf before the first).",
-            registry=r,
         )
-        self.snapshot_staleness = Gauge(
-            f"{PREFIX}_snapshot_staleness_seconds",
+        self.snapshot_staleness = metric(
+            Gauge,
+            "snapshot_staleness_seconds",
             "Seconds since the node state snapshot was last read (+Inf before the first).",
-            registry=r,
         )
-        self.refreshes = Counter(
-            f"{PREFIX}_prediction_refreshes",
+        self.refreshes = metric(
+            Counter,
+            "prediction_refreshes",
             "Background refreshes of the node predictions by outcome (ok, error).",
-            ["outcome"],
-            registry=r,
+            ("outcome",),
         )
-        self.refresh_seconds = Histogram(
-            f"{PREFIX}_prediction_refresh_duration_seconds",
+        self.refresh_seconds = metric(
+            Histogram,
+            "prediction_refresh_duration_seconds",
             "Time of one background refresh (snapshot read, predictions, scorer preparation).",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=r,
+            buckets=REFRESH_BUCKETS,
         )
-        self.drift = Gauge(
-            f"{PREFIX}_feature_drift_psi",
+        self.drift = metric(
+            Gauge,
+            "feature_drift_psi",
             "Population stability index of a key node feature: current snapshot vs reference.",
-            ["feature"],
-            registry=r,
+            ("feature",),
         )
-        self.anomalous_nodes = Gauge(
-            f"{PREFIX}_anomalous_nodes",
-            "Nodes the anomaly detector flags in the current predictions.",
-            registry=r,
+        self.anomalous_nodes = metric(
+            Gauge, "anomalous_nodes", "Nodes the anomaly detector flags in the current predictions."
         )
-        self.nodes = Gauge(f"{PREFIX}_inventory_nodes", "Nodes in the inventory.", registry=r)
+        self.nodes = metric(Gauge, "inventory_nodes", "Nodes in the inventory.")
 
     def watch(self, cache: PredictionCache, breakers: list[CircuitBreaker]) -> None:
         """Tie the staleness gauges to ``cache`` and the state gauges to ``breakers``."""
