@@ -6,9 +6,6 @@ model server costs no scheduling call."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,13 +22,11 @@ from components.features.definitions import FEATURE_NAMES
 from scheduler_client.client import extender_args, make_pod
 from tests.code.test_serving_models import END_EPOCH, save_tiny_models, tiny_models
 from tests.integration.processes import (
-    REPO,
-    launch_extender,
+    launch_model_server,
     predictions_usable,
     stop_process,
     wait_until,
 )
-from tests.integration.test_serving_server import wait_ready
 
 feast_store = pytest.importorskip("components.features.feast_store")
 
@@ -81,61 +76,29 @@ def build_cluster(folder) -> dict:
     }
 
 
-def start_extender(folder, cluster: dict, predictors: str, port: int) -> subprocess.Popen:
-    return launch_extender(
-        port,
-        folder / "extender.log",
-        "--nodes",
-        str(cluster["nodes"]),
-        "--feast-repo",
-        str(cluster["feast"]),
-        "--predictors",
-        predictors,
-        "--refresh",
-        "500ms",
-        "--max-staleness",
-        "3s",
-        "--timeout",
-        "2s",
-    )
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, free_ports) -> Iterator[dict]:
-    """Model server, Feast store and extender, started so that their start-ups overlap."""
+def stack(tmp_path_factory, free_ports, start_extender) -> Iterator[dict]:
+    """Model server, Feast store and extender; the model server starts while the store is built."""
     folder = tmp_path_factory.mktemp("real-predictors")
     root = save_tiny_models(folder / "models")
     model_port, extender_port = free_ports(2)
     log = folder / "server.log"
-    with log.open("w") as out:
-        model = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "serving",
-                "serve",
-                "--port",
-                str(model_port),
-                "--models-from",
-                root,
-            ],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    model = launch_model_server(model_port, root, log)
     url = f"http://127.0.0.1:{model_port}"
-    extender = None
     try:
         cluster = build_cluster(folder)
-        extender = start_extender(folder, cluster, url, extender_port)
-        wait_ready(url, model, log)
-        base = f"http://127.0.0.1:{extender_port}"
-        wait_until(f"{base}/healthz", extender, predictions_usable, timeout=90)
-        yield {**cluster, "url": url, "model": model, "base": base}
+        wait_until(f"{url}/v2/health/ready", model, timeout=120, log=log)
+        start_extender(
+            extender_port,
+            folder / "extender.log",
+            *("--nodes", str(cluster["nodes"]), "--feast-repo", str(cluster["feast"])),
+            *("--predictors", url, "--refresh", "500ms", "--max-staleness", "3s"),
+            *("--timeout", "2s"),
+            ready=predictions_usable,
+            timeout=90,
+        )
+        yield {**cluster, "url": url, "model": model, "base": f"http://127.0.0.1:{extender_port}"}
     finally:
-        if extender is not None:
-            stop_process(extender)
         stop_process(model)
 
 

@@ -4,13 +4,6 @@ v2 client (JSON and binary tensors), and bad requests answered 400 while the ser
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,7 +24,6 @@ from tests.code.test_serving_models import (
     call,
     node_state,
     outputs_of,
-    save_tiny_models,
     tensor,
     tiny_models,
     v2_request,
@@ -39,50 +31,7 @@ from tests.code.test_serving_models import (
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 MODELS = (FORECASTER, ANOMALY_DETECTOR, PLACEMENT_POLICY)
-
-
-def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"model server exited with {process.returncode}:\n{log.read_text()}"
-            )
-        try:
-            if requests.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"model server not ready after {timeout}s:\n{log.read_text()[-4000:]}")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, free_ports) -> Iterator[str]:
-    root = save_tiny_models(tmp_path_factory.mktemp("models"))
-    port = free_ports(1)[0]
-    log = root / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serving", "serve", "--port", str(port), "--models-from", root],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, log)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -93,20 +42,22 @@ def rows() -> np.ndarray:
     return matrix
 
 
-def test_readiness_endpoints(server):
-    assert requests.get(f"{server}/v2/health/live", timeout=5).status_code == 200
-    assert requests.get(f"{server}/v2/health/ready", timeout=5).json() == {"ready": True}
+def test_readiness_endpoints(model_server):
+    assert requests.get(f"{model_server}/v2/health/live", timeout=5).status_code == 200
+    assert requests.get(f"{model_server}/v2/health/ready", timeout=5).json() == {"ready": True}
     for name in MODELS:
-        assert requests.get(f"{server}/v2/models/{name}/ready", timeout=5).status_code == 200
-        assert requests.get(f"{server}/v1/models/{name}", timeout=5).json()["ready"] is True
-        metadata = requests.get(f"{server}/v2/models/{name}", timeout=5).json()
+        assert requests.get(f"{model_server}/v2/models/{name}/ready", timeout=5).status_code == 200
+        assert requests.get(f"{model_server}/v1/models/{name}", timeout=5).json()["ready"] is True
+        metadata = requests.get(f"{model_server}/v2/models/{name}", timeout=5).json()
         assert metadata["name"] == name and metadata["inputs"] and metadata["outputs"]
-    assert requests.get(f"{server}/v2/models/no-such-model/ready", timeout=5).status_code == 404
+    assert (
+        requests.get(f"{model_server}/v2/models/no-such-model/ready", timeout=5).status_code == 404
+    )
 
 
-def test_v2_forecaster_over_http_matches_in_process(server, rows):
+def test_v2_forecaster_over_http_matches_in_process(model_server, rows):
     body = {"id": "r1", "inputs": [tensor("features", rows)]}
-    response = requests.post(f"{server}/v2/models/{FORECASTER}/infer", json=body, timeout=30)
+    response = requests.post(f"{model_server}/v2/models/{FORECASTER}/infer", json=body, timeout=30)
     assert response.status_code == 200, response.text
     document = response.json()
     assert document["model_name"] == FORECASTER and document["id"] == "r1"
@@ -123,10 +74,10 @@ def test_v2_forecaster_over_http_matches_in_process(server, rows):
     np.testing.assert_allclose(got, local["memory_p90"], rtol=1e-6)
 
 
-def test_scheduler_client_v2_calls_get_the_contract_shapes(server, rows):
+def test_scheduler_client_v2_calls_get_the_contract_shapes(model_server, rows):
     from scheduler_client.remote import V2Client
 
-    client = V2Client(server, timeout_seconds=30)
+    client = V2Client(model_server, timeout_seconds=30)
     assert client.ready() and all(client.ready(name) for name in MODELS)
     forecast = client.infer(FORECASTER, {"features": rows})
     assert forecast["cpu_p90"].shape == forecast["memory_p90"].shape == (len(rows), 3)
@@ -145,27 +96,29 @@ def test_scheduler_client_v2_calls_get_the_contract_shapes(server, rows):
     assert anomaly["alarm"].dtype == bool
 
 
-def test_v1_over_http(server, rows):
+def test_v1_over_http(model_server, rows):
     clean = np.nan_to_num(rows[:2]).tolist()
     response = requests.post(
-        f"{server}/v1/models/{FORECASTER}:predict", json={"instances": clean}, timeout=30
+        f"{model_server}/v1/models/{FORECASTER}:predict", json={"instances": clean}, timeout=30
     )
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     assert len(predictions) == 2 and "cpu_30m_p90" in predictions[0]
     instance = {"node_state": node_state(3).tolist(), "pod": [1.0, GIB, 0]}
     response = requests.post(
-        f"{server}/v1/models/{PLACEMENT_POLICY}:predict", json={"instances": [instance]}, timeout=30
+        f"{model_server}/v1/models/{PLACEMENT_POLICY}:predict",
+        json={"instances": [instance]},
+        timeout=30,
     )
     assert response.status_code == 200, response.text
     assert len(response.json()["predictions"][0]) == 3
 
 
 @pytest.mark.parametrize("binary", [False, True])
-def test_tritonclient_as_an_independent_v2_client(server, rows, binary):
+def test_tritonclient_as_an_independent_v2_client(model_server, rows, binary):
     import tritonclient.http as triton
 
-    client = triton.InferenceServerClient(url=server.removeprefix("http://"))
+    client = triton.InferenceServerClient(url=model_server.removeprefix("http://"))
     try:
         assert client.is_server_ready() and client.is_model_ready(FORECASTER)
         metadata = client.get_model_metadata(FORECASTER)
@@ -209,8 +162,10 @@ def test_tritonclient_as_an_independent_v2_client(server, rows, binary):
         (ANOMALY_DETECTOR, {"inputs": [tensor("features", np.zeros((1, 97)))]}, "expected FP32"),
     ],
 )
-def test_bad_requests_get_400_with_a_message_and_the_server_stays_up(server, model, body, message):
-    url = f"{server}/v2/models/{model}/infer"
+def test_bad_requests_get_400_with_a_message_and_the_server_stays_up(
+    model_server, model, body, message
+):
+    url = f"{model_server}/v2/models/{model}/infer"
     if isinstance(body, bytes):
         response = requests.post(
             url, data=body, headers={"Content-Type": "application/json"}, timeout=10
@@ -219,12 +174,14 @@ def test_bad_requests_get_400_with_a_message_and_the_server_stays_up(server, mod
         response = requests.post(url, json=body, timeout=10)
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
-    assert requests.get(f"{server}/v2/health/ready", timeout=5).status_code == 200
+    assert requests.get(f"{model_server}/v2/health/ready", timeout=5).status_code == 200
 
 
-def test_bad_v1_request_gets_400(server):
+def test_bad_v1_request_gets_400(model_server):
     response = requests.post(
-        f"{server}/v1/models/{FORECASTER}:predict", json={"instances": [[1.0, 2.0]]}, timeout=10
+        f"{model_server}/v1/models/{FORECASTER}:predict",
+        json={"instances": [[1.0, 2.0]]},
+        timeout=10,
     )
     assert response.status_code == 400
     assert "expected 97" in response.json()["error"]
