@@ -1,19 +1,24 @@
 """The integration tests' servers as real processes, started, awaited and stopped by the stack's
 process runner (:mod:`components.harness.stack.processes`): each in its own session (stopping it
-stops its children too), its output in a log file."""
+stops its children too), its output in a log file; and what the tests read from an extender."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
 import requests
 
 from components.errors import MlschedError
 from components.harness.stack.processes import start_process, terminate, wait_until_ready
+from scheduler_client.client import extender_args, make_pod
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,3 +78,49 @@ def launch_model_server(port: int, models: Path, log: Path) -> subprocess.Popen:
 def predictions_usable(response: requests.Response) -> bool:
     """The extender's ``/healthz`` says its predictions are usable."""
     return response.status_code == 200 and response.json()["predictions_usable"]
+
+
+def metric_total(base: str, name: str, labels: str = "") -> float:
+    """The sum of the extender's ``name`` samples whose labels contain ``labels``."""
+    total = 0.0
+    for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
+        key = line.split(" ", 1)[0]
+        if (key == name or key.startswith(f"{name}{{")) and labels in key:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_for_metric(base: str, name: str, labels: str = "", timeout: float = 20.0) -> None:
+    """Poll the extender's metrics until ``metric_total(base, name, labels)`` is not zero, at most
+    ``timeout`` seconds (the caller asserts what it expects then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not metric_total(base, name, labels):
+        time.sleep(0.2)
+
+
+@contextmanager
+def scheduling(
+    base: str, names: list[str], pause: float, **pod_requests: str
+) -> Iterator[list[requests.Response]]:
+    """While the block runs, a thread asks the extender to filter, then prioritize, a new pod
+    (``pod-<i>`` requesting ``pod_requests``) every ``pause`` seconds: the replies, in order."""
+    replies: list[requests.Response] = []
+    stop = threading.Event()
+
+    def schedule() -> None:
+        with requests.Session() as session:
+            i = 0
+            while not stop.is_set():
+                body = orjson.dumps(extender_args(make_pod(f"pod-{i}", **pod_requests), names))
+                for verb in ("filter", "prioritize"):
+                    replies.append(session.post(f"{base}/scheduler/{verb}", data=body, timeout=10))
+                i += 1
+                time.sleep(pause)
+
+    worker = threading.Thread(target=schedule)
+    worker.start()
+    try:
+        yield replies
+    finally:
+        stop.set()
+        worker.join(10)

@@ -6,7 +6,6 @@ model server costs no scheduling call."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -23,25 +22,17 @@ from scheduler_client.client import extender_args, make_pod
 from tests.code.test_serving_models import END_EPOCH, save_tiny_models, tiny_models
 from tests.integration.processes import (
     launch_model_server,
+    metric_total,
     predictions_usable,
+    scheduling,
     stop_process,
+    wait_for_metric,
     wait_until,
 )
 
 feast_store = pytest.importorskip("components.features.feast_store")
 
 PREFIX = "/scheduler"
-
-
-def metric_total(base: str, name: str, labels: str = "") -> float:
-    """The sum of a metric's samples whose labels contain ``labels``."""
-    total = 0.0
-    for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
-        if line.startswith(name) and not line.startswith("#") and labels in line:
-            key = line.split(" ", 1)[0]
-            if key == name or key.startswith(f"{name}{{"):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def build_cluster(folder) -> dict:
@@ -174,34 +165,11 @@ def test_prioritize_uses_the_served_models_and_survives_their_death(stack):
     assert metric_total(extender, decisions, 'mode="ml",verb="prioritize"') >= 5
     assert metric_total(extender, "mlsched_extender_fallback_total") == 0
 
-    statuses: list[int] = []
-    stop = threading.Event()
-
-    def schedule() -> None:
-        with requests.Session() as session:
-            i = 0
-            while not stop.is_set():
-                body = orjson.dumps(extender_args(make_pod(f"pod-{i}", cpu="250m"), names))
-                for verb in ("filter", "prioritize"):
-                    reply = session.post(f"{extender}{PREFIX}/{verb}", data=body, timeout=10)
-                    statuses.append(reply.status_code)
-                i += 1
-                time.sleep(0.02)
-
-    worker = threading.Thread(target=schedule)
-    worker.start()
-    try:
+    with scheduling(extender, names, 0.02, cpu="250m") as replies:
         time.sleep(0.5)
         stack["model"].kill()
         stack["model"].wait()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if metric_total(extender, "mlsched_extender_fallback_total", 'verb="prioritize"'):
-                break
-            time.sleep(0.2)
+        wait_for_metric(extender, "mlsched_extender_fallback_total", 'verb="prioritize"')
         time.sleep(0.3)
-    finally:
-        stop.set()
-        worker.join(10)
-    assert statuses and set(statuses) == {200}
+    assert replies and {reply.status_code for reply in replies} == {200}
     assert metric_total(extender, "mlsched_extender_fallback_total", 'verb="prioritize"') > 0

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,14 +18,16 @@ import requests
 
 from components.contracts import write_nodes_table
 from scheduler_client.client import ExtenderClient, extender_args, make_pod
-from scheduler_client.sources import synthetic_node_state
 from tests.integration.processes import (
-    REPO,
-    launch_extender,
+    launch,
+    metric_total,
     predictions_usable,
+    scheduling,
     stop_process,
+    wait_for_metric,
     wait_until,
 )
+from tests.support.node_state import synthetic_node_state
 
 PREFIX = "/scheduler"
 END = 1_767_225_600
@@ -50,59 +50,28 @@ def node_state(tmp_path_factory) -> dict:
     }
 
 
-def start_model_server(port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scheduler_client.standin_server", "--port", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_until(f"http://127.0.0.1:{port}/v2/health/ready", process, lambda r: r.status_code == 200)
-    return process
-
-
-def start_extender(port: int, node_state: dict, *extra: str, scheme: str = "http", **kw):
-    process = launch_extender(
-        port,
-        node_state["folder"] / f"extender-{port}.log",
-        "--nodes",
-        str(node_state["nodes"]),
-        "--snapshot",
-        str(node_state["snapshot"]),
-        *extra,
-    )
-    wait_until(
-        f"{scheme}://127.0.0.1:{port}/healthz", process, lambda r: r.status_code == 200, **kw
-    )
-    return process
+def node_state_flags(node_state: dict) -> tuple[str, ...]:
+    return ("--nodes", str(node_state["nodes"]), "--snapshot", str(node_state["snapshot"]))
 
 
 @pytest.fixture(scope="module")
-def served(node_state, free_ports) -> Iterator[dict]:
+def served(node_state, free_ports, start_extender) -> Iterator[dict]:
     model_port, extender_port = free_ports(2)
-    model = start_model_server(model_port)
-    extender = None
+    folder = node_state["folder"]
+    model = launch(folder / "model.log", "tests.support.standin_server", "--port", f"{model_port}")
     try:
+        wait_until(f"http://127.0.0.1:{model_port}/v2/health/ready", model)
         extender = start_extender(
             extender_port,
-            node_state,
-            "--predictors",
-            f"http://127.0.0.1:{model_port}",
-            "--refresh",
-            "500ms",
-            "--max-staleness",
-            "2s",
-            "--timeout",
-            "1s",
-            "--max-body-bytes",
-            "300000",
+            folder / f"extender-{extender_port}.log",
+            *node_state_flags(node_state),
+            *("--predictors", f"http://127.0.0.1:{model_port}", "--refresh", "500ms"),
+            *("--max-staleness", "2s", "--timeout", "1s", "--max-body-bytes", "300000"),
+            ready=predictions_usable,
         )
         base = f"http://127.0.0.1:{extender_port}"
-        wait_until(f"{base}/healthz", extender, predictions_usable)
         yield {"base": base, "model": model, "extender": extender, **node_state}
     finally:
-        if extender is not None:
-            stop_process(extender)
         stop_process(model)
 
 
@@ -127,14 +96,6 @@ def node_objects(state: dict) -> list[dict]:
     ]
 
 
-def metric(base: str, name: str, labels: str = "") -> float:
-    text = requests.get(f"{base}/metrics", timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(f"{name}{labels} ") or (not labels and line.startswith(f"{name} ")):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 POD = make_pod("web-1", cpu="500m", memory="1Gi", uid="11111111-2222-3333-4444-555555555555")
 
 
@@ -152,7 +113,7 @@ def test_filter_and_prioritize_in_both_modes(served):
     objects = post(served["base"], "filter", extender_args(POD, node_objects(served))).json()
     assert objects["NodeNames"] is None
     assert [n["metadata"]["name"] for n in objects["Nodes"]["items"]] == filtered["NodeNames"]
-    assert metric(
+    assert metric_total(
         served["base"], "mlsched_extender_decisions_total", '{mode="ml",verb="prioritize"}'
     )
 
@@ -191,47 +152,20 @@ def test_unknown_routes_and_methods(served):
 def test_killing_the_model_server_mid_run_costs_no_call(served):
     """Runs last in this module: it kills the fixture's model server."""
     base, names = served["base"], served["names"]
-    statuses: list[int] = []
-    errors: list[str] = []
-    stop = threading.Event()
-
-    def schedule() -> None:
-        with requests.Session() as session:
-            i = 0
-            while not stop.is_set():
-                pod = make_pod(f"pod-{i}", cpu="250m", memory="256Mi")
-                for verb in ("filter", "prioritize"):
-                    response = session.post(
-                        f"{base}{PREFIX}/{verb}", data=orjson.dumps(extender_args(pod, names))
-                    )
-                    statuses.append(response.status_code)
-                    if verb == "filter" and response.json()["Error"]:
-                        errors.append(response.json()["Error"])
-                i += 1
-                time.sleep(0.01)
-
-    worker = threading.Thread(target=schedule)
-    worker.start()
-    try:
+    with scheduling(base, names, 0.01, cpu="250m", memory="256Mi") as replies:
         time.sleep(1.0)
         served["model"].kill()
         served["model"].wait()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if metric(
-                base, "mlsched_extender_fallback_total", '{reason="stale",verb="prioritize"}'
-            ):
-                break
-            time.sleep(0.2)
+        wait_for_metric(base, "mlsched_extender_fallback_total", STALE)
         time.sleep(0.5)
-    finally:
-        stop.set()
-        worker.join(10)
-    assert statuses and set(statuses) == {200} and not errors
-    assert metric(base, "mlsched_extender_fallback_total", STALE) > 0
-    assert metric(base, "mlsched_extender_circuit_state", '{breaker="predictors"}') == 2
-    assert metric(base, "mlsched_extender_pod_scorer_failures_total") > 0
-    assert metric(base, "mlsched_extender_prediction_staleness_seconds") > 2
+    assert replies and {reply.status_code for reply in replies} == {200}
+    assert not [
+        r.json()["Error"] for r in replies if r.url.endswith("filter") and r.json()["Error"]
+    ]
+    assert metric_total(base, "mlsched_extender_fallback_total", STALE) > 0
+    assert metric_total(base, "mlsched_extender_circuit_state", '{breaker="predictors"}') == 2
+    assert metric_total(base, "mlsched_extender_pod_scorer_failures_total") > 0
+    assert metric_total(base, "mlsched_extender_prediction_staleness_seconds") > 2
     health = requests.get(f"{base}/healthz", timeout=5).json()
     assert health["predictions_usable"] is False and health["circuits"]["predictors"] == "open"
     assert served["extender"].poll() is None
@@ -274,12 +208,13 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_bearer_token_and_tls(node_state, free_ports):
+def test_bearer_token_and_tls(node_state, free_ports, start_extender):
     (port,) = free_ports(1)
     cert, key = _self_signed(node_state["folder"])
     process = start_extender(
         port,
-        node_state,
+        node_state["folder"] / f"extender-{port}.log",
+        *node_state_flags(node_state),
         "--token",
         "s3cret",
         "--tls-cert",
@@ -306,11 +241,12 @@ def test_bearer_token_and_tls(node_state, free_ports):
 
 
 @pytest.fixture
-def model_server(free_ports) -> Iterator[str]:
+def standin_model_server(free_ports) -> Iterator[str]:
     from http.server import ThreadingHTTPServer
 
-    from scheduler_client.sources import RecentUsagePredictor, StandInQNetwork
-    from scheduler_client.standin_server import make_handler
+    from scheduler_client.recent_usage import RecentUsagePredictor
+    from tests.support.standin_server import make_handler
+    from tests.support.standins import StandInQNetwork
 
     (port,) = free_ports(1)
     server = ThreadingHTTPServer(
@@ -325,15 +261,15 @@ def model_server(free_ports) -> Iterator[str]:
         server.server_close()
 
 
-def test_remote_predictions_match_the_v2_contract(node_state, model_server):
+def test_remote_predictions_match_the_v2_contract(node_state, standin_model_server):
     import numpy as np
     import pandas as pd
 
+    from scheduler_client.recent_usage import RecentUsagePredictor
     from scheduler_client.remote import InferenceError, RemoteNodePredictor, V2Client
-    from scheduler_client.sources import RecentUsagePredictor
 
     snapshot = pd.read_parquet(node_state["snapshot"])
-    client = V2Client(model_server, timeout_seconds=5)
+    client = V2Client(standin_model_server, timeout_seconds=5)
     assert client.ready() and client.ready("node-load-forecaster")
     remote = RemoteNodePredictor(client).predict(snapshot)
     local = RecentUsagePredictor().predict(snapshot)
