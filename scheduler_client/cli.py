@@ -55,16 +55,11 @@ def build_extender_app(options: ExtenderOptions):
     from scheduler_client.inventory import NodeInventory
     from scheduler_client.metrics import ExtenderMetrics
     from scheduler_client.predictions import PredictionCache
+    from scheduler_client.recent_usage import RecentUsagePredictor
     from scheduler_client.remote import RemoteNodePredictor, RemotePodScorer, V2Client
     from scheduler_client.resilience import CircuitBreaker, RolloutPolicy
     from scheduler_client.server import ExtenderApp
-    from scheduler_client.sources import (
-        QNetworkPodScorer,
-        RecentUsagePredictor,
-        StandInQNetwork,
-        feast_snapshot_source,
-        file_snapshot_source,
-    )
+    from scheduler_client.sources import feast_snapshot_source, file_snapshot_source
 
     inventory = NodeInventory.from_nodes_table(options.nodes) if options.nodes else NodeInventory()
     if options.snapshot and options.feast_repo:
@@ -93,8 +88,6 @@ def build_extender_app(options: ExtenderOptions):
         if client is None:
             raise MlschedError("--pod-scorer remote needs --predictors URL")
         scorer = RemotePodScorer(client, timeout_seconds=options.scorer_timeout_seconds)
-    elif choice == "stand-in":
-        scorer = QNetworkPodScorer(StandInQNetwork())
     if predictor is not None and source is None:
         raise MlschedError("predictions need node state: give --snapshot FILE or --feast-repo DIR")
 
@@ -167,7 +160,7 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--predictors",
         help=f"base URL of the v2 model server (KServe), or '{STAND_IN}' for the in-process "
-        "statistical stand-in; without it the extender only serves the fallback",
+        "statistical stand-in (no model); without it the extender only serves the fallback",
     )
     p.add_argument("--nodes", help="nodes table (node, cpu_cores, memory_bytes, gpus)")
     state = p.add_mutually_exclusive_group()
@@ -179,11 +172,11 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
     state.add_argument("--snapshot", help="parquet node state snapshot (re-read when it changes)")
     p.add_argument(
         "--pod-scorer",
-        choices=("auto", "dqn", "remote", "stand-in", "none"),
+        choices=("auto", "dqn", "remote", "none"),
         default="auto",
         help="Q-values per pod: 'dqn' (the trained DQN in-process, --dqn-model), 'remote' (the "
-        "served placement-dqn, one v2 call per pod), 'stand-in' (untrained MLP, benchmarks "
-        "only), 'none'; auto = dqn with --dqn-model, else remote with a --predictors URL",
+        "served placement-dqn, one v2 call per pod), 'none'; auto = dqn with --dqn-model, else "
+        "remote with a --predictors URL",
     )
     p.add_argument(
         "--dqn-model",

@@ -5,7 +5,7 @@ predictors are killed (the extender falls back to kube-scheduler's scores).
 
 Setup, all real processes on loopback: the synthetic cluster's node state for ``--nodes`` nodes
 (features computed from a generated day of metrics) as the snapshot file, the stand-in v2 model
-server (``scheduler_client.standin_server``: statistical forecaster/anomaly stand-ins and an
+server (``tests.support.standin_server``: statistical forecaster/anomaly stand-ins and an
 untrained Q-network of the DQN's shape) as the predictors, and ``python -m scheduler_client
 extender``. The load generator is open-loop: request ``i`` is due at ``start + i / rate`` and its
 latency counts from that moment (a slow answer delays nothing else and hides nothing), over a
@@ -34,31 +34,16 @@ import numpy as np
 import orjson
 import requests
 
+from components.cli_args import positive_seconds
 from components.contracts import write_nodes_table
+from components.harness.replay.prometheus import counter_delta, fallback_summary, scrape_counters
 from scheduler_client.client import extender_args, make_pod
-from scheduler_client.sources import synthetic_node_state
 from tests.conftest import find_free_ports
 from tests.integration.processes import REPO, predictions_usable, wait_until
+from tests.support.node_state import synthetic_node_state
 
 END = 1_767_225_600
 TARGETS_MS = {"healthy": 10.0, "predictors_killed": 20.0}
-
-
-def _counters(base: str) -> dict[str, float]:
-    text = requests.get(f"{base}/metrics", timeout=5).text
-    wanted = re.compile(r"^(mlsched_extender_(?:decisions|fallback)_total\{[^}]*\}) (\S+)$")
-    found = {}
-    for line in text.splitlines():
-        match = wanted.match(line)
-        if match and 'verb="prioritize"' in match.group(1):
-            found[match.group(1)] = float(match.group(2))
-    return found
-
-
-def _delta(before: dict, after: dict) -> dict[str, int]:
-    keys = sorted(set(before) | set(after))
-    out = {key: int(after.get(key, 0) - before.get(key, 0)) for key in keys}
-    return {key: value for key, value in out.items() if value}
 
 
 class Connection:
@@ -146,9 +131,10 @@ async def _load(
 
 
 def _phase(base: str, port: int, name: str, bodies: list[bytes], args, nodes: int) -> dict:
-    before = _counters(base)
+    before = scrape_counters(base)
     result = asyncio.run(_load(port, bodies, args.rate, args.duration, nodes))
-    result["decisions"] = _delta(before, _counters(base))
+    delta = counter_delta(before, scrape_counters(base))
+    result["decisions"] = fallback_summary(delta)["prioritize"]
     result["target_p99_ms"] = TARGETS_MS[name]
     result["target_met"] = result["errors"] == 0 and result["latency_ms"]["p99"] <= TARGETS_MS[name]
     return result
@@ -175,8 +161,8 @@ def _in_process(snapshot, table, bodies: list[bytes], dqn_model: str | None, run
     from scheduler_client.extender import Extender
     from scheduler_client.inventory import NodeInventory
     from scheduler_client.predictions import PredictionCache
+    from scheduler_client.recent_usage import RecentUsagePredictor
     from scheduler_client.server import tune_for_latency
-    from scheduler_client.sources import RecentUsagePredictor
 
     tune_for_latency()
     inventory = NodeInventory(
@@ -246,10 +232,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds per phase")
+    parser.add_argument("--duration", type=positive_seconds, default=60.0, help="per phase")
     parser.add_argument(
         "--pod-scorer",
-        choices=("dqn", "remote", "stand-in", "none"),
+        choices=("dqn", "remote", "none"),
         default="dqn",
         help="dqn: the DQN network in-process (untrained weights unless --dqn-model); remote: "
         "one v2 call per pod to the model server",
@@ -273,7 +259,7 @@ def main() -> None:
         model_port, port = find_free_ports(2)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         model = subprocess.Popen(
-            [sys.executable, "-m", "scheduler_client.standin_server", "--port", str(model_port)],
+            [sys.executable, "-m", "tests.support.standin_server", "--port", str(model_port)],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -38,11 +38,7 @@ from scheduler_client.resilience import (
     fallback_priorities,
     rollout_bucket,
 )
-from scheduler_client.sources import (
-    PolicyPodScorer,
-    QNetworkPodScorer,
-    StandInQNetwork,
-)
+from tests.support.standins import PolicyPodScorer, QNetworkPodScorer, StandInQNetwork
 
 GIB = 2**30
 

@@ -1,12 +1,12 @@
 """A stand-in model server speaking the Open Inference Protocol v2 (REST), for tests and the
-benchmark until the KServe predictors exist: the extender's remote clients talk to it exactly as
-they will talk to KServe, and tests kill it to exercise the fallback.
+extender benchmark: the extender's remote clients talk to it exactly as they talk to KServe, it
+starts in a moment, and tests kill it to exercise the fallback.
 
-It serves :class:`~scheduler_client.sources.RecentUsagePredictor` as the forecaster and the
-anomaly detector and :class:`~scheduler_client.sources.StandInQNetwork` as the placement policy
+It serves :class:`~scheduler_client.recent_usage.RecentUsagePredictor` as the forecaster and the
+anomaly detector and :class:`~tests.support.standins.StandInQNetwork` as the placement policy
 (see :mod:`scheduler_client.remote` for the tensor contract). Not a model server for real use.
 
-    python -m scheduler_client.standin_server --port 8081
+    python -m tests.support.standin_server --port 8081
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import pandas as pd
 
 from components.features.definitions import FEATURE_NAMES
 from components.model_contracts import NODE_STATE_COLUMNS, POD_COLUMNS
+from scheduler_client.recent_usage import RecentUsagePredictor
 from scheduler_client.remote import ANOMALY_DETECTOR, FORECASTER, PLACEMENT_POLICY
-from scheduler_client.sources import RecentUsagePredictor, StandInQNetwork
+from tests.support.standins import StandInQNetwork
 
 MODELS = (FORECASTER, ANOMALY_DETECTOR, PLACEMENT_POLICY)
 

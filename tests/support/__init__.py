@@ -1,0 +1,1 @@
+"""What tests and benchmarks share that no shipped command needs: stand-ins and fixtures."""
