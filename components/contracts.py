@@ -82,7 +82,8 @@ def _fail(part: _Part, message: str, column: str | None = None, position: int | 
     raise ContractError(", ".join(location) + f": {message}")
 
 
-def _table_files(path: Path) -> list[Path]:
+def table_files(path: Path) -> list[Path]:
+    """The ``.parquet`` and ``.csv`` files of a table: the file itself, or those under a folder."""
     if not path.exists():
         raise ContractError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -97,7 +98,7 @@ def _table_files(path: Path) -> list[Path]:
 
 
 def _read_parts(path: str | os.PathLike) -> Iterator[_Part]:
-    for file in _table_files(Path(path)):
+    for file in table_files(Path(path)):
         try:
             if file.suffix.lower() == ".csv":
                 frame = pd.read_csv(file, dtype={NODE: str, POD: str}, keep_default_na=True)

@@ -20,7 +20,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
+from components.contracts import (
+    CPU_UTILIZATION,
+    MEMORY_UTILIZATION,
+    NODE,
+    TIMESTAMP,
+    table_files,
+)
 from components.errors import MlschedError
 from data_validation.thresholds import Thresholds
 
@@ -88,20 +94,6 @@ def _edge(table: pd.DataFrame, how: str) -> pd.Timestamp | None:
 # --------------------------------------------------------------------------- reading
 
 
-def _metric_files(path: Path) -> list[Path]:
-    if not path.exists():
-        raise MlschedError(f"{path}: no such file or directory")
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
-        files += sorted(p for p in path.rglob("*.csv") if not p.name.startswith("."))
-        if not files:
-            raise MlschedError(f"{path}: directory holds no .parquet or .csv files")
-        return files
-    if path.suffix.lower() not in (".parquet", ".csv"):
-        raise MlschedError(f"{path}: unsupported file type '{path.suffix}'; use .parquet or .csv")
-    return [path]
-
-
 def load_raw_node_metrics(path: str | os.PathLike) -> pd.DataFrame:
     """Read node metrics (CSV, parquet, or a day-partitioned parquet folder) without judging them.
 
@@ -112,7 +104,7 @@ def load_raw_node_metrics(path: str | os.PathLike) -> pd.DataFrame:
         MlschedError: naming the path when it is missing or a file cannot be read as a table.
     """
     frames = []
-    for file in _metric_files(Path(path)):
+    for file in table_files(Path(path)):
         try:
             if file.suffix.lower() == ".csv":
                 frame = pd.read_csv(file, dtype={NODE: str, TIMESTAMP: str})

@@ -87,6 +87,30 @@ def _totals(node_cpu, node_memory, pod_cpu, pod_memory, *, non_zero: bool):
     )
 
 
+def _resources_fit(
+    score,
+    *,
+    allocatable_cpu_cores,
+    allocatable_memory_bytes,
+    nonzero_requested_cpu_cores,
+    nonzero_requested_memory_bytes,
+    pod_cpu_request_cores,
+    pod_memory_request_bytes,
+) -> np.ndarray:
+    """NodeResourcesFit with the per-resource ``score`` (least or most requested), weighted."""
+    cpu, memory = _totals(
+        nonzero_requested_cpu_cores,
+        nonzero_requested_memory_bytes,
+        pod_cpu_request_cores,
+        pod_memory_request_bytes,
+        non_zero=True,
+    )
+    return _weighted(
+        score(cpu, milli_cpu(allocatable_cpu_cores)),
+        score(memory, whole_bytes(allocatable_memory_bytes)),
+    )
+
+
 def least_allocated_scores(
     allocatable_cpu_cores: np.ndarray,
     allocatable_memory_bytes: np.ndarray,
@@ -104,17 +128,7 @@ def least_allocated_scores(
         pod_cpu_request_cores, pod_memory_request_bytes: the incoming pod's requests as written
             (0 for none); the non-zero defaults are applied here.
     """
-    cpu, memory = _totals(
-        nonzero_requested_cpu_cores,
-        nonzero_requested_memory_bytes,
-        pod_cpu_request_cores,
-        pod_memory_request_bytes,
-        non_zero=True,
-    )
-    return _weighted(
-        _least_requested(cpu, milli_cpu(allocatable_cpu_cores)),
-        _least_requested(memory, whole_bytes(allocatable_memory_bytes)),
-    )
+    return _resources_fit(_least_requested, **locals())
 
 
 def most_allocated_scores(
@@ -129,17 +143,7 @@ def most_allocated_scores(
 
     Arguments as in :func:`least_allocated_scores`.
     """
-    cpu, memory = _totals(
-        nonzero_requested_cpu_cores,
-        nonzero_requested_memory_bytes,
-        pod_cpu_request_cores,
-        pod_memory_request_bytes,
-        non_zero=True,
-    )
-    return _weighted(
-        _most_requested(cpu, milli_cpu(allocatable_cpu_cores)),
-        _most_requested(memory, whole_bytes(allocatable_memory_bytes)),
-    )
+    return _resources_fit(_most_requested, **locals())
 
 
 def balanced_allocation_scores(
