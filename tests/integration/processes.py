@@ -17,6 +17,7 @@ import orjson
 import requests
 
 from components.errors import MlschedError
+from components.harness.replay.prometheus import parse_samples, total
 from components.harness.stack.processes import start_process, terminate, wait_until_ready
 from scheduler_client.client import extender_args, make_pod
 
@@ -80,21 +81,16 @@ def predictions_usable(response: requests.Response) -> bool:
     return response.status_code == 200 and response.json()["predictions_usable"]
 
 
-def metric_total(base: str, name: str, labels: str = "") -> float:
-    """The sum of the extender's ``name`` samples whose labels contain ``labels``."""
-    total = 0.0
-    for line in requests.get(f"{base}/metrics", timeout=5).text.splitlines():
-        key = line.split(" ", 1)[0]
-        if (key == name or key.startswith(f"{name}{{")) and labels in key:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def metric_total(base: str, name: str, **labels: str) -> float:
+    """The sum of the extender's ``name`` samples whose labels include ``labels``."""
+    return total(parse_samples(requests.get(f"{base}/metrics", timeout=5).text), name, **labels)
 
 
-def wait_for_metric(base: str, name: str, labels: str = "", timeout: float = 20.0) -> None:
-    """Poll the extender's metrics until ``metric_total(base, name, labels)`` is not zero, at most
-    ``timeout`` seconds (the caller asserts what it expects then)."""
+def wait_for_metric(base: str, name: str, timeout: float = 20.0, **labels: str) -> None:
+    """Poll the extender's metrics until ``metric_total(base, name, **labels)`` is not zero, at
+    most ``timeout`` seconds (the caller asserts what it expects then)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not metric_total(base, name, labels):
+    while time.monotonic() < deadline and not metric_total(base, name, **labels):
         time.sleep(0.2)
 
 

@@ -123,7 +123,7 @@ def test_snapshot_carries_the_anomaly_group_and_the_detector_scores_it(stack):
 
     pushed = snapshot.reset_index()
     pushed.loc[0, declared[0]] = 0.125  # the online path writes the anomaly view too
-    assert feast_store.push_latest_features(stack["store"], pushed) == len(pushed)
+    assert feast_store.write_online_features(stack["store"], pushed) == len(pushed)
     again = feast_store.read_node_state_snapshot(stack["store"], stack["names"])
     assert again.loc[stack["names"][0], declared[0]] == np.float32(0.125)
     assert np.isfinite(predictions.cpu_p90).all() and predictions.cpu_p90.shape == (4, 3)
@@ -162,14 +162,14 @@ def test_prioritize_uses_the_served_models_and_survives_their_death(stack):
         assert response.status_code == 200
         assert sorted(entry["Host"] for entry in response.json()) == names
     decisions = "mlsched_extender_decisions_total"
-    assert metric_total(extender, decisions, 'mode="ml",verb="prioritize"') >= 5
+    assert metric_total(extender, decisions, mode="ml", verb="prioritize") >= 5
     assert metric_total(extender, "mlsched_extender_fallback_total") == 0
 
     with scheduling(extender, names, 0.02, cpu="250m") as replies:
         time.sleep(0.5)
         stack["model"].kill()
         stack["model"].wait()
-        wait_for_metric(extender, "mlsched_extender_fallback_total", 'verb="prioritize"')
+        wait_for_metric(extender, "mlsched_extender_fallback_total", verb="prioritize")
         time.sleep(0.3)
     assert replies and {reply.status_code for reply in replies} == {200}
-    assert metric_total(extender, "mlsched_extender_fallback_total", 'verb="prioritize"') > 0
+    assert metric_total(extender, "mlsched_extender_fallback_total", verb="prioritize") > 0

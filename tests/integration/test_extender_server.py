@@ -31,7 +31,7 @@ from tests.support.node_state import synthetic_node_state
 
 PREFIX = "/scheduler"
 END = 1_767_225_600
-STALE = '{reason="stale",verb="prioritize"}'
+STALE = {"reason": "stale", "verb": "prioritize"}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_filter_and_prioritize_in_both_modes(served):
     assert objects["NodeNames"] is None
     assert [n["metadata"]["name"] for n in objects["Nodes"]["items"]] == filtered["NodeNames"]
     assert metric_total(
-        served["base"], "mlsched_extender_decisions_total", '{mode="ml",verb="prioritize"}'
+        served["base"], "mlsched_extender_decisions_total", mode="ml", verb="prioritize"
     )
 
 
@@ -156,14 +156,14 @@ def test_killing_the_model_server_mid_run_costs_no_call(served):
         time.sleep(1.0)
         served["model"].kill()
         served["model"].wait()
-        wait_for_metric(base, "mlsched_extender_fallback_total", STALE)
+        wait_for_metric(base, "mlsched_extender_fallback_total", **STALE)
         time.sleep(0.5)
     assert replies and {reply.status_code for reply in replies} == {200}
     assert not [
         r.json()["Error"] for r in replies if r.url.endswith("filter") and r.json()["Error"]
     ]
-    assert metric_total(base, "mlsched_extender_fallback_total", STALE) > 0
-    assert metric_total(base, "mlsched_extender_circuit_state", '{breaker="predictors"}') == 2
+    assert metric_total(base, "mlsched_extender_fallback_total", **STALE) > 0
+    assert metric_total(base, "mlsched_extender_circuit_state", breaker="predictors") == 2
     assert metric_total(base, "mlsched_extender_pod_scorer_failures_total") > 0
     assert metric_total(base, "mlsched_extender_prediction_staleness_seconds") > 2
     health = requests.get(f"{base}/healthz", timeout=5).json()

@@ -1,4 +1,5 @@
-"""The extender's Prometheus counters from ``/metrics``, and their change over a replay."""
+"""The extender's Prometheus metrics from ``/metrics`` (the one parser of the text exposition
+format, the tests' included), and the counters' change over a replay."""
 
 from __future__ import annotations
 
@@ -10,19 +11,27 @@ from prometheus_client.parser import text_string_to_metric_families
 from components.errors import MlschedError
 
 PREFIX = "mlsched_extender"
-Counters = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+Counters = Samples
+
+
+def parse_samples(text: str, prefix: str = PREFIX) -> Samples:
+    """Every sample of the ``<prefix>*`` metrics: ``{(name, sorted labels): value}``."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith(prefix)
+        for sample in family.samples
+    }
 
 
 def parse_counters(text: str, prefix: str = PREFIX) -> Counters:
-    """Every ``<prefix>*_total`` sample: ``{(name, sorted labels): value}``."""
-    counters: Counters = {}
-    for family in text_string_to_metric_families(text):
-        if family.type != "counter" or not family.name.startswith(prefix):
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                counters[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return counters
+    """Every ``<prefix>*_total`` sample (the counters' values)."""
+    return {
+        key: value
+        for key, value in parse_samples(text, prefix).items()
+        if key[0].endswith("_total")
+    }
 
 
 def scrape_counters(
