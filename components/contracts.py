@@ -464,16 +464,20 @@ def _label_time(value: object, where: str) -> pd.Timestamp:
     return stamp.tz_convert("UTC")
 
 
-def read_anomaly_labels(path: str | os.PathLike) -> AnomalyLabels:
-    """Read and validate an anomaly-labels JSON file."""
+def read_json_file(path: str | os.PathLike) -> object:
+    """The document of a JSON file; a missing file or bad JSON is an error naming the file."""
     file = Path(path)
     if not file.is_file():
         raise ContractError(f"{file}: no such file")
     try:
-        document = json.loads(file.read_text())
+        return json.loads(file.read_text())
     except json.JSONDecodeError as error:
         raise ContractError(f"{file}: not valid JSON: {error}") from None
-    return validate_anomaly_labels(document, str(file))
+
+
+def read_anomaly_labels(path: str | os.PathLike) -> AnomalyLabels:
+    """Read and validate an anomaly-labels JSON file."""
+    return validate_anomaly_labels(read_json_file(path), str(Path(path)))
 
 
 def write_anomaly_labels(labels: AnomalyLabels, path: str | os.PathLike) -> Path:

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from components.atomic import replace_path, write_text
+from components.cli_args import utc_timestamp
 from components.contracts import NODE
-from components.errors import MlschedError
 from data_validation.profile import (
     PER_NODE_COLUMNS,
     NodeProfile,
@@ -115,17 +115,7 @@ class ValidationReport:
 
 def parse_reference_time(value: str | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
     """A zone-aware UTC timestamp from ISO text, a datetime or a Timestamp (``None`` stays)."""
-    if value is None:
-        return None
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise MlschedError(
-            f"reference time: cannot parse {value!r}; use ISO 8601 such as 2026-01-01T00:00:00Z"
-        ) from None
-    if stamp is pd.NaT or stamp.tzinfo is None:
-        raise MlschedError(f"reference time: {value!r} has no time zone; add Z or an offset")
-    return stamp.tz_convert("UTC")
+    return None if value is None else utc_timestamp(value, "reference time")
 
 
 def run_validation(

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.cli_args import utc_timestamp
 from components.collect.config import CollectConfig, QuerySpec, load_collect_config
 from components.collect.prometheus_range import (
     FetchSettings,
@@ -278,17 +279,7 @@ def _whole_step(step_seconds: float) -> int:
 
 
 def _epoch(value: str | datetime | pd.Timestamp, what: str) -> float:
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise MlschedError(
-            f"{what}: cannot parse {value!r}; use ISO 8601 such as 2026-01-01T00:00:00Z"
-        ) from None
-    if stamp is pd.NaT or pd.isna(stamp):
-        raise MlschedError(f"{what}: empty time")
-    if stamp.tzinfo is None:
-        raise MlschedError(f"{what}: {value!r} has no time zone; add Z or an offset")
-    return stamp.timestamp()
+    return utc_timestamp(value, what).timestamp()
 
 
 def _grid(start: float, end: float, step: int) -> tuple[int, int]:

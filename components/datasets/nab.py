@@ -10,7 +10,6 @@ windows) becomes anomaly labels in the contract, per node.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from components.contracts import (
     TIMESTAMP,
     UTILIZATION_RANGE,
     AnomalyLabels,
+    read_json_file,
     validate_anomaly_labels,
     write_anomaly_labels,
 )
@@ -101,12 +101,7 @@ def read_nab_series(file: str | os.PathLike) -> pd.DataFrame:
 def read_nab_labels(folder: str | os.PathLike) -> AnomalyLabels:
     """``anomaly_windows.json`` as anomaly labels keyed by node name."""
     file = Path(folder) / WINDOWS_FILE
-    if not file.is_file():
-        raise ContractError(f"{file}: no such file")
-    try:
-        document = json.loads(file.read_text())
-    except json.JSONDecodeError as error:
-        raise ContractError(f"{file}: not valid JSON: {error}") from None
+    document = read_json_file(file)
     if not isinstance(document, dict):
         raise ContractError(f"{file}: expected an object {{file name: [[start, end], ...]}}")
     converted = {}
