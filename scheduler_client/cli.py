@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from components.cli_args import number_within, percent, port, positive_int, positive_seconds
@@ -182,16 +182,26 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
         "--dqn-model",
         help="DQN model folder or MLflow URI, e.g. models:/placement-dqn@champion",
     )
-    p.add_argument("--refresh", type=positive_seconds, default=15.0, help="e.g. 15s")
+    p.add_argument(
+        "--refresh", dest="refresh_seconds", type=positive_seconds, default=15.0, help="e.g. 15s"
+    )
     p.add_argument(
         "--max-staleness",
+        dest="max_staleness_seconds",
         type=positive_seconds,
         default=60.0,
         help="older predictions are not used (fallback)",
     )
-    p.add_argument("--timeout", type=positive_seconds, default=2.0, help="per predictor call")
+    p.add_argument(
+        "--timeout",
+        dest="timeout_seconds",
+        type=positive_seconds,
+        default=2.0,
+        help="per predictor call",
+    )
     p.add_argument(
         "--scorer-timeout",
+        dest="scorer_timeout_seconds",
         type=positive_seconds,
         default=0.05,
         help="per pod-scorer call on the scheduling path, e.g. 50ms",
@@ -240,26 +250,8 @@ def cmd_extender(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value and not Path(value).is_file():
             raise MlschedError(f"--{flag.replace('_', '-')} {value}: no such file")
-    options = ExtenderOptions(
-        predictors=args.predictors,
-        nodes=args.nodes,
-        snapshot=args.snapshot,
-        feast_repo=args.feast_repo,
-        pod_scorer=args.pod_scorer,
-        dqn_model=args.dqn_model,
-        url_prefix=args.url_prefix,
-        refresh_seconds=args.refresh,
-        max_staleness_seconds=args.max_staleness,
-        timeout_seconds=args.timeout,
-        scorer_timeout_seconds=args.scorer_timeout,
-        cpu_threshold=args.cpu_threshold,
-        memory_threshold=args.memory_threshold,
-        shadow=args.shadow,
-        rollout_percent=args.rollout_percent,
-        token=_token(args),
-        max_body_bytes=args.max_body_bytes,
-        drift_reference=args.drift_reference,
-    )
+    flags = {f.name: getattr(args, f.name) for f in fields(ExtenderOptions) if f.name in args}
+    options = ExtenderOptions(**{**flags, "token": _token(args)})
     setup_json_logging(args.log_level)
     app = build_extender_app(options)
     tune_for_latency()

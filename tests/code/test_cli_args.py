@@ -60,8 +60,9 @@ def test_every_timeout_of_the_extender_and_the_replay_takes_a_duration(capsys):
         *("extender", "--timeout", "2m", "--scorer-timeout", "50ms", "--refresh", "250ms"),
         *("--max-staleness", "1m", "--cpu-threshold", "1.2"),
     )
-    assert (extender.timeout, extender.scorer_timeout, extender.refresh) == (120.0, 0.05, 0.25)
-    assert (extender.max_staleness, extender.cpu_threshold) == (60.0, 1.2)
+    assert (extender.timeout_seconds, extender.scorer_timeout_seconds) == (120.0, 0.05)
+    assert (extender.refresh_seconds, extender.max_staleness_seconds) == (0.25, 60.0)
+    assert extender.cpu_threshold == 1.2
     replay = _parse(
         add_replay_parser,
         *("replay", "--workload", "w", "--nodes", "n", "--timeout", "2m", "--sync-timeout", "0"),

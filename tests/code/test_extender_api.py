@@ -752,7 +752,12 @@ def test_cli_parser_and_option_errors(tmp_path):
     args = parser.parse_args(
         ["extender", "--port", "9999", "--shadow", "--rollout-percent", "25", "--refresh", "5s"]
     )
-    assert (args.port, args.shadow, args.rollout_percent, args.refresh) == (9999, True, 25.0, 5.0)
+    assert (args.port, args.shadow, args.rollout_percent, args.refresh_seconds) == (
+        9999,
+        True,
+        25.0,
+        5.0,
+    )
     with pytest.raises(SystemExit):
         parser.parse_args(["extender", "--rollout-percent", "120"])
     with pytest.raises(MlschedError, match="need node state"):
