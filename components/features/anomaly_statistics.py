@@ -40,7 +40,7 @@ import pandas as pd
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 from components.errors import MlschedError
 from components.features.definitions import MEMORY_REQUESTED_RATIO
-from components.features.engineering import compute_node_features
+from components.features.engineering import compute_node_features, infer_step_seconds
 
 RESOURCES: dict[str, str] = {"cpu": CPU_UTILIZATION, "memory": MEMORY_UTILIZATION}
 ROBUST_WINDOW_SECONDS = 86_400
@@ -206,20 +206,6 @@ def _node_flaps(columns: np.ndarray, n_steps: int, step: int) -> dict[str, np.nd
 
 
 _NODE_STATS = ("median", "scale", "floor", "jumps", "pulses", "repeat", "inside")
-
-
-def infer_step_seconds(metrics: pd.DataFrame) -> int:
-    """The scrape interval: the median gap between consecutive samples of a node."""
-    ordered = metrics.sort_values([NODE, TIMESTAMP])
-    nanos = ordered[TIMESTAMP].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    same = ordered[NODE].to_numpy()[1:] == ordered[NODE].to_numpy()[:-1]
-    gaps = np.diff(nanos)[same]
-    gaps = gaps[gaps > 0]
-    if len(gaps) == 0:
-        raise MlschedError(
-            "node metrics: cannot infer the scrape interval from one sample per node"
-        )
-    return max(1, round(float(np.median(gaps)) / 1e9))
 
 
 def anomaly_features(

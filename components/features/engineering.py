@@ -84,13 +84,25 @@ def _nanos(frame: pd.DataFrame, what: str = "node metrics") -> np.ndarray:
     return stamps.dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
+def infer_step_seconds(metrics: pd.DataFrame) -> int:
+    """The scrape interval: the median gap between a node's consecutive samples, in seconds.
+
+    Raises:
+        MlschedError: no node has two samples.
+    """
+    frame = metrics[[NODE, TIMESTAMP]].sort_values([NODE, TIMESTAMP])
+    nanos = frame[TIMESTAMP].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    return _infer_step(pd.factorize(frame[NODE])[0], nanos)
+
+
 def _infer_step(codes: np.ndarray, nanos: np.ndarray) -> int:
     same = codes[1:] == codes[:-1]
     gaps = np.diff(nanos)[same]
     gaps = gaps[gaps > 0]
     if len(gaps) == 0:
         raise MlschedError(
-            "cannot infer the scrape interval from one sample per node; pass step_seconds"
+            "node metrics: no node has two samples; cannot infer the scrape interval "
+            "(pass step_seconds)"
         )
     return max(1, round(float(np.median(gaps)) / NS))
 

@@ -18,12 +18,11 @@ from components.contracts import NODE, TIMESTAMP
 from components.durations import format_duration, parse_duration_seconds
 from components.errors import MlschedError
 from components.features.definitions import FEATURE_NAMES, RESOURCES
-from components.features.engineering import compute_node_features
+from components.features.engineering import compute_node_features, infer_step_seconds
 
 NS = 1_000_000_000
 DAY_SECONDS = 86_400
 DEFAULT_HORIZONS = ("5m", "15m", "30m")
-MIN_STEP_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -73,25 +72,6 @@ def horizon_steps(names: Sequence[str], step_seconds: int) -> tuple[Horizon, ...
             raise MlschedError(f"horizon {name} is shorter than the scrape interval of {interval}")
         out.append(Horizon(name, seconds, max(1, round(seconds / step_seconds))))
     return tuple(out)
-
-
-def infer_step_seconds(metrics: pd.DataFrame) -> int:
-    """The scrape interval: the median gap between a node's consecutive samples, in seconds.
-
-    Raises:
-        MlschedError: no node has two samples.
-    """
-    frame = metrics[[NODE, TIMESTAMP]].sort_values([NODE, TIMESTAMP])
-    nanos = frame[TIMESTAMP].dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]").view(np.int64)
-    codes = pd.factorize(frame[NODE])[0]
-    same = codes[1:] == codes[:-1]
-    gaps = np.diff(nanos)[same]
-    gaps = gaps[gaps > 0]
-    if len(gaps) == 0:
-        raise MlschedError(
-            "node metrics: no node has two samples; cannot infer the scrape interval"
-        )
-    return max(MIN_STEP_SECONDS, round(float(np.median(gaps)) / NS))
 
 
 @dataclass
