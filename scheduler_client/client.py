@@ -133,15 +133,3 @@ class ExtenderClient:
         scores = self.prioritize(pod, passed)
         names = [n if isinstance(n, str) else n["metadata"]["name"] for n in passed]
         return max(names, key=lambda name: scores.get(name, -1))
-
-
-def best_node(
-    pod: Mapping,
-    nodes: Sequence[str] | Sequence[Mapping],
-    *,
-    url: str = "http://127.0.0.1:8888",
-    url_prefix: str = "/scheduler",
-    token: str | None = None,
-) -> str:
-    """The node the extender prefers for ``pod`` (see :meth:`ExtenderClient.best_node`)."""
-    return ExtenderClient(url, url_prefix=url_prefix, token=token).best_node(pod, nodes)

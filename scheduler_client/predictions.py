@@ -155,14 +155,20 @@ class CacheState:
         return np.array(list(found), dtype=np.int64)
 
 
+def _inventory_fields(view: InventoryView) -> dict[str, Any]:
+    return {
+        "nodes": view.names,
+        "index": dict(view.index),
+        "cpu_cores": view.cpu_cores,
+        "memory_bytes": view.memory_bytes,
+        "gpus": view.gpus,
+    }
+
+
 def empty_state(view: InventoryView) -> CacheState:
     n = len(view.names)
     return CacheState(
-        nodes=view.names,
-        index=dict(view.index),
-        cpu_cores=view.cpu_cores,
-        memory_bytes=view.memory_bytes,
-        gpus=view.gpus,
+        **_inventory_fields(view),
         cpu_requested_ratio=np.zeros(n),
         memory_requested_ratio=np.zeros(n),
         cpu_utilization=np.full(n, np.nan),
@@ -337,14 +343,7 @@ class PredictionCache:
                 ok = False
         if "predictions" not in fields:
             fields.update(_carry_predictions(previous, names))
-        state = CacheState(
-            nodes=names,
-            index=dict(view.index),
-            cpu_cores=view.cpu_cores,
-            memory_bytes=view.memory_bytes,
-            gpus=view.gpus,
-            **{**_carry_over(previous, names), **fields},
-        )
+        state = CacheState(**_inventory_fields(view), **{**_carry_over(previous, names), **fields})
         if self.pod_scorer is not None and state.predictions is not None:
             try:
                 state = dataclasses.replace(state, prepared=self.pod_scorer.prepare(state))
