@@ -28,28 +28,27 @@ def parameter(name: str, annotation, default=inspect.Parameter.empty) -> inspect
     )
 
 
+def parameters(**defaults) -> tuple[inspect.Parameter, ...]:
+    """Pipeline parameters typed by their defaults."""
+    return tuple(parameter(name, type(value), value) for name, value in defaults.items())
+
+
 TRACKING = (parameter("tracking_uri", str),)
-SOURCE = (
-    parameter("node_metrics_path", str, ""),
-    parameter("prometheus_url", str, ""),
-    parameter("start", str, ""),
-    parameter("end", str, ""),
-    parameter("step_seconds", int, 30),
-)
-GATE = (parameter("thresholds_path", str, ""), parameter("reference_time", str, ""))
-TUNING = (parameter("tune_models", bool, False), parameter("tune_trials", int, 3))
-TRAINING = (
-    parameter("labels_path", str, ""),
-    parameter("workload_path", str, ""),
-    parameter("nodes_path", str, ""),
-    parameter("online_store", str, ""),
-    parameter("register", bool, True),
-    parameter("require_beating_baselines", bool, False),
-    parameter("forecaster_args", list, []),
-    parameter("anomaly_args", list, []),
-    parameter("placement_args", list, []),
-    parameter("serving_image", str, DEFAULT_IMAGE),
-    parameter("serving_namespace", str, "ml-scheduler"),
+SOURCE = parameters(node_metrics_path="", prometheus_url="", start="", end="", step_seconds=30)
+GATE = parameters(thresholds_path="", reference_time="")
+TUNING = parameters(tune_models=False, tune_trials=3)
+TRAINING = parameters(
+    labels_path="",
+    workload_path="",
+    nodes_path="",
+    online_store="",
+    register=True,
+    require_beating_baselines=False,
+    forecaster_args=[],
+    anomaly_args=[],
+    placement_args=[],
+    serving_image=DEFAULT_IMAGE,
+    serving_namespace="ml-scheduler",
 )
 
 

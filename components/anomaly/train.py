@@ -59,14 +59,29 @@ def _contamination(text: str) -> float | str:
     return value
 
 
+ENSEMBLE_FLAGS = {
+    "n_estimators": None,
+    "max_samples": None,
+    "smooth_seconds": None,
+    "spread_quantile": None,
+    "node_spread_floor": "a node's score spread is at least this share of the pooled spread (a "
+    "node quiet in training is not made hypersensitive)",
+    "min_peak_score": "score an alarm event must reach at least (standardised units)",
+}
+RULE_FLAGS = {
+    "min_gap_seconds": None,
+    "min_duration_seconds": None,
+    "peak_factor": "an event must peak at median + factor x (threshold - median) of training "
+    "scores",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--metrics", required=True, help="node metrics (CSV, parquet, folder)")
     parser.add_argument("--labels", required=True, help="anomaly labels JSON (evaluation only)")
     parser.add_argument("--cpu-only", action="store_true", help="ignore memory (CPU-only data)")
     parser.add_argument("--train-fraction", type=float, default=DEFAULT_TRAIN_FRACTION)
-    parser.add_argument("--n-estimators", type=int, default=EnsembleConfig.n_estimators)
-    parser.add_argument("--max-samples", type=int, default=EnsembleConfig.max_samples)
     parser.add_argument(
         "--contamination",
         type=_contamination,
@@ -80,31 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_FPR_BUDGET,
         help="share of training points allowed above the alarm threshold",
     )
-    parser.add_argument("--smooth-seconds", type=int, default=EnsembleConfig.smooth_seconds)
-    parser.add_argument("--spread-quantile", type=float, default=EnsembleConfig.spread_quantile)
-    parser.add_argument(
-        "--node-spread-floor",
-        type=float,
-        default=EnsembleConfig.node_spread_floor,
-        help="a node's score spread is at least this share of the pooled spread (a node quiet "
-        "in training is not made hypersensitive)",
-    )
-    parser.add_argument(
-        "--min-peak-score",
-        type=float,
-        default=EnsembleConfig.min_peak_score,
-        help="score an alarm event must reach at least (standardised units)",
-    )
-    parser.add_argument("--min-gap-seconds", type=int, default=DEFAULT_RULES.min_gap_seconds)
-    parser.add_argument(
-        "--min-duration-seconds", type=int, default=DEFAULT_RULES.min_duration_seconds
-    )
-    parser.add_argument(
-        "--peak-factor",
-        type=float,
-        default=DEFAULT_RULES.peak_factor,
-        help="an event must peak at median + factor x (threshold - median) of training scores",
-    )
+    for defaults, flags in ((EnsembleConfig(), ENSEMBLE_FLAGS), (DEFAULT_RULES, RULE_FLAGS)):
+        for name, text in flags.items():
+            default = getattr(defaults, name)
+            flag = "--" + name.replace("_", "-")
+            parser.add_argument(flag, type=type(default), default=default, help=text)
     add_training_flags(parser, ANOMALY_DETECTOR)
     parser.add_argument("--report", help="also write the evaluation report JSON here")
     return parser
@@ -224,16 +219,11 @@ def run(args: argparse.Namespace) -> dict:
     labels = read_anomaly_labels(args.labels)
     config = EnsembleConfig(
         resources=CPU_ONLY if args.cpu_only else ("cpu", "memory"),
-        n_estimators=args.n_estimators,
-        max_samples=args.max_samples,
         contamination=args.contamination,
-        smooth_seconds=args.smooth_seconds,
-        spread_quantile=args.spread_quantile,
-        node_spread_floor=args.node_spread_floor,
-        min_peak_score=args.min_peak_score,
         seed=args.seed,
+        **{name: getattr(args, name) for name in ENSEMBLE_FLAGS},
     )
-    rules = EventRules(args.min_gap_seconds, args.min_duration_seconds, args.peak_factor)
+    rules = EventRules(**{name: getattr(args, name) for name in RULE_FLAGS})
     run = run_anomaly_evaluation(
         metrics,
         labels,

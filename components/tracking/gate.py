@@ -67,15 +67,15 @@ def _decide(
     alias: str,
     min_improvement: float,
 ) -> tuple[bool, str, float | None, str | None]:
-    direction = "higher" if higher_is_better else "lower"
+    direction = f"{'higher' if higher_is_better else 'lower'} is better"
+    ours = f"candidate {metric}={candidate:.6g}"
     if not math.isfinite(candidate):
         return False, f"candidate {metric} is not a number ({candidate})", None, None
     for name, value in sorted(baselines.items()):
         if not _beats(candidate, value, higher_is_better, 0.0):
             return (
                 False,
-                f"candidate {metric}={candidate:.6g} does not beat baseline {name}={value:.6g} "
-                f"({direction} is better)",
+                f"{ours} does not beat baseline {name}={value:.6g} ({direction})",
                 None,
                 None,
             )
@@ -84,45 +84,32 @@ def _decide(
         shown = ", ".join(f"{name}={value:.6g}" for name, value in sorted(baselines.items()))
         return (
             True,
-            f"no {alias} yet; candidate {metric}={candidate:.6g} beats every baseline ({shown}; "
-            f"{direction} is better)",
+            f"no {alias} yet; {ours} beats every baseline ({shown}; {direction})",
             None,
             None,
         )
+    held = f"{alias} version {champion_version}"
     if champion_version == str(candidate_version):
         return False, f"version {candidate_version} is already the {alias}", None, champion_version
     if score_champion is None:
         return (
             False,
-            f"{alias} version {champion_version} exists but no function was given to re-score it",
+            f"{held} exists but no function was given to re-score it",
             None,
             champion_version,
         )
     try:
         champion = float(score_champion(f"models:/{model_name}/{champion_version}"))
     except Exception as error:  # noqa: BLE001 - any failure to score keeps the champion
-        return (
-            False,
-            f"could not re-score {alias} version {champion_version}: {error}",
-            None,
-            champion_version,
-        )
+        return False, f"could not re-score {held}: {error}", None, champion_version
     if not _beats(candidate, champion, higher_is_better, min_improvement):
-        return (
-            False,
-            f"candidate {metric}={candidate:.6g} does not beat {alias} version "
-            f"{champion_version} ({champion:.6g}) by more than {min_improvement:g} "
-            f"({direction} is better)",
-            champion,
-            champion_version,
+        reason = (
+            f"{ours} does not beat {held} ({champion:.6g}) by more than {min_improvement:g} "
+            f"({direction})"
         )
-    return (
-        True,
-        f"candidate {metric}={candidate:.6g} beats every baseline and {alias} version "
-        f"{champion_version} ({champion:.6g})",
-        champion,
-        champion_version,
-    )
+        return False, reason, champion, champion_version
+    reason = f"{ours} beats every baseline and {held} ({champion:.6g})"
+    return True, reason, champion, champion_version
 
 
 def evaluate_candidate(

@@ -204,11 +204,8 @@ def run(args: argparse.Namespace) -> dict:
         time_budget_seconds=args.time_budget,
         window_hours=args.window_hours,
     )
-    with (
-        tracked_run(args, PLACEMENT_DQN, _training_params(args, config))
-        if not args.no_tracking
-        else _untracked()
-    ) as tracked:
+    track = tracked_run(args, PLACEMENT_DQN, _training_params(args, config))  # entered below
+    with contextlib.nullcontext() if args.no_tracking else track as tracked:
         on_episode = None
         if tracked is not None:
 
@@ -238,11 +235,6 @@ def run(args: argparse.Namespace) -> dict:
     result = training_result(PLACEMENT_DQN, **outcome)
     write_result_file(result, args.result_file)
     return result
-
-
-@contextlib.contextmanager
-def _untracked():
-    yield None
 
 
 def _log_results(tracked, policy: DQNPolicy, figures: dict, config: TrainConfig, history) -> str:
