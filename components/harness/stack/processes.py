@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,33 @@ from components.errors import MlschedError
 
 STOP_TIMEOUT_S = 10.0
 _POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    """A server of the local stack: where it answers, and the pid file, log and command-line
+    fragment by which it is found and stopped."""
+
+    name: str
+    url: str
+    ready_path: str
+    port: int
+    port_option: str
+    pid_file: Path
+    log_file: Path
+    cmd_fragment: str
+    ready_timeout: float = 60.0
+    cmd: tuple[str, ...] = ()
+
+    @property
+    def ready_url(self) -> str:
+        return self.url + self.ready_path
+
+    def pid(self) -> int | None:
+        return running_pid(self.pid_file, self.cmd_fragment)
+
+    def stop(self) -> bool:
+        return stop_process(self.pid_file, self.cmd_fragment)
 
 
 def start_process(

@@ -26,11 +26,10 @@ import requests
 
 from components.errors import MlschedError
 from components.harness.stack.processes import (
+    ManagedProcess,
     log_tail,
     port_is_free,
-    running_pid,
     start_process,
-    stop_process,
     url_is_ready,
     wait_until_ready,
 )
@@ -89,25 +88,6 @@ class ServingConfig:
         return f"http://{self.host}:{self.extender_port}"
 
 
-@dataclass(frozen=True)
-class _Process:
-    name: str
-    url: str
-    ready_path: str
-    port: int
-    port_option: str
-    cmd: tuple[str, ...]
-    pid_file: Path
-    log_file: Path
-    cmd_fragment: str
-
-    def pid(self) -> int | None:
-        return running_pid(self.pid_file, self.cmd_fragment)
-
-    def stop(self) -> bool:
-        return stop_process(self.pid_file, self.cmd_fragment)
-
-
 def _cli(*args: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "components.cli", *args)
 
@@ -123,14 +103,16 @@ def registered_champions(tracking_uri: str, alias: str = CHAMPION_ALIAS) -> dict
     return {name: alias_version(client, name, alias) for name in REGISTERED_MODELS}
 
 
-def _processes(config: ServingConfig, dqn_champion: bool = True) -> tuple[_Process, _Process]:
+def _processes(
+    config: ServingConfig, dqn_champion: bool = True
+) -> tuple[ManagedProcess, ManagedProcess]:
     folder = config.folder
     pod_scorer = (
         f"--dqn-model=models:/{PLACEMENT_MODEL}@{config.alias}"
         if dqn_champion
         else "--pod-scorer=none"
     )
-    model_server = _Process(
+    model_server = ManagedProcess(
         name=MODEL_SERVER,
         url=config.model_server_url,
         ready_path=MODEL_SERVER_READY_PATH,
@@ -148,7 +130,7 @@ def _processes(config: ServingConfig, dqn_champion: bool = True) -> tuple[_Proce
         log_file=folder / f"{MODEL_SERVER}.log",
         cmd_fragment=f"components.cli serve --port={config.model_server_port}",
     )
-    extender = _Process(
+    extender = ManagedProcess(
         name=EXTENDER,
         url=config.extender_url,
         ready_path=EXTENDER_HEALTH_PATH,
@@ -173,9 +155,9 @@ def _processes(config: ServingConfig, dqn_champion: bool = True) -> tuple[_Proce
     return model_server, extender
 
 
-def _status(process: _Process) -> ServiceStatus:
+def _status(process: ManagedProcess) -> ServiceStatus:
     pid = process.pid()
-    ready = pid is not None and url_is_ready(process.url + process.ready_path)
+    ready = pid is not None and url_is_ready(process.ready_url)
     return ServiceStatus(
         name=process.name, running=pid is not None, ready=ready, pid=pid, url=process.url
     )
@@ -248,7 +230,7 @@ def serving_up(
                 f"choose another with {process.port_option}"
             )
     env = {**os.environ, "MLFLOW_TRACKING_URI": config.tracking_uri, "PYTHONUNBUFFERED": "1"}
-    started: list[tuple[_Process, subprocess.Popen[bytes]]] = []
+    started: list[tuple[ManagedProcess, subprocess.Popen[bytes]]] = []
     try:
         for process in processes:
             handle = start_process(
@@ -257,7 +239,7 @@ def serving_up(
             started.append((process, handle))
         for process, handle in started:
             wait_until_ready(
-                process.url + process.ready_path,
+                process.ready_url,
                 READY_TIMEOUT_S,
                 handle,
                 log_file=process.log_file,

@@ -20,8 +20,8 @@ from typing import Any
 from components.errors import MlschedError
 from components.harness.stack.mlflow_server import HEALTH_PATH, backend_store_uri, start_mlflow
 from components.harness.stack.processes import (
+    ManagedProcess,
     port_is_free,
-    running_pid,
     stop_process,
     url_is_ready,
     wait_until_ready,
@@ -226,31 +226,8 @@ def _describe_marker(marker: dict[str, Any] | None) -> str | None:
     return f"{marker.get('source')} (sha256 {sha}, backfilled {marker.get('backfilled_at')})"
 
 
-@dataclass(frozen=True)
-class _Service:
-    name: str
-    url: str
-    ready_path: str
-    ready_timeout: float
-    port: int
-    port_option: str
-    pid_file: Path
-    log_file: Path
-    cmd_fragment: str
-
-    @property
-    def ready_url(self) -> str:
-        return self.url + self.ready_path
-
-    def pid(self) -> int | None:
-        return running_pid(self.pid_file, self.cmd_fragment)
-
-    def stop(self) -> bool:
-        return stop_process(self.pid_file, self.cmd_fragment)
-
-
-def _services(config: StackConfig) -> tuple[_Service, _Service]:
-    prometheus = _Service(
+def _services(config: StackConfig) -> tuple[ManagedProcess, ManagedProcess]:
+    prometheus = ManagedProcess(
         name=PROMETHEUS,
         url=config.prometheus_url,
         ready_path=READY_PATH,
@@ -261,7 +238,7 @@ def _services(config: StackConfig) -> tuple[_Service, _Service]:
         log_file=config.prometheus_log_file,
         cmd_fragment=config.prometheus_cmd_fragment,
     )
-    mlflow = _Service(
+    mlflow = ManagedProcess(
         name=MLFLOW,
         url=config.mlflow_url,
         ready_path=HEALTH_PATH,
@@ -359,7 +336,7 @@ def stack_up(
                 f"choose another with {service.port_option}"
             )
 
-    started: list[tuple[_Service, subprocess.Popen[bytes]]] = []
+    started: list[tuple[ManagedProcess, subprocess.Popen[bytes]]] = []
     try:
         if not mlflow_running:
             started.append((mlflow, _start_mlflow(config)))
