@@ -21,16 +21,6 @@ from components.atomic import replace_path
 from components.errors import MlschedError
 from components.model_contracts import MODEL_SPECS, REGISTERED_MODELS
 
-
-def without_none(value: Any) -> Any:
-    """``value`` with every ``None`` dropped from dicts and lists (KFP parameters reject None)."""
-    if isinstance(value, Mapping):
-        return {k: without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [without_none(v) for v in value if v is not None]
-    return value
-
-
 # --------------------------------------------------------------------------- data path
 
 
@@ -334,14 +324,15 @@ def promote_step(evaluation: str | os.PathLike, tracking_uri: str) -> dict[str, 
         decision = PromotionDecision(**fields)
         if decision.candidate_version:
             promote(client, decision, run_id)
-        report[kind] = {
+        entry = {
             "model_name": decision.model_name,
             "candidate_version": decision.candidate_version or None,
             "promoted": decision.promoted and bool(decision.candidate_version),
             "reason": decision.reason,
             **registry_state(client, [decision.model_name])[decision.model_name],
         }
-    return without_none(report)
+        report[kind] = {k: v for k, v in entry.items() if v is not None}  # KFP rejects None
+    return report
 
 
 def evaluation_markdown(decisions: Mapping[str, Mapping[str, Any]]) -> str:

@@ -54,64 +54,6 @@ def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | No
         return None
 
 
-def _decide(
-    client: MlflowClient,
-    *,
-    model_name: str,
-    candidate_version: str,
-    metric: str,
-    higher_is_better: bool,
-    candidate: float,
-    baselines: dict[str, float],
-    score_champion: Callable[[str], float] | None,
-    alias: str,
-    min_improvement: float,
-) -> tuple[bool, str, float | None, str | None]:
-    direction = f"{'higher' if higher_is_better else 'lower'} is better"
-    ours = f"candidate {metric}={candidate:.6g}"
-    if not math.isfinite(candidate):
-        return False, f"candidate {metric} is not a number ({candidate})", None, None
-    for name, value in sorted(baselines.items()):
-        if not _beats(candidate, value, higher_is_better, 0.0):
-            return (
-                False,
-                f"{ours} does not beat baseline {name}={value:.6g} ({direction})",
-                None,
-                None,
-            )
-    champion_version = alias_version(client, model_name, alias)
-    if champion_version is None:
-        shown = ", ".join(f"{name}={value:.6g}" for name, value in sorted(baselines.items()))
-        return (
-            True,
-            f"no {alias} yet; {ours} beats every baseline ({shown}; {direction})",
-            None,
-            None,
-        )
-    held = f"{alias} version {champion_version}"
-    if champion_version == str(candidate_version):
-        return False, f"version {candidate_version} is already the {alias}", None, champion_version
-    if score_champion is None:
-        return (
-            False,
-            f"{held} exists but no function was given to re-score it",
-            None,
-            champion_version,
-        )
-    try:
-        champion = float(score_champion(f"models:/{model_name}/{champion_version}"))
-    except Exception as error:  # noqa: BLE001 - any failure to score keeps the champion
-        return False, f"could not re-score {held}: {error}", None, champion_version
-    if not _beats(candidate, champion, higher_is_better, min_improvement):
-        reason = (
-            f"{ours} does not beat {held} ({champion:.6g}) by more than {min_improvement:g} "
-            f"({direction})"
-        )
-        return False, reason, champion, champion_version
-    reason = f"{ours} beats every baseline and {held} ({champion:.6g})"
-    return True, reason, champion, champion_version
-
-
 def evaluate_candidate(
     client: MlflowClient,
     *,
@@ -144,34 +86,51 @@ def evaluate_candidate(
         The decision. A worse (or equal, or non-finite) candidate is never promotable; the first
         candidate that beats the baselines is.
     """
+    candidate, candidate_version = float(candidate), str(candidate_version)
     baselines = {k: float(v) for k, v in baselines.items()}
-    promoted, reason, champion, champion_version = _decide(
-        client,
-        model_name=model_name,
-        candidate_version=str(candidate_version),
-        metric=metric,
-        higher_is_better=higher_is_better,
-        candidate=float(candidate),
-        baselines=baselines,
-        score_champion=score_champion,
-        alias=alias,
-        min_improvement=min_improvement,
-    )
-    return PromotionDecision(
-        model_name=model_name,
-        candidate_version=str(candidate_version),
-        promoted=promoted,
-        reason=reason,
-        metric=metric,
-        higher_is_better=higher_is_better,
-        candidate=float(candidate),
-        baselines=baselines,
-        champion=champion,
-        champion_version=champion_version,
-        beats_baselines=all(
-            _beats(float(candidate), v, higher_is_better, 0.0) for v in baselines.values()
-        ),
-    )
+
+    def decided(promoted: bool, reason: str, champion=None, champion_version=None):
+        return PromotionDecision(
+            model_name,
+            candidate_version,
+            promoted,
+            reason,
+            metric,
+            higher_is_better,
+            candidate,
+            baselines,
+            champion,
+            champion_version,
+            all(_beats(candidate, v, higher_is_better, 0.0) for v in baselines.values()),
+        )
+
+    direction = f"{'higher' if higher_is_better else 'lower'} is better"
+    ours = f"candidate {metric}={candidate:.6g}"
+    if not math.isfinite(candidate):
+        return decided(False, f"candidate {metric} is not a number ({candidate})")
+    for name, value in sorted(baselines.items()):
+        if not _beats(candidate, value, higher_is_better, 0.0):
+            return decided(False, f"{ours} does not beat baseline {name}={value:.6g} ({direction})")
+    version = alias_version(client, model_name, alias)
+    if version is None:
+        shown = ", ".join(f"{name}={value:.6g}" for name, value in sorted(baselines.items()))
+        return decided(True, f"no {alias} yet; {ours} beats every baseline ({shown}; {direction})")
+    held = f"{alias} version {version}"
+    if version == candidate_version:
+        return decided(False, f"version {version} is already the {alias}", None, version)
+    if score_champion is None:
+        return decided(
+            False, f"{held} exists but no function was given to re-score it", None, version
+        )
+    try:
+        champion = float(score_champion(f"models:/{model_name}/{version}"))
+    except Exception as error:  # noqa: BLE001 - any failure to score keeps the champion
+        return decided(False, f"could not re-score {held}: {error}", None, version)
+    if not _beats(candidate, champion, higher_is_better, min_improvement):
+        reason = f"does not beat {held} ({champion:.6g}) by more than {min_improvement:g}"
+        return decided(False, f"{ours} {reason} ({direction})", champion, version)
+    reason = f"{ours} beats every baseline and {held} ({champion:.6g})"
+    return decided(True, reason, champion, version)
 
 
 def promote(
