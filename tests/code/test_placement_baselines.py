@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from components.errors import MlschedError
+from components.model_contracts import PLACEMENT_HEURISTICS
 from components.placement.baselines import (
     load_variation_risk_scores,
     target_load_packing_scores,
@@ -37,15 +38,7 @@ def state_with(cpu, memory, gpus=None, history_cpu=None, history_memory=None) ->
 
 def test_registry_lists_the_baselines_and_builds_them():
     names = policy_names()
-    for name in (
-        "random",
-        "kube-default",
-        "least-allocated",
-        "most-allocated",
-        "trimaran-tlp",
-        "trimaran-lvrb",
-        "greedy-predictive",
-    ):
+    for name in ("random", *PLACEMENT_HEURISTICS):
         assert name in names
         policy = make_policy(name)
         assert isinstance(policy, PlacementPolicy)

@@ -5,20 +5,13 @@ import pytest
 from components.contracts import validate_nodes_table, validate_workload_trace
 from components.generate.cluster import make_nodes, nodes_table
 from components.generate.workload import WorkloadConfig, generate_workload
+from components.model_contracts import PLACEMENT_HEURISTICS
 from components.placement.policy import make_policy
 from components.placement.simulator import simulate
 from components.placement.workload import cluster_from_nodes, workload_from_trace
 
 START = 1_767_225_600
-POLICIES = (
-    "random",
-    "kube-default",
-    "least-allocated",
-    "most-allocated",
-    "trimaran-tlp",
-    "trimaran-lvrb",
-    "greedy-predictive",
-)
+POLICIES = ("random", *PLACEMENT_HEURISTICS)
 
 
 @pytest.fixture(scope="module")
