@@ -10,18 +10,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One trained model: what it is registered as, how it is trained, what it must beat.
-
-    Attributes:
-        kind: the short name the pipeline and its result files use.
-        registered_name: the MLflow registered model (and the training runs' experiment).
-        entrypoint: the ``python -m`` training module (Katib trials and the pipeline alike);
-            it also exposes ``score_model(model_uri, held_out)`` for the evaluate stage.
-        katib_experiment: the Katib Experiment, relative to the repository root.
-        gate_metric: the held-out metric the candidate is compared on.
-        higher_is_better: that metric's direction.
-        baselines: what the candidate must beat on the same held-out data.
-    """
+    """One trained model: its ``kind`` (the short name of the pipeline and the result files),
+    the MLflow model it registers as (its runs' experiment too), its ``python -m`` training
+    ``entrypoint`` (Katib trials and the pipeline alike; it also exposes ``score_model(model_uri,
+    held_out)`` for the evaluate stage), its Katib Experiment (from the repository root), and the
+    held-out metric a candidate is judged on, its direction and the baselines it must beat."""
 
     kind: str
     registered_name: str

@@ -69,11 +69,6 @@ def add_training_flags(parser: argparse.ArgumentParser, spec: ModelSpec) -> None
     parser.add_argument("--result-file", type=Path, help="write the result JSON here")
 
 
-def check_training_flags(args: argparse.Namespace) -> None:
-    if args.register and args.no_tracking:
-        raise MlschedError("--register needs MLflow tracking (drop --no-tracking)")
-
-
 def print_metric_lines(metrics: Mapping[str, Any], out=None) -> None:
     """Katib's StdOut collector format: one ``name=value`` line per figure."""
     out = out or sys.stdout
@@ -223,7 +218,8 @@ def read_result_file(path: str | os.PathLike) -> dict[str, Any]:
 def run_entrypoint_main(prog: str, run, args: argparse.Namespace) -> int:
     """Run ``run(args)`` and turn a user error into one line on stderr and exit status 2."""
     try:
-        check_training_flags(args)
+        if args.register and args.no_tracking:
+            raise MlschedError("--register needs MLflow tracking (drop --no-tracking)")
         run(args)
     except MlschedError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
