@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from components.cli_args import positive_seconds
 from components.errors import MlschedError
 from components.tracking.entrypoint import add_store_flags
 
@@ -46,9 +47,9 @@ def add_pipeline_parser(subparsers) -> argparse.ArgumentParser:
     run.add_argument("--tune-trials", type=int, default=3)
     run.add_argument(
         "--placement-time-budget",
-        type=float,
+        type=positive_seconds,
         default=DEFAULT_PLACEMENT_BUDGET,
-        help="seconds of DQN training",
+        help="DQN training time, e.g. 120 or 2m",
     )
     run.add_argument("--no-register", action="store_true", help="train and log, register nothing")
     run.add_argument("--pipeline-root", default="build/pipeline_runs", help="local outputs")

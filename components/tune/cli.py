@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from components.cli_args import positive_seconds
 from components.errors import MlschedError
 from components.tracking.entrypoint import add_store_flags
 from components.tune.experiment import REPO_ROOT
@@ -38,7 +39,11 @@ def add_tune_parser(subparsers) -> argparse.ArgumentParser:
         metavar="FLAG",
         help="flag appended to every local trial command, e.g. --trial-arg=--data=data/synthetic",
     )
-    tune.add_argument("--trial-timeout", type=float, help="seconds before a local trial fails")
+    tune.add_argument(
+        "--trial-timeout",
+        type=positive_seconds,
+        help="a local trial longer than this fails (10m, 600)",
+    )
     add_store_flags(tune)
     tune.add_argument("--mlflow-experiment", default="katib-local", help="MLflow experiment name")
     tune.add_argument("--output", help="write the best parameters as JSON here (local)")

@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from components.cli_args import positive_seconds
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import generate_synthetic_cluster
 from pipelines.run import run_local, synthetic_arguments
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--data", help="an existing `mlsched generate` data set")
     parser.add_argument("--nodes", type=int, default=12)
     parser.add_argument("--days", type=float, default=14)
-    parser.add_argument("--placement-time-budget", type=float, default=120)
+    parser.add_argument("--placement-time-budget", type=positive_seconds, default=120)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
