@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from components.atomic import write_text
+from components.config_files import read_yaml
 from components.contracts import TIMESTAMP
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
@@ -48,12 +48,7 @@ class DriftConfig:
 def load_drift_config(path: str | os.PathLike | None = None) -> DriftConfig:
     """Read a drift YAML (default: the shipped ``components/drift.yaml``)."""
     file = Path(path) if path is not None else DEFAULT_CONFIG
-    try:
-        raw = yaml.safe_load(file.read_text()) or {}
-    except FileNotFoundError:
-        raise MlschedError(f"{file}: no such drift config") from None
-    except yaml.YAMLError as error:
-        raise MlschedError(f"{file}: not valid YAML: {error}") from None
+    raw = read_yaml(file, "drift config") or {}
     if not isinstance(raw, dict):
         raise MlschedError(f"{file}: expected a mapping")
     known = {"method", "recent_window", "features", "psi", "ks", "min_drifted_features", "min_rows"}

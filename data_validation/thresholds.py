@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from components.config_files import read_yaml
 from components.contracts import UTILIZATION_RANGE
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
@@ -84,17 +83,7 @@ def load_thresholds(path: str | os.PathLike | None = None) -> Thresholds:
 
 
 def _read(file: Path) -> dict[str, Any]:
-    if not file.is_file():
-        raise ThresholdsError(f"{file}: no such thresholds file")
-    try:
-        document = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ThresholdsError(f"{file}: not valid YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ThresholdsError(f"{file}: cannot be read: {error}") from None
+    document = read_yaml(file, "thresholds file", ThresholdsError)
     if document is None:
         return {}
     if not isinstance(document, dict):

@@ -13,8 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from components.config_files import parse_yaml, read_yaml
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 from components.durations import format_duration, parse_duration_seconds
 from components.errors import MlschedError
@@ -127,14 +126,7 @@ def load_collect_config(path: str | os.PathLike | None = None) -> CollectConfig:
     """
     if path is None:
         return parse_collect_config(default_config_text(), f"{__package__}/{DEFAULT_CONFIG_NAME}")
-    file = Path(path)
-    if not file.is_file():
-        raise MlschedError(f"{file}: no such config file")
-    try:
-        text = file.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise MlschedError(f"{file}: cannot be read: {error}") from None
-    return parse_collect_config(text, str(file))
+    return _parse_document(read_yaml(path, "config file"), str(Path(path)))
 
 
 def parse_collect_config(text: str, source: str = "<config>") -> CollectConfig:
@@ -143,16 +135,7 @@ def parse_collect_config(text: str, source: str = "<config>") -> CollectConfig:
     Raises:
         MlschedError: naming ``source`` and the offending key.
     """
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        where = ""
-        mark = getattr(error, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(error, "problem", None) or str(error)
-        raise MlschedError(f"{source}: not valid YAML{where}: {problem}") from None
-    return _parse_document(document, source)
+    return _parse_document(parse_yaml(text, source), source)
 
 
 def _fail(source: str, key: str, message: str) -> MlschedError:

@@ -80,7 +80,7 @@ def test_an_override_file_replaces_only_its_keys(tmp_path):
         ("timestamps:\n  step_tolerance: 0\n", "timestamps.step_tolerance: expected a number"),
         ("rows: [1, 2]\n", "rows: expected a mapping"),
         ("- rows\n", "expected a mapping of sections"),
-        ("rows:\n  min_rows: 1\n bad: [\n", "not valid YAML (line"),
+        ("rows:\n  min_rows: 1\n bad: [\n", "not valid YAML at line"),
     ],
 )
 def test_a_malformed_thresholds_file_names_file_and_key(tmp_path, text, message):
