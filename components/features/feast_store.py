@@ -28,7 +28,6 @@ from components.features.anomaly_group import ANOMALY_VIEW, anomaly_feature_name
 from components.features.definitions import (
     FEATURE_GROUPS,
     FEATURE_NAMES,
-    FEATURE_SERVICE_NAME,
     FEATURE_TTL_SECONDS,
     GROUPS,
     feature_view_name,
@@ -165,7 +164,7 @@ def apply_feature_repo(
 def has_anomaly_view(store: FeatureStore) -> bool:
     """Whether the store has the anomaly feature view (applied with an anomaly table)."""
     try:
-        store.get_feature_view(ANOMALY_VIEW)
+        store.get_feature_view(ANOMALY_VIEW, allow_registry_cache=True)
     except FeatureViewNotFoundException:
         return False
     return True
@@ -267,9 +266,8 @@ def read_node_state_snapshot(store: FeatureStore, nodes: Sequence[str]) -> pd.Da
         frame = pd.DataFrame({name: pd.Series(dtype=np.float32) for name in names})
         frame.insert(0, TIMESTAMP, pd.Series(dtype="datetime64[ns, UTC]"))
         return frame.rename_axis(NODE)
-    references = store.get_feature_service(FEATURE_SERVICE_NAME)
-    if anomaly:
-        references = [*_references(FEATURE_NAMES), *(f"{ANOMALY_VIEW}:{name}" for name in anomaly)]
+    # The service's features as references: Feast caches their resolution between reads.
+    references = [*_references(FEATURE_NAMES), *(f"{ANOMALY_VIEW}:{name}" for name in anomaly)]
     response = store.get_online_features(features=references, entity_rows={NODE: nodes})
     values = response.to_dict(include_event_timestamps=True)
     columns = {
