@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from components.config_files import read_yaml
 from components.errors import MlschedError
 
 API_VERSION = "kubeflow.org/v1beta1"
@@ -135,12 +134,7 @@ def default_schema_path(repo_root: Path) -> Path:
 def load_experiment_document(path: str | os.PathLike) -> dict[str, Any]:
     """Read an Experiment YAML (one document) into a dict."""
     file = Path(path)
-    try:
-        document = yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise ExperimentError(f"{file}: no such Experiment file") from None
-    except yaml.YAMLError as error:
-        raise ExperimentError(f"{file}: not valid YAML: {error}") from None
+    document = read_yaml(file, "Experiment file", ExperimentError)
     if not isinstance(document, dict):
         raise ExperimentError(f"{file}: expected a Katib Experiment mapping")
     return document
