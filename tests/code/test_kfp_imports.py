@@ -1,7 +1,9 @@
 """KFP modules (``pipelines``, ``components/pipeline_steps``) pull in only kfp and the standard
 library when imported: compiling a pipeline needs neither the models nor their libraries, and what
 a component runs it imports inside its function, in the image. import-linter (``make lint``) checks
-every import, wherever it stands; this checks the module-level ones, which it cannot tell apart."""
+every import, wherever it stands; this checks the module-level ones, which it cannot tell apart.
+The command-line module (``pipelines/cli.py``) builds its parser from the shared flag types; it is
+no start here, but it is checked too if a KFP module imports it."""
 
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ def test_kfp_modules_import_only_kfp_and_the_standard_library_at_module_level():
         ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
         for folder in KFP_FOLDERS
         for path in sorted((REPO / folder).glob("*.py"))
+        if path.stem != "cli"
     ]
     assert len(start) > 5, start
     seen: set[str] = set()
