@@ -53,7 +53,8 @@ def build_features(
     Args:
         metrics_path: node metrics in the contract (folder, parquet or CSV).
         table_path: where the feature table (Feast's offline source) is written, atomically.
-        feast_home: Feast work folder to apply and materialise into; ``None`` skips Feast.
+        feast_home: folder of the registry and sqlite online store ``feature_repo/`` is applied
+            and materialised into (its own default: ``data/feast``); ``None`` skips Feast.
         online_store: ``None`` for sqlite, or a Redis URL ``redis://host:port/db``.
         step_seconds: scrape interval (default: inferred from the data).
         anomaly: also compute the anomaly detector's feature group, write it beside the table
@@ -145,7 +146,9 @@ def add_features_parser(subparsers) -> argparse.ArgumentParser:
     features.add_argument("--metrics", default=str(DEFAULT_METRICS), help="node metrics")
     features.add_argument("--output", default=str(DEFAULT_TABLE), help="feature table (parquet)")
     features.add_argument(
-        "--feast-home", default=str(DEFAULT_FEAST_HOME), help="Feast work folder (registry, store)"
+        "--feast-home",
+        default=str(DEFAULT_FEAST_HOME),
+        help="folder of feature_repo's registry and sqlite online store",
     )
     features.add_argument(
         "--online-store",

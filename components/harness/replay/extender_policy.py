@@ -28,7 +28,7 @@ import requests
 
 from components.errors import MlschedError
 from components.harness.replay.prometheus import PREFIX, scrape_counters, total
-from components.harness.replay.snapshot import NodeMetricsRecorder, SnapshotWriter
+from components.harness.replay.snapshot import SnapshotWriter
 from components.placement.baselines import kube_default_node_scores
 from components.placement.policy import ClusterState, PodSpec, StepFeedback
 from scheduler_client.api import GPU_RESOURCE
@@ -185,10 +185,6 @@ class ExtenderPolicy:
         self.counters = ReplayCounters()
         self._awaiting = False
         self._mark: float | None = None
-
-    @property
-    def recorder(self) -> NodeMetricsRecorder | None:
-        return None if self.snapshot is None else self.snapshot.recorder
 
     def reset(self, seed: int) -> None:
         self.counters = ReplayCounters()

@@ -172,7 +172,6 @@ class SnapshotWriter:
         self.anomaly_lookback_seconds = int(anomaly_lookback_seconds)
         self.writes = 0
         self.seconds: list[float] = []
-        self.last_written_at: pd.Timestamp | None = None
 
     def publish(self, snapshot: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
         """Write ``snapshot`` (one row per node, ``node`` a column) as the state at ``at``."""
@@ -180,7 +179,6 @@ class SnapshotWriter:
         stamped = snapshot.assign(**{TIMESTAMP: pd.Timestamp(at)})
         write_online_features(self.store, stamped)
         self.writes += 1
-        self.last_written_at = pd.Timestamp(at)
         self.seconds.append(time.perf_counter() - began)
         return stamped
 
