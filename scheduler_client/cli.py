@@ -182,30 +182,16 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
         "--dqn-model",
         help="DQN model folder or MLflow URI, e.g. models:/placement-dqn@champion",
     )
-    p.add_argument(
-        "--refresh", dest="refresh_seconds", type=positive_seconds, default=15.0, help="e.g. 15s"
-    )
-    p.add_argument(
-        "--max-staleness",
-        dest="max_staleness_seconds",
-        type=positive_seconds,
-        default=60.0,
-        help="older predictions are not used (fallback)",
-    )
-    p.add_argument(
-        "--timeout",
-        dest="timeout_seconds",
-        type=positive_seconds,
-        default=2.0,
-        help="per predictor call",
-    )
-    p.add_argument(
-        "--scorer-timeout",
-        dest="scorer_timeout_seconds",
-        type=positive_seconds,
-        default=0.05,
-        help="per pod-scorer call on the scheduling path, e.g. 50ms",
-    )
+    for flag, default, text in (
+        ("--refresh", 15.0, "refresh period, e.g. 15s"),
+        ("--max-staleness", 60.0, "older predictions are not used (fallback)"),
+        ("--timeout", 2.0, "per predictor call"),
+        ("--scorer-timeout", 0.05, "per pod-scorer call on the scheduling path, e.g. 50ms"),
+    ):
+        dest = f"{flag[2:].replace('-', '_')}_seconds"  # ExtenderOptions' field
+        p.add_argument(
+            flag, dest=dest, metavar="DURATION", type=positive_seconds, default=default, help=text
+        )
     # predicted P90 utilisation plus the pod's share: above 1 is a node over its capacity
     utilisation = number_within(0.0, 1.5, include_high=True)
     p.add_argument("--cpu-threshold", type=utilisation, default=0.90)
