@@ -7,15 +7,14 @@ from collections.abc import Callable
 from kfp import dsl
 from kfp.dsl import Dataset, Input
 
+from components.model_contracts import MODEL_SPECS
 from components.pipeline_steps import (
     collect,
     evaluate,
     features,
     promote,
     render_serving,
-    train_anomaly,
-    train_forecaster,
-    train_placement,
+    train,
     tune,
     validate,
 )
@@ -111,9 +110,7 @@ def build_train_and_deploy(image: str = DEFAULT_IMAGE):
     features_op = features.component(image)
     tune_op = tune.component(image)
     defaults_op = tune.defaults_component(image)
-    forecaster_op = train_forecaster.component(image)
-    anomaly_op = train_anomaly.component(image)
-    placement_op = train_placement.component(image)
+    train_op = train.component(image)
     evaluate_op = evaluate.component(image)
     promote_op = promote.component(image)
     render_op = render_serving.component(image)
@@ -121,51 +118,30 @@ def build_train_and_deploy(image: str = DEFAULT_IMAGE):
     def train_and_deploy(p: dict) -> None:
         feature_task = features_op(node_metrics=p["node_metrics"], online_store=p["online_store"])
         feature_task.set_display_name("features + Feast materialize")
-        data = {
-            "node_metrics": p["node_metrics"],
-            "labels_path": p["labels_path"],
-            "workload_path": p["workload_path"],
-            "nodes_path": p["nodes_path"],
-            "tracking_uri": p["tracking_uri"],
-            "max_trials": p["tune_trials"],
-        }
-        kinds = ("forecaster", "anomaly", "placement")
+        inputs = ("node_metrics", "labels_path", "workload_path", "nodes_path", "tracking_uri")
+        data = {key: p[key] for key in inputs}
         with dsl.If(p["tune_models"] == True, name="tune"):  # noqa: E712 (a KFP condition)
             tuned = {
-                kind: tune_op(kind=kind, extra_args=p[f"{kind}_args"], **data)
+                kind: tune_op(
+                    kind=kind, max_trials=p["tune_trials"], extra_args=p[f"{kind}_args"], **data
+                )
                 .after(feature_task)
                 .set_display_name(f"tune {kind}")
-                for kind in kinds
+                for kind in MODEL_SPECS
             }
         with dsl.Else(name="no-tuning"):
             defaults = defaults_op().after(feature_task).set_display_name("default parameters")
         params = {k: dsl.OneOf(task.output, defaults.output) for k, task in tuned.items()}
-        training = {"tracking_uri": p["tracking_uri"], "register": p["register"]}
-        inputs = {
-            "forecaster": (
-                forecaster_op,
-                "forecaster",
-                {
-                    "node_metrics": p["node_metrics"],
-                    "feature_table": feature_task.outputs["feature_table"],
-                },
-            ),
-            "anomaly": (
-                anomaly_op,
-                "anomaly detector",
-                {"node_metrics": p["node_metrics"], "labels_path": p["labels_path"]},
-            ),
-            "placement": (
-                placement_op,
-                "placement DQN",
-                {"workload_path": p["workload_path"], "nodes_path": p["nodes_path"]},
-            ),
-        }
         candidates = {
             kind: train_op(
-                hyperparameters=params[kind], extra_args=p[f"{kind}_args"], **data, **training
-            ).set_display_name(f"train {shown}")
-            for kind, (train_op, shown, data) in inputs.items()
+                kind=kind,
+                feature_table=feature_task.outputs["feature_table"],
+                hyperparameters=params[kind],
+                register=p["register"],
+                extra_args=p[f"{kind}_args"],
+                **data,
+            ).set_display_name(f"train {MODEL_SPECS[kind].registered_name}")
+            for kind in MODEL_SPECS
         }
         evaluation = evaluate_op(
             tracking_uri=p["tracking_uri"],

@@ -214,25 +214,23 @@ def run_entrypoint(
         raise MlschedError(f"{module} failed with exit status {status}:\n{tail}")
 
 
-DATA_FLAGS = {
-    "forecaster": (("node_metrics", "--metrics"),),
-    "anomaly": (("node_metrics", "--metrics"), ("labels", "--labels")),
-    "placement": (("workload", "--workload"), ("nodes", "--nodes")),
+DATA_FLAGS = {  # per kind: (path, flag, required)
+    "forecaster": (("node_metrics", "--metrics", True), ("features", "--features", False)),
+    "anomaly": (("node_metrics", "--metrics", True), ("labels", "--labels", True)),
+    "placement": (("workload", "--workload", True), ("nodes", "--nodes", True)),
 }
 
 
 def data_flags(kind: str, paths: Mapping[str, str]) -> list[str]:
-    """The data flags of a model's entrypoint, from the pipeline's paths.
+    """The data flags of a model's entrypoint, from the pipeline's paths (the forecaster also
+    reads the features artifact when there is one).
 
-    They come after a Katib template's own (cluster) paths, so they win in argparse. The
-    forecaster also reads the features artifact (``features``) when the pipeline has one.
+    They come after a Katib template's own (cluster) paths, so they win in argparse.
     """
-    needed = DATA_FLAGS[kind]
-    missing = [key for key, _ in needed if not paths.get(key)]
+    missing = [key for key, _, required in DATA_FLAGS[kind] if required and not paths.get(key)]
     if missing:
         raise MlschedError(f"{kind}: the pipeline needs {', '.join(missing)} path(s)")
-    features = [f"--features={paths['features']}"] if paths.get("features") else []
-    return [f"{flag}={paths[key]}" for key, flag in needed] + features
+    return [f"{flag}={paths[key]}" for key, flag, _ in DATA_FLAGS[kind] if paths.get(key)]
 
 
 def train_step(

@@ -23,9 +23,7 @@ STAGES = (
     "validate",
     "features",
     "tune",
-    "train_forecaster",
-    "train_anomaly",
-    "train_placement",
+    "train",
     "evaluate",
     "promote",
     "render_serving",
@@ -93,9 +91,9 @@ def test_training_pipeline_gates_on_validation_and_runs_every_stage(compiled):
         "build-node-features",
         "tune-model",
         "default-hyperparameters",
-        "train-forecaster",
-        "train-anomaly-detector",
-        "train-placement-policy",
+        "train-candidate",
+        "train-candidate-2",
+        "train-candidate-3",
         "evaluate-candidates",
         "promote-candidates",
         "render-serving-manifests",
@@ -222,10 +220,10 @@ def test_result_files_hold_the_same_keys_for_every_model(tmp_path):
 
 
 def test_data_flags_name_what_the_pipeline_lacks():
-    assert steps.data_flags("anomaly", {"node_metrics": "/m", "labels": "/l.json"}) == [
-        "--metrics=/m",
-        "--labels=/l.json",
-    ]
+    paths = {"node_metrics": "/m", "labels": "/l.json", "features": "/f.parquet"}
+    assert steps.data_flags("anomaly", paths) == ["--metrics=/m", "--labels=/l.json"]
+    assert steps.data_flags("forecaster", paths) == ["--metrics=/m", "--features=/f.parquet"]
+    assert steps.data_flags("forecaster", {"node_metrics": "/m"}) == ["--metrics=/m"]
     with pytest.raises(MlschedError, match="placement: the pipeline needs nodes"):
         steps.data_flags("placement", {"workload": "/w.parquet", "nodes": ""})
 
