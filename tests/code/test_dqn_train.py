@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from components.contracts import write_nodes_table, write_workload_trace
+from components.model_contracts import PLACEMENT_MODEL
 from components.placement.dqn.policy import load_dqn_policy
 from components.placement.dqn.train import main
 
@@ -85,8 +86,8 @@ def test_register_logs_a_candidate_and_only_the_promote_stage_moves_the_alias(tm
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    assert "champion" not in client.get_registered_model("placement-dqn").aliases
-    run_id = client.get_model_version("placement-dqn", "1").run_id
+    assert "champion" not in client.get_registered_model(PLACEMENT_MODEL).aliases
+    run_id = client.get_model_version(PLACEMENT_MODEL, "1").run_id
     run = client.get_run(run_id)
     assert "train_mean_reward" in run.data.metrics
     assert "dqn_overload_node_minutes" in run.data.metrics
@@ -94,7 +95,7 @@ def test_register_logs_a_candidate_and_only_the_promote_stage_moves_the_alias(tm
     promoted = promote_step(tmp_path / "decisions.json", uri)["placement"]["promoted"]
     assert promoted == decisions["placement"]["promoted"]
     assert client.get_run(run_id).data.tags["promotion.promoted"] == str(promoted).lower()
-    aliases = client.get_registered_model("placement-dqn").aliases
+    aliases = client.get_registered_model(PLACEMENT_MODEL).aliases
     assert ("champion" in aliases) == promoted
-    policy = load_dqn_policy("models:/placement-dqn/1")
+    policy = load_dqn_policy(f"models:/{PLACEMENT_MODEL}/1")
     assert policy.name == "dqn"

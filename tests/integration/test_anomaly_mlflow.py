@@ -12,10 +12,11 @@ import pytest
 
 from components.generate.history import HistoryConfig
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
+from components.model_contracts import ANOMALY_MODEL
 
 pytestmark = pytest.mark.integration
 
-MODEL = "node-anomaly-detector"
+MODEL = ANOMALY_MODEL
 END = int(pd.Timestamp("2026-01-05T00:00:00Z").timestamp())
 
 

@@ -13,11 +13,12 @@ from components.contracts import write_node_metrics
 from components.forecast import train
 from components.forecast.dataset import build_forecast_dataset
 from components.forecast.model import load_forecaster
+from components.model_contracts import FORECASTER_MODEL
 from tests.code.test_forecast import make_metrics
 
 pytestmark = pytest.mark.integration
 
-MODEL = "node-load-forecaster"
+MODEL = FORECASTER_MODEL
 FAST = ["--n-estimators", "30", "--max-train-rows", "3000", "--quiet"]
 
 
