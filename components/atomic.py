@@ -65,8 +65,3 @@ def replace_path(
 def write_text(target: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``target`` atomically."""
     return replace_path(target, lambda path: path.write_text(text, encoding="utf-8"))
-
-
-def write_bytes(target: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``target`` atomically."""
-    return replace_path(target, lambda path: path.write_bytes(data))
