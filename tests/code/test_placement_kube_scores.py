@@ -23,20 +23,48 @@ def test_non_zero_defaults_are_100m_and_200mib():
     assert DEFAULT_MEMORY_REQUEST == 200 * MIB
 
 
-def test_least_allocated_hand_worked():
+# (allocatable CPU cores, allocatable memory GiB, requested CPU cores, requested memory GiB)
+# per node, then the pod's CPU cores and memory GiB.
+HAND_WORKED = [
+    # least allocated:
     # node 0: CPU (4000-2000)*100/4000 = 50, memory (8-4)/8 -> 50; mean 50
     # node 1: CPU (8000-1000)*100/8000 = 87.5 -> 87 (integer division), memory 87 -> 87
     # node 2: CPU (3000-1000)*100/3000 = 66, memory (3-2)/3 -> 33; (66 + 33) // 2 = 49
     # node 3: CPU 5000m requested > 4000m -> 0, memory (8-2)/8 -> 75; (0 + 75) // 2 = 37
-    scores = least_allocated_scores(
-        np.array([4.0, 8.0, 3.0, 4.0]),
-        np.array([8.0, 16.0, 3.0, 8.0]) * GIB,
-        np.array([1.0, 0.0, 0.0, 4.0]),
-        np.array([2.0, 0.0, 0.0, 0.0]) * GIB,
-        1.0,
-        2.0 * GIB,
+    (
+        least_allocated_scores,
+        ([4, 8, 3, 4], [8, 16, 3, 8], [1, 0, 0, 4], [2, 0, 0, 0], 1, 2),
+        [50, 87, 49, 37],
+    ),
+    # most allocated:
+    # node 0: CPU (1+1)/4 -> 50, memory (2+1)/8 = 37.5 -> 37; (50 + 37) // 2 = 43
+    # node 1: CPU 5000m on 4000m is clipped to 100, memory 1/8 = 12.5 -> 12; 112 // 2 = 56
+    (most_allocated_scores, ([4, 4], [8, 8], [1, 4], [2, 0], 1, 1), [43, 56]),
+    # balanced allocation:
+    # node 0: CPU (1+1)/4 = 0.5, memory 2/8 = 0.25 -> std 0.125 -> int(87.5) = 87
+    # node 1: CPU 1/8 = 0.125, memory 2/16 = 0.125 -> std 0 -> 100
+    # node 2: both over capacity, clipped to 1 -> 100
+    # node 3: CPU 0.125, memory (6+2)/16 = 0.5 -> std 0.1875 -> int(81.25) = 81
+    (
+        balanced_allocation_scores,
+        ([4, 8, 4, 8], [8, 16, 8, 16], [1, 0, 6, 0], [0, 0, 8, 6], 1, 2),
+        [87, 100, 100, 81],
+    ),
+]
+
+
+@pytest.mark.parametrize(("function", "case", "expected"), HAND_WORKED)
+def test_hand_worked(function, case, expected):
+    cpu, memory, requested_cpu, requested_memory, pod_cpu, pod_memory = case
+    scores = function(
+        np.array(cpu, dtype=float),
+        np.array(memory, dtype=float) * GIB,
+        np.array(requested_cpu, dtype=float),
+        np.array(requested_memory, dtype=float) * GIB,
+        float(pod_cpu),
+        pod_memory * GIB,
     )
-    assert scores.tolist() == [50, 87, 49, 37]
+    assert scores.tolist() == expected
     assert scores.dtype == np.int64
 
 
@@ -46,36 +74,6 @@ def test_least_allocated_counts_a_best_effort_pod_as_100m_200mib():
         np.array([1.0]), np.array([1000.0 * MIB]), np.zeros(1), np.zeros(1), 0.0, 0.0
     )
     assert scores.tolist() == [85]
-
-
-def test_most_allocated_hand_worked():
-    # node 0: CPU (1+1)/4 -> 50, memory (2+1)/8 = 37.5 -> 37; (50 + 37) // 2 = 43
-    # node 1: CPU 5000m on 4000m is clipped to 100, memory 1/8 = 12.5 -> 12; 112 // 2 = 56
-    scores = most_allocated_scores(
-        np.array([4.0, 4.0]),
-        np.array([8.0, 8.0]) * GIB,
-        np.array([1.0, 4.0]),
-        np.array([2.0, 0.0]) * GIB,
-        1.0,
-        1.0 * GIB,
-    )
-    assert scores.tolist() == [43, 56]
-
-
-def test_balanced_allocation_hand_worked():
-    # node 0: CPU (1+1)/4 = 0.5, memory 2/8 = 0.25 -> std 0.125 -> int(87.5) = 87
-    # node 1: CPU 1/8 = 0.125, memory 2/16 = 0.125 -> std 0 -> 100
-    # node 2: both over capacity, clipped to 1 -> 100
-    # node 3: CPU 0.125, memory (6+2)/16 = 0.5 -> std 0.1875 -> int(81.25) = 81
-    scores = balanced_allocation_scores(
-        np.array([4.0, 8.0, 4.0, 8.0]),
-        np.array([8.0, 16.0, 8.0, 16.0]) * GIB,
-        np.array([1.0, 0.0, 6.0, 0.0]),
-        np.array([0.0, 0.0, 8.0, 6.0]) * GIB,
-        1.0,
-        2.0 * GIB,
-    )
-    assert scores.tolist() == [87, 100, 100, 81]
 
 
 def test_balanced_allocation_uses_requests_as_written_and_skips_best_effort_pods():
