@@ -17,7 +17,6 @@ from components.collect.config import parse_collect_config
 from components.contracts import read_node_metrics
 from components.errors import MlschedError
 from components.harness.stack import stack_up
-from components.harness.stack.processes import stop_process
 from tests.integration.conftest import HISTORY_END as END
 from tests.integration.conftest import HISTORY_NODES as NODES
 from tests.integration.conftest import HISTORY_STEP_SECONDS as STEP
@@ -233,7 +232,7 @@ def test_prometheus_stopped_mid_run_leaves_the_output_as_it_was(served_history, 
         with gate:
             answered += 1
             if answered == 10:
-                stop_process(stack.prometheus_pid_file, stack.prometheus_cmd_fragment)
+                stack.prometheus.stop()
                 stopped.set()
         return response
 

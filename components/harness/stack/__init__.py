@@ -2,7 +2,6 @@
 training the model server and the extender (:mod:`components.harness.stack.serving`)."""
 
 from components.harness.stack.processes import (
-    is_running,
     port_is_free,
     start_process,
     stop_process,
@@ -23,7 +22,6 @@ __all__ = [
     "StackConfig",
     "StackStatus",
     "backfill_prometheus",
-    "is_running",
     "port_is_free",
     "stack_down",
     "stack_status",

@@ -28,19 +28,26 @@ _POLL_S = 0.1
 
 @dataclass(frozen=True)
 class ManagedProcess:
-    """A server of the local stack: where it answers, and the pid file, log and command-line
-    fragment by which it is found and stopped."""
+    """A server of the local stack: where it answers, and the folder of its pid file and log
+    (``<name>.pid``, ``<name>.log``) and the command-line fragment by which it is found."""
 
     name: str
+    folder: Path
     url: str
     ready_path: str
     port: int
     port_option: str
-    pid_file: Path
-    log_file: Path
     cmd_fragment: str
     ready_timeout: float = 60.0
     cmd: tuple[str, ...] = ()
+
+    @property
+    def pid_file(self) -> Path:
+        return self.folder / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.folder / f"{self.name}.log"
 
     @property
     def ready_url(self) -> str:
@@ -130,11 +137,6 @@ def running_pid(pid_file: Path, expected_cmd_fragment: str) -> int | None:
     if pid is None or pid <= 1 or not _alive(pid):
         return None
     return pid if expected_cmd_fragment in _cmdline(pid) else None
-
-
-def is_running(pid_file: Path, expected_cmd_fragment: str) -> bool:
-    """Whether the process recorded in ``pid_file`` is alive and its command line is ours."""
-    return running_pid(pid_file, expected_cmd_fragment) is not None
 
 
 def _group_members(pgid: int) -> list[int]:

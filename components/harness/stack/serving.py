@@ -126,8 +126,7 @@ def _processes(
             f"--alias={config.alias}",
             "--skip-missing",
         ),
-        pid_file=folder / f"{MODEL_SERVER}.pid",
-        log_file=folder / f"{MODEL_SERVER}.log",
+        folder=folder,
         cmd_fragment=f"components.cli serve --port={config.model_server_port}",
     )
     extender = ManagedProcess(
@@ -148,8 +147,7 @@ def _processes(
             f"--max-staleness={config.max_staleness}",
             "--log-level=warning",
         ),
-        pid_file=folder / f"{EXTENDER}.pid",
-        log_file=folder / f"{EXTENDER}.log",
+        folder=folder,
         cmd_fragment=f"components.cli extender --port={config.extender_port}",
     )
     return model_server, extender

@@ -22,7 +22,6 @@ from components.harness.stack.mlflow_server import HEALTH_PATH, backend_store_ur
 from components.harness.stack.processes import (
     ManagedProcess,
     port_is_free,
-    stop_process,
     url_is_ready,
     wait_until_ready,
 )
@@ -70,16 +69,6 @@ class StackConfig:
         return self.prometheus_dir / "prometheus.yml"
 
     @property
-    def prometheus_log_file(self) -> Path:
-        """Prometheus' stdout and stderr."""
-        return self.prometheus_dir / "prometheus.log"
-
-    @property
-    def prometheus_pid_file(self) -> Path:
-        """Pid file of the Prometheus we started."""
-        return self.prometheus_dir / "prometheus.pid"
-
-    @property
     def backfill_marker(self) -> Path:
         """JSON record of the OpenMetrics file the data directory was backfilled from."""
         return self.prometheus_dir / "backfilled.json"
@@ -105,29 +94,37 @@ class StackConfig:
         return self.mlflow_dir / "artifacts"
 
     @property
-    def mlflow_log_file(self) -> Path:
-        """MLflow's stdout and stderr."""
-        return self.mlflow_dir / "mlflow.log"
-
-    @property
-    def mlflow_pid_file(self) -> Path:
-        """Pid file of the MLflow server we started."""
-        return self.mlflow_dir / "mlflow.pid"
-
-    @property
     def mlflow_url(self) -> str:
         """Tracking URI and UI address of MLflow."""
         return f"http://{self.host}:{self.mlflow_port}"
 
     @property
-    def prometheus_cmd_fragment(self) -> str:
-        """Part of our Prometheus' command line that no other process has."""
-        return f"--storage.tsdb.path={self.prometheus_data_dir}"
+    def prometheus(self) -> ManagedProcess:
+        """Our Prometheus (its data path on the command line marks it as ours)."""
+        return ManagedProcess(
+            name=PROMETHEUS,
+            folder=self.prometheus_dir,
+            url=self.prometheus_url,
+            ready_path=READY_PATH,
+            ready_timeout=PROMETHEUS_READY_TIMEOUT_S,
+            port=self.prometheus_port,
+            port_option="--prometheus-port",
+            cmd_fragment=f"--storage.tsdb.path={self.prometheus_data_dir}",
+        )
 
     @property
-    def mlflow_cmd_fragment(self) -> str:
-        """Part of our MLflow server's command line that no other process has."""
-        return backend_store_uri(self.mlflow_db)
+    def mlflow(self) -> ManagedProcess:
+        """Our MLflow server (its backend store on the command line marks it as ours)."""
+        return ManagedProcess(
+            name=MLFLOW,
+            folder=self.mlflow_dir,
+            url=self.mlflow_url,
+            ready_path=HEALTH_PATH,
+            ready_timeout=MLFLOW_READY_TIMEOUT_S,
+            port=self.mlflow_port,
+            port_option="--mlflow-port",
+            cmd_fragment=backend_store_uri(self.mlflow_db),
+        )
 
 
 @dataclass(frozen=True)
@@ -227,29 +224,7 @@ def _describe_marker(marker: dict[str, Any] | None) -> str | None:
 
 
 def _services(config: StackConfig) -> tuple[ManagedProcess, ManagedProcess]:
-    prometheus = ManagedProcess(
-        name=PROMETHEUS,
-        url=config.prometheus_url,
-        ready_path=READY_PATH,
-        ready_timeout=PROMETHEUS_READY_TIMEOUT_S,
-        port=config.prometheus_port,
-        port_option="--prometheus-port",
-        pid_file=config.prometheus_pid_file,
-        log_file=config.prometheus_log_file,
-        cmd_fragment=config.prometheus_cmd_fragment,
-    )
-    mlflow = ManagedProcess(
-        name=MLFLOW,
-        url=config.mlflow_url,
-        ready_path=HEALTH_PATH,
-        ready_timeout=MLFLOW_READY_TIMEOUT_S,
-        port=config.mlflow_port,
-        port_option="--mlflow-port",
-        pid_file=config.mlflow_pid_file,
-        log_file=config.mlflow_log_file,
-        cmd_fragment=config.mlflow_cmd_fragment,
-    )
-    return prometheus, mlflow
+    return config.prometheus, config.mlflow
 
 
 def _start_prometheus(config: StackConfig) -> subprocess.Popen[bytes]:
@@ -259,8 +234,8 @@ def _start_prometheus(config: StackConfig) -> subprocess.Popen[bytes]:
         data_dir=config.prometheus_data_dir,
         host=config.host,
         port=config.prometheus_port,
-        log_file=config.prometheus_log_file,
-        pid_file=config.prometheus_pid_file,
+        log_file=config.prometheus.log_file,
+        pid_file=config.prometheus.pid_file,
     )
 
 
@@ -270,8 +245,8 @@ def _start_mlflow(config: StackConfig) -> subprocess.Popen[bytes]:
         artifacts_dir=config.mlflow_artifacts_dir,
         host=config.host,
         port=config.mlflow_port,
-        log_file=config.mlflow_log_file,
-        pid_file=config.mlflow_pid_file,
+        log_file=config.mlflow.log_file,
+        pid_file=config.mlflow.pid_file,
     )
 
 
@@ -292,7 +267,7 @@ def _needs_backfill(
 
 
 def _backfill(config: StackConfig, openmetrics: Path, identity: dict[str, Any]) -> None:
-    stop_process(config.prometheus_pid_file, config.prometheus_cmd_fragment)
+    config.prometheus.stop()
     config.backfill_marker.unlink(missing_ok=True)
     shutil.rmtree(config.prometheus_data_dir, ignore_errors=True)
     config.prometheus_data_dir.mkdir(parents=True)
