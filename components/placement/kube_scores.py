@@ -89,7 +89,6 @@ def _totals(node_cpu, node_memory, pod_cpu, pod_memory, *, non_zero: bool):
 
 def _resources_fit(
     score,
-    *,
     allocatable_cpu_cores,
     allocatable_memory_bytes,
     nonzero_requested_cpu_cores,
@@ -131,19 +130,12 @@ def least_allocated_scores(
     return _resources_fit(_least_requested, **locals())
 
 
-def most_allocated_scores(
-    allocatable_cpu_cores: np.ndarray,
-    allocatable_memory_bytes: np.ndarray,
-    nonzero_requested_cpu_cores: np.ndarray,
-    nonzero_requested_memory_bytes: np.ndarray,
-    pod_cpu_request_cores: float,
-    pod_memory_request_bytes: float,
-) -> np.ndarray:
+def most_allocated_scores(*arguments: np.ndarray | float) -> np.ndarray:
     """NodeResourcesFit MostAllocated (bin packing), 0..100 per node: fuller nodes score higher.
 
     Arguments as in :func:`least_allocated_scores`.
     """
-    return _resources_fit(_most_requested, **locals())
+    return _resources_fit(_most_requested, *arguments)
 
 
 def balanced_allocation_scores(
@@ -196,20 +188,10 @@ def kube_default_scores(
 
     Both plugins carry weight 1 in the default KubeSchedulerConfiguration.
     """
-    least = least_allocated_scores(
-        allocatable_cpu_cores,
-        allocatable_memory_bytes,
-        nonzero_requested_cpu_cores,
-        nonzero_requested_memory_bytes,
-        pod_cpu_request_cores,
-        pod_memory_request_bytes,
+    allocatable = (allocatable_cpu_cores, allocatable_memory_bytes)
+    pod = (pod_cpu_request_cores, pod_memory_request_bytes)
+    nonzero = (nonzero_requested_cpu_cores, nonzero_requested_memory_bytes)
+    least = least_allocated_scores(*allocatable, *nonzero, *pod)
+    return least + balanced_allocation_scores(
+        *allocatable, requested_cpu_cores, requested_memory_bytes, *pod
     )
-    balanced = balanced_allocation_scores(
-        allocatable_cpu_cores,
-        allocatable_memory_bytes,
-        requested_cpu_cores,
-        requested_memory_bytes,
-        pod_cpu_request_cores,
-        pod_memory_request_bytes,
-    )
-    return least + balanced
