@@ -62,7 +62,7 @@ def gate(
         higher_is_better=False,
         candidate=candidate,
         baselines=baselines if baselines is not None else {"persistence": 0.5},
-        score_champion=lambda uri: scores[uri.rsplit("/", 1)[1]],
+        score_champion=kwargs.pop("score_champion", lambda uri: scores[uri.rsplit("/", 1)[1]]),
         run_id=run_id,
         **kwargs,
     )
@@ -124,42 +124,28 @@ def test_min_improvement_and_unscorable_champion_keep_the_champion(client, model
     def broken(uri: str) -> float:
         raise RuntimeError("cannot load")
 
-    decision = promote_if_better(
-        client,
-        model_name=model,
-        candidate_version=second,
-        metric="mae",
-        higher_is_better=False,
-        candidate=0.01,
-        baselines={"persistence": 0.5},
-        score_champion=broken,
-    )
+    decision = gate(client, model, second, None, 0.01, {}, score_champion=broken)
     assert not decision.promoted and "cannot load" in decision.reason
     assert champion(client, model) == first
 
 
 def test_higher_is_better_direction(client, model, tmp_path):
-    first, run_a = register(client, tmp_path, model, "a")
-    assert not promote_if_better(
-        client,
-        model_name=model,
-        candidate_version=first,
-        metric="skill",
-        higher_is_better=True,
-        candidate=-0.1,
-        baselines={"persistence": 0.0},
-        score_champion=None,
-    ).promoted
-    assert promote_if_better(
-        client,
-        model_name=model,
-        candidate_version=first,
-        metric="skill",
-        higher_is_better=True,
-        candidate=0.2,
-        baselines={"persistence": 0.0},
-        score_champion=None,
-    ).promoted
+    first, _ = register(client, tmp_path, model, "a")
+
+    def promoted(skill: float) -> bool:
+        return promote_if_better(
+            client,
+            model_name=model,
+            candidate_version=first,
+            metric="skill",
+            higher_is_better=True,
+            candidate=skill,
+            baselines={"persistence": 0.0},
+            score_champion=None,
+        ).promoted
+
+    assert not promoted(-0.1)
+    assert promoted(0.2)
 
 
 def test_dataset_digest_is_stable_and_content_sensitive():
