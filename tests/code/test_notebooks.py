@@ -13,10 +13,30 @@ from components.generate.synthetic import SyntheticDataset, generate_synthetic_c
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
-def _with_parameters(notebook, **values: str):
+def _run(name: str, timeout: int, **parameters):
+    """Run ``notebooks/<name>`` with its ``parameters`` cell set to ``parameters``: the
+    executed notebook."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    cell.source = "\n".join(f"{name} = {value!r}" for name, value in values.items())
+    cell.source = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
+    NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    ).execute()
     return notebook
+
+
+def _outputs(notebook, mime: str) -> list:
+    """The ``mime`` data of every code cell's outputs, in order."""
+    return [
+        output["data"][mime]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if mime in output.get("data", {})
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -28,35 +48,16 @@ def dataset(tmp_path_factory) -> SyntheticDataset:
 
 
 def test_eda_notebook_runs(dataset, tmp_path):
-    notebook = nbformat.read(NOTEBOOKS / "01_eda.ipynb", as_version=4)
-    _with_parameters(
-        notebook, METRICS=str(dataset.node_metrics), LABELS=str(dataset.anomaly_labels)
+    notebook = _run(
+        "01_eda.ipynb",
+        300,
+        METRICS=str(dataset.node_metrics),
+        LABELS=str(dataset.anomaly_labels),
     )
-    NotebookClient(
-        notebook,
-        timeout=300,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-    ).execute()
-    images = [
-        output
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-        if "image/png" in output.get("data", {})
-    ]
+    images = _outputs(notebook, "image/png")
     windows = sum(len(w) for w in read_anomaly_labels(dataset.anomaly_labels).values())
     assert windows > 0
     assert len(images) == 2 + min(4, windows), "profiles, correlation, up to 4 anomaly windows"
-
-
-def _images(notebook) -> int:
-    return sum(
-        "image/png" in output.get("data", {})
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-    )
 
 
 def test_model_development_notebook_runs(tmp_path):
@@ -64,28 +65,17 @@ def test_model_development_notebook_runs(tmp_path):
     config = HistoryConfig(nodes=4, days=4, step_seconds=60, seed=3, end_epoch=1_767_225_600)
     generate_synthetic_cluster(config, root, workload_days=0.1, openmetrics=False, progress=False)
     dataset = SyntheticDataset(root)
-    notebook = nbformat.read(NOTEBOOKS / "02_model_development.ipynb", as_version=4)
-    _with_parameters(
-        notebook,
+    notebook = _run(
+        "02_model_development.ipynb",
+        600,
         METRICS=str(dataset.node_metrics),
         LABELS=str(dataset.anomaly_labels),
         HORIZONS="5m,15m",
         FORECAST_TRAIN_FRACTION=0.7,
         ANOMALY_TRAIN_FRACTION=0.3,
     )
-    NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-    ).execute()
-    tables = [
-        output["data"]["text/html"]
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-        if "text/html" in output.get("data", {})
-    ]
+    tables = _outputs(notebook, "text/html")
     assert any("seasonal_naive" in table and "persistence" in table for table in tables)
     assert any("robust z-score baseline" in table for table in tables)
-    assert _images(notebook) >= 4, "forecast vs actual, importance, residuals, score timeline"
+    images = _outputs(notebook, "image/png")
+    assert len(images) >= 4, "forecast vs actual, importance, residuals, score timeline"
