@@ -68,15 +68,18 @@ def test_lags_match_the_raw_history(small_metrics, features):
         np.testing.assert_array_equal(features[f"cpu_{lag}"].to_numpy(), expected, err_msg=lag)
 
 
+def _events_and_node_features(events, features, kind: str):
+    """Each generated event of ``kind`` (there is at least one) with its node's feature rows."""
+    chosen = events[events["kind"] == kind]
+    assert len(chosen) > 0
+    for event in chosen.itertuples():
+        yield event, features[features[NODE] == event.node]
+
+
 def test_flatlined_exporter_shows_zero_spread(features, events):
-    flatlines = events[events["kind"] == "flatline"]
-    assert len(flatlines) > 0
-    for event in flatlines.itertuples():
-        rows = features[
-            (features[NODE] == event.node)
-            & (features[TIMESTAMP] >= event.start + pd.Timedelta(minutes=15))
-            & (features[TIMESTAMP] <= event.end)
-        ]
+    for event, node in _events_and_node_features(events, features, "flatline"):
+        stamps = node[TIMESTAMP]
+        rows = node[(stamps >= event.start + pd.Timedelta(minutes=15)) & (stamps <= event.end)]
         if len(rows):
             assert (rows["cpu_std_15m"] == 0).all(), event
             assert (rows["memory_slope_15m"].abs() < 1e-6).all(), event
@@ -86,13 +89,11 @@ def test_flatlined_exporter_shows_zero_spread(features, events):
 
 
 def test_flapping_node_shows_flaps_and_missing_scrapes(features, events):
-    flapping = events[events["kind"] == "flapping"]
-    assert len(flapping) > 0
-    for event in flapping.itertuples():
-        rows = features[
-            (features[NODE] == event.node)
-            & (features[TIMESTAMP] > event.start + pd.Timedelta(minutes=20))
-            & (features[TIMESTAMP] <= event.end + pd.Timedelta(minutes=30))
+    for event, node in _events_and_node_features(events, features, "flapping"):
+        stamps = node[TIMESTAMP]
+        rows = node[
+            (stamps > event.start + pd.Timedelta(minutes=20))
+            & (stamps <= event.end + pd.Timedelta(minutes=30))
         ]
         assert rows["flaps_1h"].max() >= 2, event
         assert rows["missing_ratio_1h"].max() > 0.2, event
