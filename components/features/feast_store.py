@@ -268,6 +268,7 @@ def read_node_state_snapshot(store: FeatureStore, nodes: Sequence[str]) -> pd.Da
         return frame.rename_axis(NODE)
     # The service's features as references: Feast caches their resolution between reads.
     references = [*_references(FEATURE_NAMES), *(f"{ANOMALY_VIEW}:{name}" for name in anomaly)]
+    _restore_sqlite_timestamp_converter(store)
     response = store.get_online_features(features=references, entity_rows={NODE: nodes})
     values = response.to_dict(include_event_timestamps=True)
     columns = {
@@ -283,6 +284,19 @@ def read_node_state_snapshot(store: FeatureStore, nodes: Sequence[str]) -> pd.Da
     frame = pd.DataFrame(columns, index=pd.Index(nodes, name=NODE))
     frame.insert(0, TIMESTAMP, stamps.where(known))
     return frame
+
+
+def _restore_sqlite_timestamp_converter(store: FeatureStore) -> None:
+    """Feast's sqlite online store keeps event times as epoch seconds and reads them through
+    sqlite3's process-wide "timestamp" converter; IPython (which MLflow's model loading imports)
+    replaces that converter with an ISO 8601 parser, and every read would then fail."""
+    if store.config.online_store.type != "sqlite":
+        return
+    import sqlite3
+
+    from feast.infra.online_stores.sqlite import convert_timestamp
+
+    sqlite3.register_converter("timestamp", convert_timestamp)
 
 
 def _utc_datetime(value: datetime | pd.Timestamp) -> datetime:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,17 @@ def test_online_snapshot_is_the_latest_offline_row(store, features):
     assert snapshot.loc["no-such-node", list(FEATURE_NAMES)].isna().all()
     assert pd.isna(snapshot.loc["no-such-node", TIMESTAMP])
     assert (snapshot[list(FEATURE_NAMES)].dtypes == np.float32).all()
+
+
+def test_online_reads_survive_a_library_replacing_sqlites_timestamp_converter(store, features):
+    """IPython, which MLflow's model loading imports (the extender loads the DQN so), registers
+    an ISO 8601 "timestamp" converter for every sqlite3 connection of the process."""
+    import sqlite3
+
+    sqlite3.register_converter("timestamp", lambda val: datetime.fromisoformat(val.decode()))
+    expected = last_rows(features)
+    snapshot = feast_store.read_node_state_snapshot(store, list(expected.index))
+    assert_snapshot_equals(snapshot, expected)
 
 
 def feast_training_set(store, entities: pd.DataFrame) -> pd.DataFrame:
