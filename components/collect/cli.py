@@ -42,7 +42,12 @@ def add_collect_parser(subparsers) -> argparse.ArgumentParser:
     collect.add_argument(
         "--window",
         help="range of rate(), $window in the PromQL (default: the config's; auto is "
-        "max(4 x step, 2m))",
+        "max(step, 4 x scrape interval))",
+    )
+    collect.add_argument(
+        "--scrape-interval",
+        help="scrape interval the automatic $window follows (default: the config's; auto reads "
+        "Prometheus' targets API)",
     )
     collect.add_argument("--workers", type=positive_int, default=4, help="parallel requests")
     collect.add_argument(
@@ -91,8 +96,15 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if not float(step).is_integer():
         raise MlschedError(f"--step: must be whole seconds, got {args.step!r}")
     config = load_collect_config(args.config)
-    if args.window is not None:
-        config = config.with_window(parse_duration_seconds(args.window, what="--window"))
+    if args.window is not None or args.scrape_interval is not None:
+        config = config.with_window(
+            config.window_seconds
+            if args.window is None
+            else parse_duration_seconds(args.window, what="--window"),
+            None
+            if args.scrape_interval is None
+            else parse_duration_seconds(args.scrape_interval, what="--scrape-interval"),
+        )
     settings = FetchSettings(
         max_points=args.chunk_points,
         workers=args.workers,

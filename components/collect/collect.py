@@ -35,7 +35,9 @@ from components.collect.prometheus_range import (
     TaskResult,
     client_url,
     connect,
+    node_addresses,
     plan_tasks,
+    scrape_interval_seconds,
 )
 from components.collect.state import (
     OutputState,
@@ -173,7 +175,10 @@ def collect_node_metrics(
     ranges = missing_ranges(covered, first, last, step)
 
     client = connect(prometheus)
-    window = config.window_for(step)
+    window = config.window_for(step, _scrape_interval(client, config, warnings))
+    aliases = (
+        node_addresses(client, config.node_addresses, first, last) if config.node_addresses else {}
+    )
     tasks = [
         task
         for spec in config.queries
@@ -183,7 +188,7 @@ def collect_node_metrics(
     tasks.sort(key=lambda task: task.start)
     collector = _Collector(config, tasks)
     timings = {"read_seconds": time.perf_counter() - began}
-    stats = RangeFetcher(client, settings).run(tasks, collector.add, progress=progress)
+    stats = RangeFetcher(client, settings, aliases).run(tasks, collector.add, progress=progress)
     timings["fetch_seconds"] = time.perf_counter() - began - sum(timings.values())
     new, frame_warnings = collector.frame(client_url(client), ranges, had_rows=span is not None)
     warnings += frame_warnings
@@ -218,6 +223,19 @@ def collect_node_metrics(
         seconds=time.perf_counter() - began,
         timings={name: round(value, 3) for name, value in timings.items()},
     )
+
+
+def _scrape_interval(client: Any, config: CollectConfig, warnings: list[str]) -> float | None:
+    """The scrape interval an automatic ``$window`` follows: configured, else Prometheus'."""
+    if config.window_seconds is not None or config.scrape_interval_seconds is not None:
+        return config.scrape_interval_seconds
+    interval = scrape_interval_seconds(client)
+    if interval is None:
+        warnings.append(
+            f"Prometheus at {client_url(client)} lists no scrape targets; the automatic $window "
+            f"assumes a 30s scrape interval (set --scrape-interval or --window)"
+        )
+    return interval
 
 
 def _already_collected(target: Path, first: int, last: int, step: int) -> OutputState | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,15 @@ from components.errors import MlschedError
 DEFAULT_CONFIG_NAME = "queries.yaml"
 DEFAULT_NODE_LABELS = ("node", "instance")
 REQUIRED_COLUMNS = (CPU_UTILIZATION, MEMORY_UTILIZATION)
-MIN_AUTO_WINDOW_SECONDS = 120.0
-AUTO_WINDOW_STEPS = 4
+# An auto $window spans the step and at least this many scrapes: rate() then has samples in
+# spite of a missed scrape and of scrape-time jitter (Prometheus' own advice for rate windows).
+AUTO_WINDOW_SCRAPES = 4
+# Assumed when Prometheus lists no targets and none is configured (kube-prometheus-stack's).
+DEFAULT_SCRAPE_INTERVAL_SECONDS = 30.0
 PLACEHOLDERS = ("window", "step", "scrape_window")
 SCRAPE_WINDOW_MARGIN_SECONDS = 1.0
 
-_TOP_KEYS = ("node_label", "strip_port", "window", "queries")
+_TOP_KEYS = ("node_label", "strip_port", "window", "scrape_interval", "node_addresses", "queries")
 _QUERY_KEYS = ("promql", "required", "node_label", "strip_port", "chunk", "resolution")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -89,27 +92,50 @@ class QuerySpec:
 
 @dataclass(frozen=True)
 class CollectConfig:
-    """The queries to run, where they came from, and the ``$window`` setting.
+    """The queries to run, where they came from, and how ``$window`` and node names are set.
 
     Attributes:
         queries: one spec per output column, the required ones first.
         source: the file the config was read from (for messages).
-        window_seconds: the ``$window`` duration, or None for ``max(4 * step, 2m)``.
+        window_seconds: the ``$window`` duration, or None for automatic (:meth:`window_for`).
+        scrape_interval_seconds: the scrape interval an automatic ``$window`` follows, or None
+            to read it from Prometheus' targets API.
+        node_addresses: a metric with ``node`` and ``internal_ip`` labels (kube-state-metrics'
+            ``kube_node_info``) that renames series named by an IP address to their node, or
+            None for no renaming.
     """
 
     queries: tuple[QuerySpec, ...]
     source: str = "<config>"
     window_seconds: float | None = None
+    scrape_interval_seconds: float | None = None
+    node_addresses: str | None = None
 
-    def window_for(self, step_seconds: float) -> float:
-        """The ``$window`` duration used with ``step_seconds``."""
+    def window_for(
+        self, step_seconds: float, scrape_interval_seconds: float | None = None
+    ) -> float:
+        """The ``$window`` used with ``step_seconds``: the configured one, else the step and at
+        least four scrapes (``scrape_interval_seconds``, else the configured interval, else
+        30 s). A step of four scrapes or more thus reads exactly its own span."""
         if self.window_seconds is not None:
             return self.window_seconds
-        return max(AUTO_WINDOW_STEPS * step_seconds, MIN_AUTO_WINDOW_SECONDS)
+        scrape = (
+            scrape_interval_seconds
+            or self.scrape_interval_seconds
+            or DEFAULT_SCRAPE_INTERVAL_SECONDS
+        )
+        return max(float(step_seconds), AUTO_WINDOW_SCRAPES * scrape)
 
-    def with_window(self, window_seconds: float | None) -> CollectConfig:
-        """A copy with another ``$window`` (None: automatic)."""
-        return CollectConfig(self.queries, self.source, window_seconds)
+    def with_window(
+        self, window_seconds: float | None, scrape_interval_seconds: float | None = None
+    ) -> CollectConfig:
+        """A copy with another ``$window`` (None: automatic) and scrape interval (None: the
+        config's)."""
+        return replace(
+            self,
+            window_seconds=window_seconds,
+            scrape_interval_seconds=scrape_interval_seconds or self.scrape_interval_seconds,
+        )
 
 
 def default_config_text() -> str:
@@ -195,6 +221,12 @@ def _parse_document(document: Any, source: str) -> CollectConfig:
     )
     strip_port = _flag(document.get("strip_port", True), source, "strip_port")
     window = _duration(document.get("window"), source, "window")
+    scrape_interval = _duration(document.get("scrape_interval"), source, "scrape_interval")
+    node_addresses = document.get("node_addresses")
+    if node_addresses is not None and not (
+        isinstance(node_addresses, str) and _LABEL.match(node_addresses)
+    ):
+        raise _fail(source, "node_addresses", f"expected a metric name, got {node_addresses!r}")
     queries = document.get("queries")
     if not isinstance(queries, dict) or not queries:
         raise _fail(source, "queries", "expected a mapping of column name -> {promql: ...}")
@@ -240,4 +272,4 @@ def _parse_document(document: Any, source: str) -> CollectConfig:
             source, "queries", f"missing {', '.join(missing)} (the node-metrics contract needs it)"
         )
     specs.sort(key=lambda spec: (not spec.required, spec.column not in REQUIRED_COLUMNS))
-    return CollectConfig(tuple(specs), source, window)
+    return CollectConfig(tuple(specs), source, window, scrape_interval, node_addresses)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from urllib3.util.retry import Retry
 
 from components.collect.config import QuerySpec
+from components.durations import parse_duration_seconds
 from components.errors import MlschedError
 
 MAX_POINTS_PER_SERIES = 11_000
@@ -216,6 +217,37 @@ def node_name(
     return None
 
 
+def scrape_interval_seconds(client: Any) -> float | None:
+    """The longest scrape interval among Prometheus' active targets (None: it lists none or
+    cannot say). The longest, since a rate window must hold scrapes of every exporter."""
+    try:
+        targets = client.get_targets(state="active").get("activeTargets") or []
+        intervals = [parse_duration_seconds(t["scrapeInterval"]) for t in targets]
+    except (PrometheusApiClientException, requests.RequestException, MlschedError, LookupError):
+        return None
+    return max(intervals, default=None)
+
+
+def node_addresses(client: Any, metric: str, start: int, end: int) -> dict[str, str]:
+    """Node names by internal IP from ``metric`` (``kube_node_info``) over ``[start, end]``.
+
+    Returns:
+        ``{internal_ip: node}``; empty when the metric is absent or Prometheus cannot answer
+        (the range queries then report the problem). An IP that named two nodes is left out.
+    """
+    promql = f"max by (node, internal_ip) (last_over_time({metric}[{max(end - start, 0) + 1}s]))"
+    try:
+        result = client.custom_query(promql, params={"time": end})
+    except (PrometheusApiClientException, requests.RequestException):
+        return {}
+    names: dict[str, set[str]] = {}
+    for series in result:
+        labels = series.get("metric", {})
+        if labels.get("internal_ip") and labels.get("node"):
+            names.setdefault(labels["internal_ip"], set()).add(labels["node"])
+    return {ip: nodes.pop() for ip, nodes in names.items() if len(nodes) == 1}
+
+
 def connect(prometheus: str | PrometheusConnect) -> PrometheusConnect:
     """A client for ``prometheus``: a URL gets a new client whose own retries are off.
 
@@ -276,7 +308,10 @@ def _parse_matrix_fast(body: bytes) -> list[Series]:
         return []
     table = pa_csv.read_csv(
         io.BytesIO(b"\n".join(segments).replace(b"],[", b"\n").translate(None, b'"')),
-        read_options=pa_csv.ReadOptions(column_names=["t", "v"]),
+        # Arrow's own thread pool stays out: requests already run in parallel, and its threads
+        # still parsing when an error ends the process abort it ("terminate called without an
+        # active exception").
+        read_options=pa_csv.ReadOptions(column_names=["t", "v"], use_threads=False),
         convert_options=pa_csv.ConvertOptions(column_types={"t": pa.float64(), "v": pa.float64()}),
     )
     if table.num_rows != sum(counts):
@@ -369,8 +404,16 @@ def _describe(task: RangeTask) -> str:
 class RangeFetcher:
     """Runs range tasks against one Prometheus with bounded parallelism and retries."""
 
-    def __init__(self, client: Any, settings: FetchSettings | None = None):
+    def __init__(
+        self,
+        client: Any,
+        settings: FetchSettings | None = None,
+        aliases: Mapping[str, str] | None = None,
+    ):
+        """``aliases`` renames node names (an internal IP to its node, see
+        :func:`node_addresses`)."""
         self.client = client
+        self.aliases = dict(aliases or {})
         self.settings = settings or FetchSettings()
         self.stats = FetchStats()
         self._lock = threading.Lock()
@@ -487,6 +530,7 @@ class RangeFetcher:
         out = []
         for labels, seconds, values in raw:
             node = node_name(labels, spec.node_labels, spec.strip_port)
+            node = self.aliases.get(node, node)
             if node is None:
                 raise MlschedError(
                     f"query '{spec.column}' ({task.promql}) returned a series with none of the "

@@ -49,8 +49,15 @@ def test_default_config_loads_with_required_columns_first():
 
 def test_window_is_automatic_unless_set():
     config = load_collect_config()
+    # The step and at least four scrapes (30 s unless Prometheus or the config says otherwise).
     assert config.window_for(30) == 120
-    assert config.window_for(60) == 240
+    assert config.window_for(60) == 120
+    assert config.window_for(300) == 300  # a 5-minute step reads exactly its 5 minutes
+    assert config.window_for(30, 15) == 60 and config.window_for(300, 60) == 300
+    assert config.window_for(60, 60) == 240
+    paced = parse_collect_config(MINIMAL + "scrape_interval: 1m\n", "q.yaml")
+    assert paced.window_for(60) == 240 and paced.window_for(60, 15) == 60
+    assert config.with_window(None, 60).window_for(30) == 240
     cpu = config.queries[0]
     assert "[2m]" in cpu.render(config.window_for(30), 30)
     assert "$" not in cpu.render(300, 30)
@@ -95,6 +102,8 @@ node_label: [kubernetes_node, instance]
         (MINIMAL + "  pods: {promql: up, node_label: 3}\n", "queries.pods.node_label"),
         (MINIMAL + "node_label: []\n", "node_label: expected a label name"),
         (MINIMAL + "window: soon\n", "window: cannot read 'soon'"),
+        (MINIMAL + "scrape_interval: often\n", "scrape_interval: cannot read 'often'"),
+        (MINIMAL + "node_addresses: [a]\n", "node_addresses: expected a metric name"),
         (MINIMAL + "strip_port: 1\n", "strip_port: expected true or false"),
         ("queries:\n  cpu_utilization: up\n", "queries: missing memory_utilization"),
         ("queries: {}\n", "queries: expected a mapping"),
