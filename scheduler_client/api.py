@@ -10,6 +10,8 @@ The Go structs have no JSON tags, so their keys are the field names in PascalCas
   reason}, "FailedAndUnresolvableNodes": {node: reason}, "Error": ""}``; a cache-capable
   extender answers with ``NodeNames``, the other kind with ``Nodes``.
 * prioritize answer (``HostPriorityList``): ``[{"Host": name, "Score": 0..10}]``.
+* bind request (``ExtenderBindingArgs``, with ``bindVerb`` set): ``{"PodName", "PodNamespace",
+  "PodUID", "Node"}``; answer (``ExtenderBindingResult``): ``{"Error": ""}`` (non-empty: failed).
 
 The embedded ``v1.Pod`` and ``v1.Node`` are Kubernetes API objects with their usual camelCase keys.
 """
@@ -89,7 +91,46 @@ class ExtenderArgs:
     allocatable: list[NodeAllocatable] | None = None
 
 
+@dataclass(frozen=True)
+class BindingArgs:
+    """One ``ExtenderBindingArgs`` request: bind the pod to ``node``."""
+
+    name: str
+    namespace: str
+    uid: str
+    node: str
+
+    @property
+    def key(self) -> str:
+        """As :attr:`PodRequest.key`."""
+        return self.uid or f"{self.namespace}/{self.name}"
+
+
 # --------------------------------------------------------------------------- parsing
+
+
+def _document(body: bytes | str | Mapping, what: str) -> Mapping:
+    if isinstance(body, Mapping):
+        return body
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ExtenderRequestError(f"request body is not valid JSON: {error}") from None
+    if not isinstance(document, Mapping):
+        raise ExtenderRequestError(f"request body must be an {what} object")
+    return document
+
+
+def parse_binding_args(body: bytes | str | Mapping) -> BindingArgs:
+    """Parse an ``ExtenderBindingArgs`` request body (all four fields are needed but the uid)."""
+    document = _document(body, "ExtenderBindingArgs")
+    values = {}
+    for key in ("PodName", "PodNamespace", "PodUID", "Node"):
+        value = document.get(key) or ""
+        if not isinstance(value, str) or (not value and key != "PodUID"):
+            raise ExtenderRequestError(f"ExtenderBindingArgs: {key} must be a non-empty string")
+        values[key] = value
+    return BindingArgs(values["PodName"], values["PodNamespace"], values["PodUID"], values["Node"])
 
 
 def _resources(section: Any, where: str) -> dict[str, Any]:
@@ -223,15 +264,7 @@ def parse_extender_args(body: bytes | str | Mapping) -> ExtenderArgs:
         ExtenderRequestError: malformed JSON, no ``Pod``, neither ``NodeNames`` nor ``Nodes``,
             or fields of the wrong type; the message names the field.
     """
-    if isinstance(body, Mapping):
-        document = body
-    else:
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            raise ExtenderRequestError(f"request body is not valid JSON: {error}") from None
-    if not isinstance(document, Mapping):
-        raise ExtenderRequestError("request body must be an ExtenderArgs object")
+    document = _document(body, "ExtenderArgs")
     pod = parse_pod(document.get("Pod"))
     names = document.get("NodeNames")
     if names is not None:

@@ -15,20 +15,36 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.model_contracts import NODE_STATE_COLUMNS
 from components.placement.dqn.inputs import (
+    NODE_FEATURE_NAMES,
     POD_DEPENDENT_COLUMNS,
     NodeState,
     node_features,
     node_state_from_features,
-    pod_dependent_features,
     pod_features,
 )
 from components.placement.policy import PodSpec
 from scheduler_client.api import PodRequest
 from scheduler_client.dqn_forward import PreparedNodes, SplitQNetwork
+from scheduler_client.ledger import InflightLoad
 from scheduler_client.predictions import CacheState
 
 _NO_POD = PodSpec("", 0.0, 0.0, 0)
+PER_REQUEST_COLUMNS = slice(
+    NODE_FEATURE_NAMES.index("cpu_pending_ratio"), POD_DEPENDENT_COLUMNS.stop
+)
+"""The node-feature columns computed per request: the pending and requested ratios, which the
+pods in flight move, and the pod-dependent features after them."""
+_INFLIGHT_COLUMNS = {
+    NODE_STATE_COLUMNS.index(column): field
+    for column, field in (
+        ("cpu_pending_cores", "cpu_cores"),
+        ("memory_pending_bytes", "memory_bytes"),
+        ("cpu_requested_cores", "cpu_request_cores"),
+        ("memory_requested_bytes", "memory_request_bytes"),
+    )
+}
 
 
 def cache_node_state(state: CacheState) -> NodeState:
@@ -40,6 +56,15 @@ def cache_node_state(state: CacheState) -> NodeState:
         snapshot = pd.DataFrame(index=range(len(state.nodes)))
     p90 = [None if peak is None else peak[:, -1] for peak in (state.cpu_peak, state.memory_peak)]
     return node_state_from_features(snapshot, state.cpu_cores, state.memory_bytes, state.gpus, *p90)
+
+
+def with_inflight(nodes: NodeState, inflight: InflightLoad) -> NodeState:
+    """The record with the pods in flight as pending (their estimated use) and requested, as the
+    simulator's state has its just-placed pods in training."""
+    values = nodes.values.copy()
+    for column, field in _INFLIGHT_COLUMNS.items():
+        values[:, column] += getattr(inflight, field)
+    return NodeState(values)
 
 
 def pod_spec(pod: PodRequest) -> PodSpec:
@@ -63,9 +88,11 @@ class DQNPodScorer:
     pod's, and runs the rest (:class:`~scheduler_client.dqn_forward.SplitQNetwork`).
     """
 
+    counts_inflight = True
+
     def __init__(self, network: Any):
         self.network = network.eval()
-        self._split = SplitQNetwork(self.network, POD_DEPENDENT_COLUMNS)
+        self._split = SplitQNetwork(self.network, PER_REQUEST_COLUMNS)
 
     @classmethod
     def load(cls, path_or_uri: str | os.PathLike) -> DQNPodScorer:
@@ -82,7 +109,18 @@ class DQNPodScorer:
         """The per-refresh half for a node state from any source."""
         return PreparedDQN(nodes, self._split.prepare(node_features(nodes, _NO_POD)))
 
-    def q_values(self, pod: PodRequest, prepared: PreparedDQN, positions: np.ndarray) -> np.ndarray:
+    def q_values(
+        self,
+        pod: PodRequest,
+        prepared: PreparedDQN,
+        positions: np.ndarray,
+        inflight: InflightLoad | None = None,
+    ) -> np.ndarray:
+        """Q-values of the candidates at ``positions``; ``inflight`` (aligned on them) adds the
+        pods in flight to their pending and requested columns."""
         spec = pod_spec(pod)
-        dependent = pod_dependent_features(prepared.nodes.rows(positions), spec)
-        return self._split.q_values(prepared.layers, positions, dependent, pod_features(spec))
+        nodes = prepared.nodes.rows(positions)
+        if inflight is not None:
+            nodes = with_inflight(nodes, inflight)
+        per_request = node_features(nodes, spec)[:, PER_REQUEST_COLUMNS]
+        return self._split.q_values(prepared.layers, positions, per_request, pod_features(spec))

@@ -25,20 +25,24 @@ all horizons.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from components.errors import MlschedError
 from scheduler_client.api import (
     MAX_EXTENDER_PRIORITY,
+    BindingArgs,
     ExtenderArgs,
     PodRequest,
     filter_result,
     host_priority_list,
 )
 from scheduler_client.inventory import NodeInventory
+from scheduler_client.ledger import InflightLedger, InflightLoad
 from scheduler_client.metrics import ExtenderMetrics
 from scheduler_client.predictions import CacheState, PodScorer, PredictionCache
 from scheduler_client.resilience import (
@@ -73,6 +77,16 @@ class ScoringConfig:
             raise MlschedError("max staleness must be positive")
 
 
+def feature_times(snapshot: pd.DataFrame | None) -> dict[str, float]:
+    """Node -> Unix time of its features in a node state snapshot (nodes without one left out)."""
+    if snapshot is None or "timestamp" not in snapshot.columns:
+        return {}
+    stamps = pd.to_datetime(snapshot["timestamp"], utc=True)
+    known = stamps.notna().to_numpy()
+    seconds = stamps[known].astype("int64").to_numpy() / 1e9
+    return dict(zip(map(str, snapshot.index[known]), seconds.tolist(), strict=True))
+
+
 @dataclass
 class Decision:
     """An answer and how it was reached (for logs and metrics)."""
@@ -91,6 +105,7 @@ class _Candidates:
     memory_bytes: np.ndarray
     state: CacheState
     rows: np.ndarray
+    inflight: InflightLoad | None = None
 
 
 class Extender:
@@ -101,6 +116,9 @@ class Extender:
         cache: the background-refreshed predictions.
         pod_scorer: the DQN (or any placement policy) scorer; its calls go through
             ``scorer_breaker``.
+        ledger: the pods in flight, added to their nodes' load and requests (None: not counted).
+        binder: ``(namespace, name, uid, node)`` -> binds through the Kubernetes API (the bind
+            verb; None: the verb answers an error).
     """
 
     def __init__(
@@ -113,6 +131,8 @@ class Extender:
         pod_scorer: PodScorer | None = None,
         scorer_breaker: CircuitBreaker | None = None,
         metrics: ExtenderMetrics | None = None,
+        ledger: InflightLedger | None = None,
+        binder: Callable[[str, str, str, str], None] | None = None,
     ):
         self.inventory = inventory
         self.cache = cache
@@ -121,6 +141,9 @@ class Extender:
         self.pod_scorer = pod_scorer
         self.scorer_breaker = scorer_breaker or CircuitBreaker("pod_scorer")
         self.metrics = metrics or ExtenderMetrics()
+        self.ledger = ledger
+        self.binder = binder
+        self._metrics_times: tuple[CacheState | None, dict[str, float]] = (None, {})
 
     # ----------------------------------------------------------------------- shared steps
 
@@ -135,9 +158,25 @@ class Extender:
             cpu = np.array([a.cpu_cores for a in args.allocatable], dtype=np.float64)
             memory = np.array([a.memory_bytes for a in args.allocatable], dtype=np.float64)
         state = self.cache.state
+        inflight = None
+        if self.ledger is not None:
+            self.ledger.remember(args.pod)
+            inflight = self.ledger.load(args.node_names, self._metrics_at(state))
         return _Candidates(
-            args.pod, args.node_names, cpu, memory, state, state.positions(args.node_names)
+            args.pod,
+            args.node_names,
+            cpu,
+            memory,
+            state,
+            state.positions(args.node_names),
+            inflight,
         )
+
+    def _metrics_at(self, state: CacheState) -> dict[str, float]:
+        """Node -> Unix time of its latest features, once per refresh."""
+        if self._metrics_times[0] is not state:
+            self._metrics_times = (state, feature_times(state.snapshot))
+        return self._metrics_times[1]
 
     def _ml_unavailable(self, c: _Candidates) -> str | None:
         """Why ML cannot decide for these candidates, or None when it can."""
@@ -171,6 +210,9 @@ class Extender:
             memory_share = np.where(c.memory_bytes > 0, c.pod.memory_bytes / c.memory_bytes, np.inf)
         cpu = state.cpu_peak[c.rows, column] + cpu_share
         memory = state.memory_peak[c.rows, column] + memory_share
+        if c.inflight is not None:
+            cpu = cpu + c.inflight.cpu_cores / c.cpu_cores
+            memory = memory + c.inflight.memory_bytes / c.memory_bytes
         return cpu, memory, float(horizons[column])
 
     def _fallback_scores(self, c: _Candidates) -> np.ndarray:
@@ -179,6 +221,9 @@ class Extender:
         take = np.where(found, c.rows, 0)
         cpu_ratio = np.where(found, state.cpu_requested_ratio[take], 0.0)
         memory_ratio = np.where(found, state.memory_requested_ratio[take], 0.0)
+        if c.inflight is not None:  # like kube-scheduler's assumed pods
+            cpu_ratio = cpu_ratio + c.inflight.cpu_request_cores / c.cpu_cores
+            memory_ratio = memory_ratio + c.inflight.memory_request_bytes / c.memory_bytes
         return fallback_priorities(
             c.cpu_cores,
             c.memory_bytes,
@@ -251,7 +296,12 @@ class Extender:
         if self.pod_scorer is None or c.state.prepared is None or self.config.q_weight == 0:
             return None
         try:
-            q = self.scorer_breaker.call(self.pod_scorer.q_values, c.pod, c.state.prepared, c.rows)
+            extra = (
+                {"inflight": c.inflight} if getattr(self.pod_scorer, "counts_inflight", 0) else {}
+            )
+            q = self.scorer_breaker.call(
+                self.pod_scorer.q_values, c.pod, c.state.prepared, c.rows, **extra
+            )
             q = np.asarray(q, dtype=np.float64).reshape(-1)
             if q.shape != (len(c.rows),) or not np.isfinite(q).all():
                 raise MlschedError(f"pod scorer returned {q.shape} values for {len(c.rows)} nodes")
@@ -286,7 +336,32 @@ class Extender:
         return np.clip(scores, 0, MAX_EXTENDER_PRIORITY).astype(np.int64), q is not None
 
     def prioritize(self, args: ExtenderArgs) -> Decision:
-        """Answer a prioritize call (a ``HostPriorityList``)."""
+        """Answer a prioritize call (a ``HostPriorityList``); its top node goes into the ledger
+        as the pod's tentative placement."""
+        decision = self._prioritize(args)
+        if self.ledger is not None and decision.body:
+            top = max(decision.body, key=lambda entry: entry["Score"])  # the first of the best
+            self.ledger.record(args.pod, top["Host"], "prioritize")
+        return decision
+
+    def bind(self, binding: BindingArgs) -> Decision:
+        """Answer a bind call (an ``ExtenderBindingResult``): bind through the Kubernetes API,
+        then expect the pod on its node."""
+        if self.binder is None:
+            raise MlschedError("bind: no Kubernetes API configured (--bind with --kubeconfig)")
+        try:
+            self.binder(binding.namespace, binding.name, binding.uid, binding.node)
+        except MlschedError as error:
+            if self.ledger is not None:
+                self.ledger.forget(binding.key)
+            self.metrics.fallbacks.labels("bind", "api_error").inc()
+            return Decision({"Error": str(error)}, "error", "api_error")
+        if self.ledger is not None:
+            self.ledger.bind(binding.key, binding.node)
+        self._count("bind", "bound", None)
+        return Decision({"Error": ""}, "bound", None, {"node": binding.node})
+
+    def _prioritize(self, args: ExtenderArgs) -> Decision:
         c = self._candidates(args)
         use_ml, reason = self._route(c)
         if not use_ml or reason == "shadow":

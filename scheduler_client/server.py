@@ -8,6 +8,9 @@ Routes (``<prefix>`` is the ``urlPrefix`` path of the KubeSchedulerConfiguration
   carries on without the extender).
 * ``POST <prefix>/prioritize`` -> ``HostPriorityList``; a request it cannot use gets HTTP 400
   with ``{"Error": reason}``.
+* ``POST <prefix>/bind`` -> ``ExtenderBindingResult`` (kube-scheduler's ``bindVerb``): binds the
+  pod through the Kubernetes API and records it in flight on its node; a failure is answered
+  with HTTP 200 and the reason in ``Error`` (kube-scheduler then retries the pod).
 * ``GET /healthz`` -> 200 and the prediction state (always, while the process serves).
 * ``GET /metrics`` -> Prometheus exposition.
 
@@ -31,7 +34,7 @@ from typing import Any
 import orjson
 
 from components.errors import MlschedError
-from scheduler_client.api import filter_error, parse_extender_args
+from scheduler_client.api import filter_error, parse_binding_args, parse_extender_args
 from scheduler_client.extender import Decision, Extender
 
 log = logging.getLogger("scheduler_client.server")
@@ -125,7 +128,7 @@ class ExtenderApp:
     ):
         self.extender = extender
         prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
-        self.routes = {f"{prefix}/filter": "filter", f"{prefix}/prioritize": "prioritize"}
+        self.routes = {f"{prefix}/{verb}": verb for verb in ("filter", "prioritize", "bind")}
         self._token = f"Bearer {token}".encode() if token else None
         self.max_body_bytes = max_body_bytes
         self.on_startup = on_startup
@@ -215,7 +218,7 @@ class ExtenderApp:
             body = await self._read_body(scope, receive)
         except _BodyTooLarge:
             return self._error(413, verb, f"request body over {self.max_body_bytes} bytes")
-        if getattr(self.extender.pod_scorer, "waits_on_network", False):
+        if verb == "bind" or getattr(self.extender.pod_scorer, "waits_on_network", False):
             # off the event loop, so other calls are parsed and answered while it waits
             loop = asyncio.get_running_loop()
             reply = await loop.run_in_executor(self._executor, self._decide, verb, body, began)
@@ -225,12 +228,16 @@ class ExtenderApp:
 
     def _decide(self, verb: str, body: bytes, began: float) -> _Reply:
         pod = None
+        nodes = 1
         try:
-            args = parse_extender_args(body)
-            pod = args.pod.key
-            decision = (
-                self.extender.filter(args) if verb == "filter" else self.extender.prioritize(args)
-            )
+            if verb == "bind":
+                binding = parse_binding_args(body)
+                pod = binding.key
+                decision = self.extender.bind(binding)
+            else:
+                args = parse_extender_args(body)
+                pod, nodes = args.pod.key, len(args.node_names)
+                decision = getattr(self.extender, verb)(args)
         except MlschedError as error:
             return self._bad_request(verb, str(error), began, pod)
         except Exception as error:  # never take the process down; the call still gets an answer
@@ -242,15 +249,16 @@ class ExtenderApp:
         seconds = time.perf_counter() - began
         self.metrics.request_seconds.labels(verb).observe(seconds)
         self.metrics.requests.labels(verb, "200").inc()
-        self._log(verb, 200, seconds, pod, decision, len(args.node_names))
+        self._log(verb, 200, seconds, pod, decision, nodes)
         return _Reply(200, payload, _JSON)
 
     def _bad_request(
         self, verb: str, message: str, began: float, pod: str | None, status: int = 400
     ) -> _Reply:
         seconds = time.perf_counter() - began
-        if verb == "filter" and status == 400:
-            reply = _Reply(200, orjson.dumps(filter_error(message)), _JSON)
+        if verb in ("filter", "bind") and status == 400:
+            answer = filter_error(message) if verb == "filter" else {"Error": message}
+            reply = _Reply(200, orjson.dumps(answer), _JSON)
         else:
             reply = _Reply(status, orjson.dumps({"Error": message}), _JSON)
         self.metrics.request_seconds.labels(verb).observe(seconds)
