@@ -13,6 +13,12 @@ What is written, per node:
         ``kube_node_status_allocatable{resource, unit}`` and, per pod that ran on the node,
         ``kube_pod_container_resource_requests{namespace, pod, container, node, resource, unit}``.
 
+``layout`` names nodes on the node_exporter series as the clusters ``mlsched collect`` supports do:
+    ``instance-port`` (the default above), ``instance-name`` (``instance="<node>"``, as
+    kube-prometheus-stack relabels it), ``node`` (``node="<node>"`` alone), ``both``
+    (``instance="<ip>:9100"`` and ``node="<node>"``) and ``ip`` (``instance="<ip>:9100"`` alone);
+    the last two add kube-state-metrics' ``kube_node_info{node, internal_ip}``.
+
 A node's ``cpu_utilization`` at a scrape is its mean over the interval since the previous scrape,
 so counters grow by ``(1 - u) * dt`` (idle) and ``u * dt`` (busy) across gaps too.
 """
@@ -33,10 +39,29 @@ CPU_MODES = {"idle": None, "user": 0.8, "system": 0.2}
 NODE_EXPORTER_JOB = "node-exporter"
 KSM_JOB = "kube-state-metrics"
 KSM_INSTANCE = "kube-state-metrics:8080"
+LAYOUTS = ("instance-port", "instance-name", "node", "both", "ip")
+EXPORTER_PORT = 9100
 
 
 def _labels(**labels: str) -> str:
-    return ",".join(f'{key}="{value}"' for key, value in labels.items())
+    return ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+
+
+def node_address(index: int) -> str:
+    """The internal IP of the ``index``-th node in the ``both`` and ``ip`` layouts."""
+    return f"10.1.{index // 250}.{index % 250 + 1}"
+
+
+def _exporter_target(layout: str, node: str, index: int) -> dict[str, str]:
+    """The labels that name ``node`` on its node_exporter series in ``layout``."""
+    address = f"{node_address(index)}:{EXPORTER_PORT}"
+    return {
+        "instance-port": {"instance": f"{node}:{EXPORTER_PORT}"},
+        "instance-name": {"instance": node},
+        "node": {"node": node},
+        "both": {"instance": address, "node": node},
+        "ip": {"instance": address},
+    }[layout]
 
 
 def _series(out: TextIO, name: str, labels: str, values: np.ndarray, seconds: np.ndarray, fmt: str):
@@ -67,6 +92,7 @@ def write_openmetrics(
     *,
     ksm_step_seconds: int = 120,
     cpus_per_node: int = 2,
+    layout: str = "instance-port",
 ) -> int:
     """Write the OpenMetrics file atomically and return the number of samples in it.
 
@@ -79,7 +105,10 @@ def write_openmetrics(
         ksm_step_seconds: scrape interval of the kube-state-metrics series.
         cpus_per_node: how many ``cpu`` label values to write per node (each carries the node's
             utilisation; a few keep the sample count sane).
+        layout: how node_exporter series name their node, one of ``LAYOUTS`` (module docstring).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: expected one of {', '.join(LAYOUTS)}, got {layout!r}")
     capacity = nodes.set_index(NODE)
     by_node = {name: frame for name, frame in metrics.groupby(NODE, sort=True)}
     unknown = sorted(set(by_node) - set(capacity.index))
@@ -92,12 +121,20 @@ def write_openmetrics(
     start = min(int(s[0]) for s in seconds.values())
     end = max(int(s[-1]) for s in seconds.values()) + 1
     samples = []
+    targets = {n: _exporter_target(layout, n, list(capacity.index).index(n)) for n in by_node}
+    addresses = (
+        {n: node_address(i) for i, n in enumerate(capacity.index)}
+        if layout in ("both", "ip")
+        else {}
+    )
 
     def write(tmp: Path) -> None:
         with open(tmp, "w") as out:
-            samples.append(_node_exporter(out, by_node, seconds, capacity, cpus_per_node))
+            samples.append(_node_exporter(out, by_node, seconds, capacity, cpus_per_node, targets))
             samples.append(
-                _kube_state_metrics(out, capacity, node_pods, start, end, ksm_step_seconds)
+                _kube_state_metrics(
+                    out, capacity, node_pods, start, end, ksm_step_seconds, addresses
+                )
             )
             out.write("# EOF\n")
 
@@ -110,7 +147,7 @@ def _intervals(stamps: np.ndarray) -> np.ndarray:
     return gaps
 
 
-def _node_exporter(out, by_node, seconds, capacity, cpus_per_node) -> int:
+def _node_exporter(out, by_node, seconds, capacity, cpus_per_node, targets) -> int:
     written = 0
     with _Family(out, "node_cpu_seconds_total", "counter", "Seconds the CPUs spent in each mode."):
         for index, (node, frame) in enumerate(by_node.items()):
@@ -122,7 +159,7 @@ def _node_exporter(out, by_node, seconds, capacity, cpus_per_node) -> int:
                 counter = origin + np.cumsum(rate * dt)
                 for cpu in range(cpus_per_node):
                     labels = _labels(
-                        cpu=str(cpu), instance=f"{node}:9100", job=NODE_EXPORTER_JOB, mode=mode
+                        cpu=str(cpu), job=NODE_EXPORTER_JOB, mode=mode, **targets[node]
                     )
                     written += _series(
                         out, "node_cpu_seconds_total", labels, counter, seconds[node], "%.3f"
@@ -138,7 +175,7 @@ def _node_exporter(out, by_node, seconds, capacity, cpus_per_node) -> int:
                     values = np.full(len(frame), total)
                 else:
                     values = np.round((1 - frame[MEMORY_UTILIZATION].to_numpy()) * total)
-                labels = _labels(instance=f"{node}:9100", job=NODE_EXPORTER_JOB)
+                labels = _labels(job=NODE_EXPORTER_JOB, **targets[node])
                 written += _series(out, name, labels, values, seconds[node], "%d")
     network = "network_receive_bytes_per_second"
     if all(network in frame for frame in by_node.values()):
@@ -147,7 +184,7 @@ def _node_exporter(out, by_node, seconds, capacity, cpus_per_node) -> int:
             for node, frame in by_node.items():
                 received = np.nan_to_num(frame[network].to_numpy()) * _intervals(seconds[node])
                 counter = 1e9 + np.cumsum(received)
-                labels = _labels(device="eth0", instance=f"{node}:9100", job=NODE_EXPORTER_JOB)
+                labels = _labels(device="eth0", job=NODE_EXPORTER_JOB, **targets[node])
                 written += _series(out, name, labels, counter, seconds[node], "%d")
     return written
 
@@ -157,9 +194,14 @@ def _ksm_grid(start: int, end: int, step: int) -> np.ndarray:
     return np.arange(first, end, step, dtype=np.int64)
 
 
-def _kube_state_metrics(out, capacity, node_pods, start, end, step) -> int:
+def _kube_state_metrics(out, capacity, node_pods, start, end, step, addresses) -> int:
     written = 0
     grid = _ksm_grid(start, end, step)
+    if addresses:
+        with _Family(out, "kube_node_info", "gauge", "Information about a cluster node."):
+            for node, address in addresses.items():
+                labels = _labels(instance=KSM_INSTANCE, internal_ip=address, job=KSM_JOB, node=node)
+                written += _series(out, "kube_node_info", labels, np.ones(len(grid)), grid, "%d")
     resources = (("cpu", "core", "cpu_cores", "%.3f"), ("memory", "byte", "memory_bytes", "%d"))
     gpu_nodes = capacity.index[capacity["gpus"] > 0] if "gpus" in capacity else []
     with _Family(out, "kube_node_status_allocatable", "gauge", "The allocatable for a node."):

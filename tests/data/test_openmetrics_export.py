@@ -6,6 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.generate.openmetrics import node_address, write_openmetrics
+
+DAY = pd.Timedelta(days=1)
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)\{(?P<labels>[^}]*)\} (?P<value>\S+) (?P<ts>\d+)$")
 
 
@@ -85,3 +88,35 @@ def test_pod_requests_add_up_to_the_requested_ratio(samples, small_metrics, smal
         rows.loc[common, "cpu_requested_ratio"].to_numpy(),
         atol=0.01,
     )
+
+
+@pytest.mark.parametrize(
+    ("layout", "exporter", "node_info"),
+    [
+        ("instance-port", {"instance": "{node}:9100"}, False),
+        ("instance-name", {"instance": "{node}"}, False),
+        ("node", {"node": "{node}"}, False),
+        ("both", {"instance": "{ip}:9100", "node": "{node}"}, True),
+        ("ip", {"instance": "{ip}:9100"}, True),
+    ],
+)
+def test_each_layout_names_the_node_exporter_series_its_way(
+    small_dataset, small_metrics, small_nodes, tmp_path, layout, exporter, node_info
+):
+    first = small_metrics[small_metrics["timestamp"] < small_metrics["timestamp"].min() + DAY]
+    pods = pd.read_parquet(small_dataset.node_pods)
+    path = tmp_path / f"{layout}.om"
+    write_openmetrics(first, small_nodes, pods, path, layout=layout)
+    written = pd.read_csv(path, sep=" ", comment="#", header=None, names=["series", "value", "ts"])
+    node, ip = small_nodes["node"].iloc[1], node_address(1)
+    expected = {key: value.format(node=node, ip=ip) for key, value in exporter.items()}
+    for name in ("node_cpu_seconds_total", "node_memory_MemAvailable_bytes"):
+        for labels in _read(written, name)["labels"].unique():
+            found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            assert set(found) - {"cpu", "mode", "job"} <= set(expected)
+    names = [dict(re.findall(r'(\w+)="([^"]*)"', labels)) for labels in written["series"]]
+    assert any(expected.items() <= labels.items() for labels in names)
+    info = _read(written, "kube_node_info")
+    assert (f'internal_ip="{ip}"' in " ".join(info["labels"].unique())) == node_info
+    with pytest.raises(ValueError, match="layout: expected one of"):
+        write_openmetrics(first, small_nodes, pods, path, layout="prometheus-operator")
