@@ -11,7 +11,14 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from components.cli_args import number_within, percent, port, positive_int, positive_seconds
+from components.cli_args import (
+    non_negative_seconds,
+    number_within,
+    percent,
+    port,
+    positive_int,
+    positive_seconds,
+)
 from components.errors import MlschedError
 
 STAND_IN = "recent-usage"
@@ -31,6 +38,7 @@ class ExtenderOptions:
     url_prefix: str = "/scheduler"
     refresh_seconds: float = 15.0
     max_staleness_seconds: float = 60.0
+    max_feature_age_seconds: float = 120.0
     timeout_seconds: float = 2.0
     scorer_timeout_seconds: float = 0.05
     cpu_threshold: float = 0.90
@@ -42,6 +50,14 @@ class ExtenderOptions:
     drift_reference: str | None = None
     breaker_failures: int = 3
     breaker_reset_seconds: float = 10.0
+    inflight: bool = True
+    inflight_cpu_scale: float = 1.0
+    inflight_memory_scale: float = 1.0
+    inflight_margin_seconds: float = 30.0
+    inflight_ttl_seconds: float = 300.0
+    bind: bool = False
+    watch_pods: bool = False
+    kubeconfig: str | None = None
 
 
 def build_extender_app(options: ExtenderOptions):
@@ -53,6 +69,8 @@ def build_extender_app(options: ExtenderOptions):
     from scheduler_client.dqn_scorer import DQNPodScorer
     from scheduler_client.extender import Extender, ScoringConfig
     from scheduler_client.inventory import NodeInventory
+    from scheduler_client.kube import PodWatch, core_api, pod_binder
+    from scheduler_client.ledger import InflightLedger
     from scheduler_client.metrics import ExtenderMetrics
     from scheduler_client.predictions import PredictionCache
     from scheduler_client.recent_usage import RecentUsagePredictor
@@ -116,6 +134,18 @@ def build_extender_app(options: ExtenderOptions):
         breaker=breaker("predictors"),
         reference=reference,
     )
+    ledger = None
+    if options.inflight:
+        ledger = InflightLedger(
+            cpu_scale=options.inflight_cpu_scale,
+            memory_scale=options.inflight_memory_scale,
+            margin_seconds=options.inflight_margin_seconds,
+            ttl_seconds=options.inflight_ttl_seconds,
+        )
+    if (options.bind or options.watch_pods) and ledger is None:
+        raise MlschedError("--bind and --watch-pods feed the in-flight ledger: drop --no-inflight")
+    api = core_api(options.kubeconfig) if options.bind or options.watch_pods else None
+    watch = PodWatch(api, ledger) if options.watch_pods else None
     metrics = ExtenderMetrics()
     scorer_breaker = breaker("pod_scorer", slow=options.scorer_timeout_seconds)
     metrics.watch(cache, [cache.breaker, scorer_breaker])
@@ -126,19 +156,33 @@ def build_extender_app(options: ExtenderOptions):
             cpu_threshold=options.cpu_threshold,
             memory_threshold=options.memory_threshold,
             max_staleness_seconds=options.max_staleness_seconds,
+            max_feature_age_seconds=options.max_feature_age_seconds or None,
         ),
         rollout=RolloutPolicy(percent=options.rollout_percent, shadow=options.shadow),
         pod_scorer=scorer,
         scorer_breaker=scorer_breaker,
         metrics=metrics,
+        ledger=ledger,
+        binder=pod_binder(api) if options.bind else None,
     )
+
+    def start() -> None:
+        cache.start()
+        if watch is not None:
+            watch.start()
+
+    def stop() -> None:
+        cache.stop()
+        if watch is not None:
+            watch.stop()
+
     return ExtenderApp(
         extender,
         url_prefix=options.url_prefix,
         token=options.token,
         max_body_bytes=options.max_body_bytes,
-        on_startup=cache.start,
-        on_shutdown=cache.stop,
+        on_startup=start,
+        on_shutdown=stop,
     )
 
 
@@ -192,10 +236,53 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
         p.add_argument(
             flag, dest=dest, metavar="DURATION", type=positive_seconds, default=default, help=text
         )
+    p.add_argument(
+        "--max-feature-age",
+        dest="max_feature_age_seconds",
+        metavar="DURATION",
+        type=non_negative_seconds,
+        default=120.0,
+        help="a node whose features (their own timestamp) are older is scored by fallback, "
+        "e.g. 2m; 0: any age (a replay in simulated time)",
+    )
     # predicted P90 utilisation plus the pod's share: above 1 is a node over its capacity
     utilisation = number_within(0.0, 1.5, include_high=True)
     p.add_argument("--cpu-threshold", type=utilisation, default=0.90)
     p.add_argument("--memory-threshold", type=utilisation, default=0.95)
+    inflight = p.add_argument_group(
+        "pods in flight",
+        "pods placed since their node's metrics were taken count on that node (requests, or "
+        "limits without a request, scaled) until its metrics are newer than the placement plus "
+        "the margin, or the TTL ends; sources: the bind verb, a pod watch, else prioritize's "
+        "top node",
+    )
+    inflight.add_argument(
+        "--no-inflight", dest="inflight", action="store_false", help="do not count them"
+    )
+    scale = number_within(0.0, 10.0, include_low=True, include_high=True)
+    for resource in ("cpu", "memory"):
+        inflight.add_argument(
+            f"--inflight-{resource}-scale", type=scale, default=1.0, help="estimate / request"
+        )
+    for name, default in (("margin", 30.0), ("ttl", 300.0)):
+        inflight.add_argument(
+            f"--inflight-{name}",
+            dest=f"inflight_{name}_seconds",
+            metavar="DURATION",
+            type=positive_seconds,
+            default=default,
+        )
+    inflight.add_argument(
+        "--bind",
+        action="store_true",
+        help="serve the bind verb (bindVerb: bind): bind through the Kubernetes API",
+    )
+    inflight.add_argument(
+        "--watch-pods", action="store_true", help="watch bound pods through the Kubernetes API"
+    )
+    inflight.add_argument(
+        "--kubeconfig", help="for --bind and --watch-pods (default: in-cluster service account)"
+    )
     p.add_argument("--shadow", action="store_true", help="log ML decisions, answer with fallback")
     p.add_argument(
         "--rollout-percent", type=percent, default=100.0, help="ML for this share of pods"
@@ -232,7 +319,15 @@ def _token(args: argparse.Namespace) -> str | None:
 def cmd_extender(args: argparse.Namespace) -> int:
     from scheduler_client.server import build_uvicorn_server, setup_json_logging, tune_for_latency
 
-    for flag in ("tls_cert", "tls_key", "tls_client_ca", "nodes", "snapshot", "drift_reference"):
+    for flag in (
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+        "nodes",
+        "snapshot",
+        "drift_reference",
+        "kubeconfig",
+    ):
         value = getattr(args, flag)
         if value and not Path(value).is_file():
             raise MlschedError(f"--{flag.replace('_', '-')} {value}: no such file")

@@ -2,23 +2,34 @@
 
 With ``nodeCacheCapable: true`` kube-scheduler sends only node names, so the allocatable comes
 from here: loaded from a nodes table (``components.contracts``) and updated from the Node
-objects of ``nodeCacheCapable: false`` requests. Reads are lock-free: every update swaps in a
-new immutable :class:`InventoryView`.
+objects of ``nodeCacheCapable: false`` requests. A name it does not know (a node added by a
+scale-up) is looked up once through ``read_node`` (the Kubernetes API, when configured); a node
+it cannot learn is logged once and stays unknown (position -1), never an error. Reads are
+lock-free: every update swaps in a new immutable :class:`InventoryView`.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 
 import numpy as np
 
-from scheduler_client.api import ExtenderRequestError, NodeAllocatable
+from scheduler_client.api import NodeAllocatable
+
+log = logging.getLogger("scheduler_client.inventory")
 
 POSITIONS_MEMO_SIZE = 8
+RELEARN_SECONDS = 60.0
+
+NodeReader = Callable[[str], NodeAllocatable | None]
+"""Reads one node's allocatable by name (e.g. from the Kubernetes API); None: no such node."""
 
 
 def memoized_positions(
@@ -37,6 +48,11 @@ def memoized_positions(
             memo.pop(next(iter(memo), key), None)
         memo[key] = rows
     return rows
+
+
+def index_positions(index: dict[str, int], names: Sequence[str]) -> np.ndarray:
+    """``index[name]`` for each of ``names``, -1 for a name it lacks."""
+    return np.fromiter(map(index.get, names, repeat(-1)), np.int64, len(names))
 
 
 @dataclass(frozen=True)
@@ -64,25 +80,10 @@ class InventoryView:
         )
 
     def positions(self, names: Sequence[str]) -> np.ndarray:
-        """Inventory positions of ``names``.
-
-        Raises:
-            ExtenderRequestError: naming the nodes the inventory does not know.
-        """
-        return memoized_positions(self._positions, names, self._lookup)
-
-    def _lookup(self, names: Sequence[str]) -> np.ndarray:
-        try:
-            return np.array(list(map(self.index.__getitem__, names)), dtype=np.int64)
-        except KeyError:
-            unknown = [name for name in names if name not in self.index]
-            shown = ", ".join(unknown[:5]) + (
-                f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            )
-            raise ExtenderRequestError(
-                f"unknown node(s) {shown}: not in the extender's node inventory (load a nodes "
-                "table with --nodes, or send Node objects with nodeCacheCapable: false)"
-            ) from None
+        """Inventory positions of ``names`` (-1 for a node the inventory does not know)."""
+        return memoized_positions(
+            self._positions, names, lambda names: index_positions(self.index, names)
+        )
 
     def node(self, name: str) -> NodeAllocatable:
         i = self.index[name]
@@ -94,9 +95,11 @@ class InventoryView:
 class NodeInventory:
     """Thread-safe holder of the current :class:`InventoryView`."""
 
-    def __init__(self, nodes: Iterable[NodeAllocatable] = ()):
+    def __init__(self, nodes: Iterable[NodeAllocatable] = (), read_node: NodeReader | None = None):
         self._lock = threading.Lock()
         self._view = InventoryView.build(nodes)
+        self.read_node = read_node
+        self._tried: dict[str, float] = {}  # monotonic time a name was last looked up
 
     @property
     def view(self) -> InventoryView:
@@ -111,7 +114,7 @@ class NodeInventory:
             return False
         view = self._view
         names, cpu, memory, gpus = zip(*nodes, strict=True)
-        rows = np.fromiter(map(view.index.get, names, repeat(-1)), np.int64, len(names))
+        rows = index_positions(view.index, names)
         known = rows >= 0
         take = np.where(known, rows, 0)
         same = (
@@ -133,16 +136,50 @@ class NodeInventory:
             self._view = InventoryView.build(current.values())
         return True
 
+    def learn(self, names: Sequence[str]) -> InventoryView:
+        """The view after looking up the names it does not know through ``read_node``; a node it
+        cannot learn is logged once and tried again after ``RELEARN_SECONDS``."""
+        now = time.monotonic()
+        tried = self._tried
+        missing = [
+            name
+            for name in dict.fromkeys(names)
+            if name not in self._view.index and now - tried.get(name, -math.inf) >= RELEARN_SECONDS
+        ]
+        learned = []
+        for name in missing:
+            node, why = None, "no Kubernetes API configured (--kubeconfig, or in a pod)"
+            if self.read_node is not None:
+                try:
+                    node = self.read_node(name)
+                    why = "the Kubernetes API has no such node"
+                except Exception as error:  # the API is down: the node is scored neutrally
+                    why = f"reading it from the Kubernetes API failed: {type(error).__name__}"
+            if node is not None:
+                learned.append(node)
+            elif name not in tried:
+                log.warning(
+                    "node not in the inventory: scored neutrally until its allocatable is known",
+                    extra={"fields": {"node": name, "why": why}},
+                )
+            tried[name] = now
+        self.update(learned)
+        return self._view
+
     @classmethod
-    def from_nodes_table(cls, path: str | os.PathLike) -> NodeInventory:
+    def from_nodes_table(
+        cls, path: str | os.PathLike, read_node: NodeReader | None = None
+    ) -> NodeInventory:
         """Load a nodes table (``node``, ``cpu_cores``, ``memory_bytes``, ``gpus``)."""
         from components.contracts import read_nodes_table
 
         table = read_nodes_table(path)
         gpus = table["gpus"] if "gpus" in table.columns else [0] * len(table)
+        rows = zip(table["node"], table["cpu_cores"], table["memory_bytes"], gpus, strict=True)
         return cls(
-            NodeAllocatable(str(name), float(cpu), int(memory), int(gpu))
-            for name, cpu, memory, gpu in zip(
-                table["node"], table["cpu_cores"], table["memory_bytes"], gpus, strict=True
-            )
+            [
+                NodeAllocatable(str(n), float(cpu), int(memory), int(gpu))
+                for n, cpu, memory, gpu in rows
+            ],
+            read_node,
         )

@@ -51,9 +51,20 @@ class ExtenderMetrics:
         self.fallbacks = metric(
             Counter,
             "fallback",
-            "Answers that used the kube-scheduler fallback scores, by reason (stale, "
-            "circuit_open, no_predictions, missing_nodes, rollout, shadow).",
+            "Answers that used the kube-scheduler fallback scores for every candidate, by reason "
+            "(stale, no_predictions, stale_features, missing_nodes, rollout, shadow).",
             ("verb", "reason"),
+        )
+        self.candidate_nodes = metric(
+            Counter, "candidate_nodes", "Candidate nodes of filter and prioritize calls.", ("verb",)
+        )
+        self.fallback_nodes = metric(
+            Counter,
+            "fallback_nodes",
+            "Candidate nodes decided by the fallback (a whole-call fallback, or no usable "
+            "prediction: features too old, none made, node unknown); divided by "
+            "candidate_nodes, the per-node fallback rate.",
+            ("verb",),
         )
         self.scorer_failures = metric(
             Counter,

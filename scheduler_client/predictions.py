@@ -9,13 +9,14 @@ scheduling request only indexes that state (and runs the pod scorer's forward pa
 
 A failed snapshot read or prediction keeps the previous state; :meth:`PredictionCache.
 prediction_age_seconds` says how old the predictions are, and the extender stops using them once
-they are older than its staleness limit.
+they are older than its staleness limit. Freshness is also per node, from the data's own time:
+:meth:`CacheState.usable` keeps a node's prediction only while the node's features (the
+snapshot's ``timestamp``) are recent, so a source that stops changing goes stale node by node.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import threading
 import time
@@ -29,7 +30,12 @@ import pandas as pd
 from components.drift import population_stability_index
 from components.errors import MlschedError
 from scheduler_client.api import PodRequest
-from scheduler_client.inventory import InventoryView, NodeInventory, memoized_positions
+from scheduler_client.inventory import (
+    InventoryView,
+    NodeInventory,
+    index_positions,
+    memoized_positions,
+)
 from scheduler_client.resilience import CircuitBreaker
 
 log = logging.getLogger("scheduler_client.predictions")
@@ -39,6 +45,7 @@ MEMORY_REQUESTED_RATIO = "memory_requested_ratio"
 CPU_UTILIZATION = "cpu_utilization"
 MEMORY_UTILIZATION = "memory_utilization"
 DRIFT_FEATURES = ("cpu_utilization", "memory_utilization", "cpu_mean_1h", "memory_mean_1h")
+TIMESTAMP = "timestamp"
 
 SnapshotSource = Callable[[Sequence[str]], pd.DataFrame]
 """Reads the node state snapshot of the given nodes: a frame indexed by node (in that order),
@@ -112,6 +119,8 @@ class CacheState:
         cpu_requested_ratio, memory_requested_ratio: requested / allocatable from the snapshot
             (0 where unknown); what the fallback scores use.
         cpu_utilization, memory_utilization: latest use from the snapshot (NaN where unknown).
+        feature_time: (nodes,) epoch seconds of each node's features, the snapshot's
+            ``timestamp`` (NaN where unknown; None or NaN for a snapshot without the column).
         snapshot_at: monotonic time of the snapshot read (None: never read).
         predictions_at: monotonic time of the predictions (None: none yet).
         cpu_peak, memory_peak: (nodes, horizons) running max of the P90 over the horizons, NaN
@@ -131,6 +140,7 @@ class CacheState:
     memory_requested_ratio: np.ndarray
     cpu_utilization: np.ndarray
     memory_utilization: np.ndarray
+    feature_time: np.ndarray | None = None
     snapshot_at: float | None = None
     predictions_at: float | None = None
     predictions: NodePredictions | None = None
@@ -148,11 +158,24 @@ class CacheState:
 
     def positions(self, names: Sequence[str]) -> np.ndarray:
         """Rows of ``names`` (-1 for a node this state does not hold; read-only)."""
-        return memoized_positions(self._positions, names, self._lookup)
+        return memoized_positions(
+            self._positions, names, lambda names: index_positions(self.index, names)
+        )
 
-    def _lookup(self, names: Sequence[str]) -> np.ndarray:
-        found = map(self.index.get, names, itertools.repeat(-1, len(names)))
-        return np.array(list(found), dtype=np.int64)
+    def usable(self, rows: np.ndarray, now: float, max_feature_age: float | None) -> np.ndarray:
+        """Per row of ``rows``: whether the node has a finite prediction made from features at
+        most ``max_feature_age`` seconds old at ``now`` (epoch seconds; None: any age). A row
+        of -1 (a node this state does not hold) is never usable."""
+        if self.has_prediction is None or not len(self.nodes):
+            return np.zeros(len(rows), dtype=bool)
+        take = np.maximum(rows, 0)
+        usable = (rows >= 0) & self.has_prediction[take]
+        if max_feature_age is not None:
+            if self.feature_time is None:
+                return np.zeros(len(rows), dtype=bool)
+            with np.errstate(invalid="ignore"):
+                usable &= now - self.feature_time[take] <= max_feature_age  # NaN: unknown age
+        return usable
 
 
 def _inventory_fields(view: InventoryView) -> dict[str, Any]:
@@ -173,7 +196,17 @@ def empty_state(view: InventoryView) -> CacheState:
         memory_requested_ratio=np.zeros(n),
         cpu_utilization=np.full(n, np.nan),
         memory_utilization=np.full(n, np.nan),
+        feature_time=np.full(n, np.nan),
     )
+
+
+def feature_times(snapshot: pd.DataFrame) -> np.ndarray:
+    """Epoch seconds of each row's ``timestamp`` (NaN where missing or without the column)."""
+    if TIMESTAMP not in snapshot.columns:
+        return np.full(len(snapshot), np.nan)
+    stamps = pd.to_datetime(snapshot[TIMESTAMP], utc=True, errors="coerce")
+    seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return seconds.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _column(snapshot: pd.DataFrame, name: str, n: int) -> np.ndarray:
@@ -306,6 +339,7 @@ class PredictionCache:
                 memory_requested_ratio=np.nan_to_num(_column(snapshot, MEMORY_REQUESTED_RATIO, n)),
                 cpu_utilization=_column(snapshot, CPU_UTILIZATION, n),
                 memory_utilization=_column(snapshot, MEMORY_UTILIZATION, n),
+                feature_time=feature_times(snapshot),
                 snapshot=snapshot,
             )
             if self._reference is None:
@@ -398,6 +432,7 @@ def _carry_over(previous: CacheState, names: tuple[str, ...]) -> dict[str, Any]:
             "memory_requested_ratio": previous.memory_requested_ratio,
             "cpu_utilization": previous.cpu_utilization,
             "memory_utilization": previous.memory_utilization,
+            "feature_time": previous.feature_time,
             "drift_psi": previous.drift_psi,
         }
     rows, found = _remap(previous, names)
@@ -417,6 +452,9 @@ def _carry_over(previous: CacheState, names: tuple[str, ...]) -> dict[str, Any]:
         "memory_requested_ratio": move(previous.memory_requested_ratio, 0.0),
         "cpu_utilization": move(previous.cpu_utilization, np.nan),
         "memory_utilization": move(previous.memory_utilization, np.nan),
+        "feature_time": None
+        if previous.feature_time is None
+        else move(previous.feature_time, np.nan),
         "drift_psi": previous.drift_psi,
     }
 

@@ -167,10 +167,14 @@ def fallback_priorities(
     scaled to the extender's 0..10.
 
     The nodes' requested resources are ``ratio x allocatable`` from the node state snapshot; the
-    same sums stand in for the non-zero-defaulted ones, which the snapshot does not carry.
+    same sums stand in for the non-zero-defaulted ones, which the snapshot does not carry. A
+    node whose allocatable is unknown (NaN: not in the inventory) gets the median of the others'
+    scores, a neutral place in the ranking.
     """
-    requested_cpu = np.clip(cpu_requested_ratio, 0.0, None) * cpu_cores
-    requested_memory = np.clip(memory_requested_ratio, 0.0, None) * memory_bytes
+    known = np.isfinite(cpu_cores) & np.isfinite(memory_bytes)
+    cpu_cores, memory_bytes = np.where(known, cpu_cores, 1.0), np.where(known, memory_bytes, 1.0)
+    requested_cpu = np.clip(np.nan_to_num(cpu_requested_ratio), 0.0, None) * cpu_cores
+    requested_memory = np.clip(np.nan_to_num(memory_requested_ratio), 0.0, None) * memory_bytes
     scores = kube_default_scores(
         cpu_cores,
         memory_bytes,
@@ -182,5 +186,29 @@ def fallback_priorities(
         pod_memory_bytes,
     )
     top = 2 * MAX_NODE_SCORE
-    scaled = (scores * MAX_EXTENDER_PRIORITY + top // 2) // top
-    return np.clip(scaled, 0, MAX_EXTENDER_PRIORITY).astype(np.int64)
+    scaled = np.clip((scores * MAX_EXTENDER_PRIORITY + top // 2) // top, 0, MAX_EXTENDER_PRIORITY)
+    if not known.all():
+        neutral = np.median(scaled[known]) if known.any() else MAX_EXTENDER_PRIORITY / 2
+        scaled = np.where(known, scaled, np.rint(neutral))
+    return scaled.astype(np.int64)
+
+
+def fallback_on_ml_scale(ml: np.ndarray, fallback: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """The scores of a call where only the ``usable`` candidates have ML scores: theirs as they
+    are; the others' fallback scores mapped onto this call's ML scores.
+
+    The map is linear, fitted on the usable candidates (which have both scores): it gives their
+    fallback scores the mean and spread of their ML scores, keeps the fallback's order among the
+    others, and stays within the range of the usable candidates' ML scores, so a node without a
+    usable prediction never outranks the best node the models vouch for, nor sinks below the
+    worst. Without a spread to fit, the others get the usable candidates' mean ML score.
+    """
+    scores = np.asarray(ml, dtype=np.float64).copy()
+    if usable.all() or not usable.any():
+        return scores if usable.all() else np.asarray(fallback, dtype=np.float64)
+    ml_usable, fallback_usable = scores[usable], np.asarray(fallback, np.float64)[usable]
+    spread = fallback_usable.std()
+    slope = ml_usable.std() / spread if spread > 0 else 0.0
+    mapped = ml_usable.mean() + slope * (fallback[~usable] - fallback_usable.mean())
+    scores[~usable] = np.clip(mapped, ml_usable.min(), ml_usable.max())
+    return scores

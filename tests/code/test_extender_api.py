@@ -370,6 +370,8 @@ class ColumnPredictor:
 
 
 class Clock:
+    """Seconds, monotonic and epoch alike (the snapshot's features are stamped 10 s before)."""
+
     def __init__(self):
         self.now = 1000.0
 
@@ -380,6 +382,7 @@ class Clock:
 def snapshot_frame() -> pd.DataFrame:
     return pd.DataFrame(
         {
+            "timestamp": pd.to_datetime([990] * 4, unit="s", utc=True),
             "p90_cpu": [0.20, 0.50, 0.10, 0.85],
             "p90_memory": [0.30, 0.30, 0.20, 0.40],
             "anomaly": [0.1, 0.2, 1.4, 0.0],
@@ -405,7 +408,9 @@ def make_extender(*, predictor=True, rollout=None, pod_scorer=None, clock=None, 
         clock=clock,
     )
     cache.refresh()
-    extender = Extender(inventory, cache, config=config, rollout=rollout, pod_scorer=pod_scorer)
+    extender = Extender(
+        inventory, cache, config=config, rollout=rollout, pod_scorer=pod_scorer, clock=clock
+    )
     return extender, source, clock
 
 
@@ -493,18 +498,30 @@ def test_stale_predictions_fall_back_and_recover():
     assert extender.prioritize(parse_extender_args(cache_capable_body())).mode == "ml"
 
 
-def test_nodes_without_predictions_fall_back():
+def test_nodes_without_predictions_get_fallback_scores_beside_the_ml_ones():
     extender, _, _ = make_extender()
+    ml = parse_host_priority_list(
+        extender.prioritize(parse_extender_args(cache_capable_body())).body
+    )
     extender.inventory.update([NodeAllocatable("node-new", 8.0, 32 * GIB, 0)])
     body = cache_capable_body([*NAMES, "node-new"])
     decision = extender.prioritize(parse_extender_args(body))
-    assert (decision.mode, decision.reason) == ("fallback", "missing_nodes")
+    assert (decision.mode, decision.reason, decision.details["fallback_nodes"]) == ("ml", None, 1)
+    scores = parse_host_priority_list(decision.body)
+    assert {name: scores[name] for name in NAMES} == ml
+    assert min(ml.values()) <= scores["node-new"] <= max(ml.values())
+    filtered = extender.filter(parse_extender_args(body)).body
+    assert filtered["NodeNames"] == ["node-a", "node-b", "node-new"]
 
 
-def test_unknown_nodes_are_a_clear_error():
+def test_unknown_nodes_get_an_answer_never_an_error(caplog):
     extender, _, _ = make_extender()
-    with pytest.raises(ExtenderRequestError, match="unknown node.*ghost"):
-        extender.filter(parse_extender_args(cache_capable_body(["node-a", "ghost"])))
+    args = parse_extender_args(cache_capable_body(["node-a", "ghost"]))
+    with caplog.at_level("WARNING", logger="scheduler_client.inventory"):
+        assert extender.filter(args).body["NodeNames"] == ["node-a", "ghost"]
+        scores = parse_host_priority_list(extender.prioritize(args).body)
+    assert set(scores) == {"node-a", "ghost"}
+    assert [r.fields["node"] for r in caplog.records] == ["ghost"]  # one warning per name
 
 
 def test_node_objects_update_the_inventory():
@@ -698,8 +715,7 @@ def test_node_positions_are_remembered_per_name_list():
         view.positions(NAMES[: 1 + i % len(NAMES)] + [NAMES[-1]] * i)
     assert len(view._positions) <= POSITIONS_MEMO_SIZE
     assert view.positions(names).tolist() == [2, 0]
-    with pytest.raises(ExtenderRequestError, match="nowhere"):
-        view.positions(["nowhere"])
+    assert view.positions(["nowhere"]).tolist() == [-1]
 
 
 def test_placement_policies_plug_in_as_pod_scorers():
