@@ -68,7 +68,7 @@ def build_extender_app(options: ExtenderOptions):
     """
     from scheduler_client.dqn_scorer import DQNPodScorer
     from scheduler_client.extender import Extender, ScoringConfig
-    from scheduler_client.inventory import NodeInventory
+    from scheduler_client.inventory import NodeInventory, api_node_reader
     from scheduler_client.kube import PodWatch, core_api, pod_binder
     from scheduler_client.ledger import InflightLedger
     from scheduler_client.metrics import ExtenderMetrics
@@ -144,7 +144,10 @@ def build_extender_app(options: ExtenderOptions):
         )
     if (options.bind or options.watch_pods) and ledger is None:
         raise MlschedError("--bind and --watch-pods feed the in-flight ledger: drop --no-inflight")
-    api = core_api(options.kubeconfig) if options.bind or options.watch_pods else None
+    kube = options.bind or options.watch_pods or options.kubeconfig
+    api = core_api(options.kubeconfig) if kube else None
+    if api is not None:  # nodes added after the nodes table (a scale-up) are read from it
+        inventory.read_node = api_node_reader(api)
     watch = PodWatch(api, ledger) if options.watch_pods else None
     metrics = ExtenderMetrics()
     scorer_breaker = breaker("pod_scorer", slow=options.scorer_timeout_seconds)
@@ -281,7 +284,9 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
         "--watch-pods", action="store_true", help="watch bound pods through the Kubernetes API"
     )
     inflight.add_argument(
-        "--kubeconfig", help="for --bind and --watch-pods (default: in-cluster service account)"
+        "--kubeconfig",
+        help="for --bind, --watch-pods and nodes missing from --nodes (default with --bind or "
+        "--watch-pods: the in-cluster service account)",
     )
     p.add_argument("--shadow", action="store_true", help="log ML decisions, answer with fallback")
     p.add_argument(

@@ -3,19 +3,23 @@
 Filter (ML): a candidate fails when the anomaly detector flags it, or when its predicted P90 CPU
 or memory utilisation over the pod's horizon, plus the pod's requests as a share of the node's
 allocatable, goes above the thresholds (default 90 % CPU, 95 % memory: the simulator's overload
-line). Nodes without a prediction pass. If every candidate would fail, all pass (ML never makes
-a pod unschedulable on its own) and the decision is logged.
+line). Only candidates with a usable prediction (:meth:`CacheState.usable`: a finite prediction
+from features at most ``max_feature_age_seconds`` old) are judged; the others pass. If every
+candidate would fail, all pass (ML never makes a pod unschedulable on its own) and it is logged.
 
 Prioritize (ML): per candidate, in 0..1 each,
 ``load = 1 - max(cpu_after / cpu_threshold, memory_after / memory_threshold)`` (clipped),
 ``health = 1 - anomaly_score`` (clipped), and ``q`` = the pod scorer's (DQN's) Q-values min-max
 scaled over the candidates; the weighted mean becomes the 0..10 score. Without a pod scorer, or
-when its call fails, the weights of ``load`` and ``health`` are used alone.
+when its call fails, the weights of ``load`` and ``health`` are used alone. Candidates without a
+usable prediction get their fallback score mapped onto this call's ML scores
+(:func:`scheduler_client.resilience.fallback_on_ml_scale`).
 
-Fallback (any reason: predictions missing or stale, nodes without predictions, pod outside the
-rollout share, shadow mode): filter passes every candidate (kube-scheduler's own filters already
-ran) and prioritize returns kube-scheduler's LeastAllocated + BalancedAllocation scores scaled to
-0..10 (:func:`scheduler_client.resilience.fallback_priorities`).
+Fallback (any reason: predictions missing or stale, no candidate with a usable prediction, pod
+outside the rollout share, shadow mode): filter passes every candidate (kube-scheduler's own
+filters already ran) and prioritize returns kube-scheduler's LeastAllocated + BalancedAllocation
+scores scaled to 0..10 (:func:`scheduler_client.resilience.fallback_priorities`). A candidate
+the inventory does not know (and cannot learn, :meth:`NodeInventory.learn`) scores neutrally.
 
 The pod's horizon is the annotation ``ml-scheduler.io/horizon`` (e.g. ``30m``): the P90 is the
 max over the forecast horizons up to the first one that covers it; without the annotation, over
@@ -25,6 +29,7 @@ all horizons.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,10 +50,12 @@ from scheduler_client.inventory import NodeInventory
 from scheduler_client.ledger import InflightLedger, InflightLoad
 from scheduler_client.metrics import ExtenderMetrics
 from scheduler_client.predictions import CacheState, PodScorer, PredictionCache
+from scheduler_client.predictions import feature_times as snapshot_feature_times
 from scheduler_client.resilience import (
     CircuitBreaker,
     CircuitOpenError,
     RolloutPolicy,
+    fallback_on_ml_scale,
     fallback_priorities,
 )
 
@@ -57,7 +64,8 @@ log = logging.getLogger("scheduler_client.extender")
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Thresholds and weights of the ML decisions, and how old predictions may be."""
+    """Thresholds and weights of the ML decisions, and how old predictions and each node's
+    features may be (``max_feature_age_seconds`` None: any age)."""
 
     cpu_threshold: float = 0.90
     memory_threshold: float = 0.95
@@ -65,6 +73,7 @@ class ScoringConfig:
     anomaly_weight: float = 0.2
     q_weight: float = 0.3
     max_staleness_seconds: float = 60.0
+    max_feature_age_seconds: float | None = 120.0
 
     def __post_init__(self) -> None:
         if not (self.cpu_threshold > 0 and self.memory_threshold > 0):
@@ -75,16 +84,16 @@ class ScoringConfig:
             raise MlschedError("the load and anomaly weights must not both be 0")
         if self.max_staleness_seconds <= 0:
             raise MlschedError("max staleness must be positive")
+        if self.max_feature_age_seconds is not None and self.max_feature_age_seconds <= 0:
+            raise MlschedError("max feature age must be positive (None: any age)")
 
 
 def feature_times(snapshot: pd.DataFrame | None) -> dict[str, float]:
     """Node -> Unix time of its features in a node state snapshot (nodes without one left out)."""
-    if snapshot is None or "timestamp" not in snapshot.columns:
+    if snapshot is None:
         return {}
-    stamps = pd.to_datetime(snapshot["timestamp"], utc=True)
-    known = stamps.notna().to_numpy()
-    seconds = stamps[known].astype("int64").to_numpy() / 1e9
-    return dict(zip(map(str, snapshot.index[known]), seconds.tolist(), strict=True))
+    times = snapshot_feature_times(snapshot).tolist()
+    return {str(node): at for node, at in zip(snapshot.index, times, strict=True) if at == at}
 
 
 @dataclass
@@ -105,6 +114,7 @@ class _Candidates:
     memory_bytes: np.ndarray
     state: CacheState
     rows: np.ndarray
+    usable: np.ndarray
     inflight: InflightLoad | None = None
 
 
@@ -119,6 +129,7 @@ class Extender:
         ledger: the pods in flight, added to their nodes' load and requests (None: not counted).
         binder: ``(namespace, name, uid, node)`` -> binds through the Kubernetes API (the bind
             verb; None: the verb answers an error).
+        clock: epoch seconds, against which each node's feature time is aged.
     """
 
     def __init__(
@@ -133,6 +144,7 @@ class Extender:
         metrics: ExtenderMetrics | None = None,
         ledger: InflightLedger | None = None,
         binder: Callable[[str, str, str, str], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.inventory = inventory
         self.cache = cache
@@ -143,6 +155,7 @@ class Extender:
         self.metrics = metrics or ExtenderMetrics()
         self.ledger = ledger
         self.binder = binder
+        self.clock = clock
         self._metrics_times: tuple[CacheState | None, dict[str, float]] = (None, {})
 
     # ----------------------------------------------------------------------- shared steps
@@ -151,7 +164,12 @@ class Extender:
         if args.node_cache_capable:
             view = self.inventory.view
             positions = view.positions(args.node_names)
-            cpu, memory = view.cpu_cores[positions], view.memory_bytes[positions]
+            if len(positions) and positions.min() < 0:  # new nodes (a scale-up)
+                view = self.inventory.learn(args.node_names)
+                positions = view.positions(args.node_names)
+            known, take = positions >= 0, np.maximum(positions, 0)
+            cpu = np.where(known, view.cpu_cores[take] if len(view.names) else 0.0, np.nan)
+            memory = np.where(known, view.memory_bytes[take] if len(view.names) else 0.0, np.nan)
         else:
             assert args.allocatable is not None
             self.inventory.update(args.allocatable)
@@ -162,15 +180,10 @@ class Extender:
         if self.ledger is not None:
             self.ledger.remember(args.pod)
             inflight = self.ledger.load(args.node_names, self._metrics_at(state))
-        return _Candidates(
-            args.pod,
-            args.node_names,
-            cpu,
-            memory,
-            state,
-            state.positions(args.node_names),
-            inflight,
-        )
+        rows = state.positions(args.node_names)
+        usable = state.usable(rows, self.clock(), self.config.max_feature_age_seconds)
+        usable &= np.isfinite(cpu)
+        return _Candidates(args.pod, args.node_names, cpu, memory, state, rows, usable, inflight)
 
     def _metrics_at(self, state: CacheState) -> dict[str, float]:
         """Node -> Unix time of its latest features, once per refresh."""
@@ -186,8 +199,9 @@ class Extender:
         age = self.cache.prediction_age_seconds()
         if age is None or age > self.config.max_staleness_seconds:
             return "stale"
-        if len(c.rows) and (c.rows.min() < 0 or not state.has_prediction[c.rows].all()):
-            return "missing_nodes"
+        if len(c.rows) and not c.usable.any():
+            aged = state.usable(c.rows, 0.0, None) & np.isfinite(c.cpu_cores)
+            return "stale_features" if aged.any() else "missing_nodes"
         return None
 
     def _route(self, c: _Candidates) -> tuple[bool, str | None]:
@@ -238,6 +252,13 @@ class Extender:
         if reason is not None:
             self.metrics.fallbacks.labels(verb, reason).inc()
 
+    def _count_nodes(self, verb: str, c: _Candidates, ml: bool) -> int:
+        """Count the candidates and those decided by fallback; returns the latter."""
+        fallback = len(c.names) - int(c.usable.sum()) if ml else len(c.names)
+        self.metrics.candidate_nodes.labels(verb).inc(len(c.names))
+        self.metrics.fallback_nodes.labels(verb).inc(fallback)
+        return fallback
+
     # ----------------------------------------------------------------------- filter
 
     def _ml_filter(self, c: _Candidates) -> tuple[list[int], dict[str, str]]:
@@ -245,7 +266,7 @@ class Extender:
         anomalous = c.state.anomalous[c.rows]
         over_cpu = cpu > self.config.cpu_threshold
         over_memory = memory > self.config.memory_threshold
-        failing = anomalous | over_cpu | over_memory
+        failing = c.usable & (anomalous | over_cpu | over_memory)
         if failing.all():
             log.warning(
                 "every candidate fails the ML filter; passing them all",
@@ -276,11 +297,12 @@ class Extender:
         c = self._candidates(args)
         use_ml, reason = self._route(c)
         everyone = range(len(c.names))
+        fallback_nodes = self._count_nodes("filter", c, use_ml and reason != "shadow")
         if not use_ml:
             self._count("filter", "fallback", reason)
             return Decision(filter_result(args, everyone), "fallback", reason)
         passed, failed = self._ml_filter(c)
-        details = {"failed": len(failed)}
+        details = {"failed": len(failed), "fallback_nodes": fallback_nodes}
         if reason == "shadow":
             self._count("filter", "shadow", reason)
             if failed:
@@ -300,7 +322,7 @@ class Extender:
                 {"inflight": c.inflight} if getattr(self.pod_scorer, "counts_inflight", 0) else {}
             )
             q = self.scorer_breaker.call(
-                self.pod_scorer.q_values, c.pod, c.state.prepared, c.rows, **extra
+                self.pod_scorer.q_values, c.pod, c.state.prepared, np.maximum(c.rows, 0), **extra
             )
             q = np.asarray(q, dtype=np.float64).reshape(-1)
             if q.shape != (len(c.rows),) or not np.isfinite(q).all():
@@ -328,11 +350,15 @@ class Extender:
         weight = cfg.load_weight + cfg.anomaly_weight
         q = self._q_values(c)
         if q is not None and len(q):
-            spread = q.max() - q.min()
-            scaled = (q - q.min()) / spread if spread > 0 else np.full(len(q), 0.5)
+            judged = q[c.usable]  # the Q-values of nodes without a usable prediction mean nothing
+            spread = judged.max() - judged.min()
+            scaled = (q - judged.min()) / spread if spread > 0 else np.full(len(q), 0.5)
             total = total + cfg.q_weight * scaled
             weight += cfg.q_weight
-        scores = np.rint(total / weight * MAX_EXTENDER_PRIORITY)
+        scores = total / weight * MAX_EXTENDER_PRIORITY
+        if not c.usable.all():
+            scores = fallback_on_ml_scale(scores, self._fallback_scores(c), c.usable)
+        scores = np.rint(scores)
         return np.clip(scores, 0, MAX_EXTENDER_PRIORITY).astype(np.int64), q is not None
 
     def prioritize(self, args: ExtenderArgs) -> Decision:
@@ -364,6 +390,7 @@ class Extender:
     def _prioritize(self, args: ExtenderArgs) -> Decision:
         c = self._candidates(args)
         use_ml, reason = self._route(c)
+        fallback_nodes = self._count_nodes("prioritize", c, use_ml and reason != "shadow")
         if not use_ml or reason == "shadow":
             fallback = self._fallback_scores(c)
             body = host_priority_list(c.names, fallback.tolist())
@@ -381,7 +408,7 @@ class Extender:
             return Decision(body, "shadow", reason, details)
         ml, used_q = self._ml_scores(c)
         self._count("prioritize", "ml", None)
-        details = {"dqn": used_q}
+        details = {"dqn": used_q, "fallback_nodes": fallback_nodes}
         if len(c.names):
             details["top"] = c.names[int(ml.argmax())]
         return Decision(host_priority_list(c.names, ml.tolist()), "ml", None, details)

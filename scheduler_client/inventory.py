@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import Any
 
 import numpy as np
+import orjson
 
-from scheduler_client.api import NodeAllocatable
+from scheduler_client.api import NodeAllocatable, parse_node
 
 log = logging.getLogger("scheduler_client.inventory")
 
@@ -90,6 +92,23 @@ class InventoryView:
         return NodeAllocatable(
             name, float(self.cpu_cores[i]), int(self.memory_bytes[i]), int(self.gpus[i])
         )
+
+
+def api_node_reader(api: Any, timeout_seconds: float = 2.0) -> NodeReader:
+    """A :data:`NodeReader` over a ``kubernetes`` ``CoreV1Api``: ``GET /api/v1/nodes/{name}``,
+    the Node read as kube-scheduler's extender API reads it (:func:`parse_node`)."""
+    from kubernetes.client import ApiException
+
+    def read_node(name: str) -> NodeAllocatable | None:
+        try:
+            answer = api.read_node(name, _preload_content=False, _request_timeout=timeout_seconds)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return parse_node(orjson.loads(answer.data), 0)
+
+    return read_node
 
 
 class NodeInventory:
