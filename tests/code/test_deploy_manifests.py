@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -190,12 +191,16 @@ def _scheduler_configuration(objects: dict) -> dict:
     return key, yaml.safe_load(_get(objects, "ConfigMap", "ml-scheduler-config")["data"][key])
 
 
-def _extender_args(objects: dict) -> argparse.Namespace:
+def _parse_extender_args(args: list[str]) -> argparse.Namespace:
     from scheduler_client.cli import add_extender_parser
 
     parser = argparse.ArgumentParser()
     add_extender_parser(parser.add_subparsers())
-    return parser.parse_args(_container(objects, EXTENDER)["args"])
+    return parser.parse_args(args)
+
+
+def _extender_args(objects: dict) -> argparse.Namespace:
+    return _parse_extender_args(_container(objects, EXTENDER)["args"])
 
 
 def test_the_scheduler_configuration_uses_kube_scheduler_v1_fields(rendered):
@@ -395,5 +400,10 @@ def test_the_training_image_installs_the_locked_project():
     # the extender image is the training image's environment with its own command
     assert f"ARG TRAINING_IMAGE={DEFAULT_IMAGE}" in extender
     assert re.search(r"^USER 10001", extender, flags=re.MULTILINE)
+    (entrypoint,) = re.findall(r"^ENTRYPOINT (.+)$", extender, flags=re.MULTILINE)
+    (command,) = re.findall(r"^CMD (.+)$", extender, flags=re.MULTILINE)
+    assert json.loads(entrypoint) == ["mlsched"]
+    args = _parse_extender_args(json.loads(command))
+    assert f"EXPOSE {args.port}" in extender and f"127.0.0.1:{args.port}/healthz" in extender
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "data", ".stack", "mlruns"} <= ignored
