@@ -14,7 +14,7 @@ from components.cli_args import positive_int, run_command, utc_timestamp
 from components.collect.cli import add_collect_parser
 from components.durations import parse_duration_seconds
 from components.errors import MlschedError
-from components.features.cli import add_features_parser
+from components.features.cli import add_features_parser, add_node_state_parser
 from components.forecast.cli import add_evaluate_forecast_parser
 from components.harness.replay.cli import add_replay_parser
 from components.placement.cli import add_evaluate_placement_parser
@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_collect_parser(commands)
     add_validate_parser(commands)
     add_features_parser(commands)
+    add_node_state_parser(commands)
 
     evaluate = commands.add_parser(
         "evaluate", help="evaluate a model against its baselines on any data set"

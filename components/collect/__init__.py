@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "CollectReport": "collect",
     "collect_node_metrics": "collect",
+    "fetch_node_metrics": "collect",
     "missing_ranges": "collect",
     "CollectConfig": "config",
     "QuerySpec": "config",

@@ -86,25 +86,33 @@ def _time_range(args: argparse.Namespace) -> tuple[str, str | None]:
         raise MlschedError(f"{manifest}: not a data set manifest with 'start' and 'end'") from None
 
 
+def query_config(path: str | None, window: str | None, scrape_interval: str | None):
+    """The query config of ``path`` (None: the shipped one) with the ``--window`` and
+    ``--scrape-interval`` flags' values, when given, in place of its own."""
+    from components.collect.config import load_collect_config
+
+    config = load_collect_config(path)
+    if window is None and scrape_interval is None:
+        return config
+    return config.with_window(
+        config.window_seconds
+        if window is None
+        else parse_duration_seconds(window, what="--window"),
+        None
+        if scrape_interval is None
+        else parse_duration_seconds(scrape_interval, what="--scrape-interval"),
+    )
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     """Handle ``mlsched collect``; prints the report, warnings go to stderr."""
     from components.collect.collect import collect_node_metrics
-    from components.collect.config import load_collect_config
     from components.collect.prometheus_range import FetchSettings
 
     step = parse_duration_seconds(args.step, what="--step")
     if not float(step).is_integer():
         raise MlschedError(f"--step: must be whole seconds, got {args.step!r}")
-    config = load_collect_config(args.config)
-    if args.window is not None or args.scrape_interval is not None:
-        config = config.with_window(
-            config.window_seconds
-            if args.window is None
-            else parse_duration_seconds(args.window, what="--window"),
-            None
-            if args.scrape_interval is None
-            else parse_duration_seconds(args.scrape_interval, what="--scrape-interval"),
-        )
+    config = query_config(args.config, args.window, args.scrape_interval)
     settings = FetchSettings(
         max_points=args.chunk_points,
         workers=args.workers,

@@ -30,6 +30,7 @@ from components.cli_args import utc_timestamp
 from components.collect.config import CollectConfig, QuerySpec, load_collect_config
 from components.collect.prometheus_range import (
     FetchSettings,
+    FetchStats,
     RangeFetcher,
     RangeTask,
     TaskResult,
@@ -174,25 +175,19 @@ def collect_node_metrics(
     covered = _coverage(target, existing, span, warnings)
     ranges = missing_ranges(covered, first, last, step)
 
-    client = connect(prometheus)
-    window = config.window_for(step, _scrape_interval(client, config, warnings))
-    aliases = (
-        node_addresses(client, config.node_addresses, first, last) if config.node_addresses else {}
-    )
-    tasks = [
-        task
-        for spec in config.queries
-        for lo, hi in ranges
-        for task in plan_tasks(spec, spec.render(window, step), lo, hi, step, settings.max_points)
-    ]
-    tasks.sort(key=lambda task: task.start)
-    collector = _Collector(config, tasks)
     timings = {"read_seconds": time.perf_counter() - began}
-    stats = RangeFetcher(client, settings, aliases).run(tasks, collector.add, progress=progress)
+    fetched = fetch_node_metrics(
+        connect(prometheus),
+        config,
+        ranges,
+        step,
+        settings,
+        had_rows=span is not None,
+        progress=progress,
+    )
     timings["fetch_seconds"] = time.perf_counter() - began - sum(timings.values())
-    new, frame_warnings = collector.frame(client_url(client), ranges, had_rows=span is not None)
-    warnings += frame_warnings
-    new = _without_known_rows(new, existing, covered)
+    warnings += fetched.warnings
+    new, stats = _without_known_rows(fetched.frame, existing, covered), fetched.stats
     timings["assemble_seconds"] = time.perf_counter() - began - sum(timings.values())
 
     combined = existing
@@ -216,13 +211,60 @@ def collect_node_metrics(
         rows_added=len(new),
         rows_total=total,
         nodes=tuple(sorted(new[NODE].unique())) if len(new) else (),
-        series=collector.series_counts(),
+        series=fetched.series,
         requests=stats.requests,
         retries=stats.retries,
         warnings=tuple(warnings),
         seconds=time.perf_counter() - began,
         timings={name: round(value, 3) for name, value in timings.items()},
     )
+
+
+@dataclass(frozen=True)
+class FetchedMetrics:
+    """Node-metrics rows queried from Prometheus, in memory."""
+
+    frame: pd.DataFrame
+    warnings: list[str]
+    stats: FetchStats
+    series: dict[str, int]
+
+
+def fetch_node_metrics(
+    client: Any,
+    config: CollectConfig,
+    ranges: list[tuple[int, int]],
+    step: int,
+    settings: FetchSettings,
+    *,
+    had_rows: bool = False,
+    progress: bool = False,
+) -> FetchedMetrics:
+    """Query every query of ``config`` over ``ranges`` (epoch seconds on the ``step`` grid,
+    inclusive) and join the series into node-metrics rows, sorted by node and time.
+
+    Raises:
+        MlschedError: as :func:`collect_node_metrics`, without touching any file.
+    """
+    warnings: list[str] = []
+    tasks, aliases = [], {}
+    if ranges:
+        window = config.window_for(step, _scrape_interval(client, config, warnings))
+        if config.node_addresses:
+            aliases = node_addresses(client, config.node_addresses, ranges[0][0], ranges[-1][1])
+        tasks = [
+            task
+            for spec in config.queries
+            for lo, hi in ranges
+            for task in plan_tasks(
+                spec, spec.render(window, step), lo, hi, step, settings.max_points
+            )
+        ]
+        tasks.sort(key=lambda task: task.start)
+    collector = _Collector(config, tasks)
+    stats = RangeFetcher(client, settings, aliases).run(tasks, collector.add, progress=progress)
+    frame, frame_warnings = collector.frame(client_url(client), ranges, had_rows=had_rows)
+    return FetchedMetrics(frame, warnings + frame_warnings, stats, collector.series_counts())
 
 
 def _scrape_interval(client: Any, config: CollectConfig, warnings: list[str]) -> float | None:

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.cli_args import port, positive_int
+
 DEFAULT_METRICS = Path("data/collected/node_metrics")
 DEFAULT_TABLE = Path("data/features/node_features.parquet")
 DEFAULT_FEAST_HOME = Path("data/feast")
@@ -164,3 +166,85 @@ def add_features_parser(subparsers) -> argparse.ArgumentParser:
     )
     features.set_defaults(handler=_cmd_features)
     return features
+
+
+def _cmd_node_state(args: argparse.Namespace) -> int:
+    import logging
+
+    from components.collect.cli import query_config
+    from components.collect.prometheus_range import FetchSettings
+    from components.contracts import NODE, read_nodes_table
+    from components.durations import parse_duration_seconds
+    from components.errors import MlschedError
+    from components.features.feast_store import open_feature_store, write_online_features
+    from components.features.live import (
+        LoopStatus,
+        NodeHistory,
+        prometheus_fetch,
+        run_loop,
+        serve_status_metrics,
+    )
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    step = parse_duration_seconds(args.step, what="--step")
+    if not float(step).is_integer():
+        raise MlschedError(f"--step: must be whole seconds, got {args.step!r}")
+    every = parse_duration_seconds(args.every, what="--every")
+    settings = FetchSettings(
+        attempts=args.attempts,
+        timeout_seconds=parse_duration_seconds(args.timeout, what="--timeout"),
+    )
+    config = query_config(args.config, args.window, args.scrape_interval)
+    fetch = prometheus_fetch(args.prometheus, int(step), config, settings)
+    store = open_feature_store(args.feast_home, online_store=args.online_store)
+    inventory = None if args.nodes is None else set(read_nodes_table(args.nodes)[NODE])
+
+    def write(features):
+        if inventory is not None:
+            features = features[features[NODE].isin(inventory)]
+        return write_online_features(store, features)
+
+    status = LoopStatus()
+    if args.metrics_port:
+        serve_status_metrics(lambda: status, args.metrics_port)
+    run_loop(NodeHistory(int(step)), fetch, write, every, status=status, periods=args.periods)
+    return 0
+
+
+def add_node_state_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``node-state`` command (the live loop) to an ``add_subparsers()`` object."""
+    from components.collect.cli import DEFAULT_PROMETHEUS_URL
+
+    loop = subparsers.add_parser(
+        "node-state",
+        help="keep the Feast online store's node features fresh from Prometheus (runs for ever)",
+        description=(
+            "Every period, query the samples newer than the loop's history from Prometheus "
+            "(the collector's queries), compute each node's latest features and write them to "
+            "the Feast online store under their sample times. A failed period is logged and "
+            "retried the next; /metrics reports the loop's lag."
+        ),
+    )
+    loop.add_argument("--prometheus", default=DEFAULT_PROMETHEUS_URL, help="base URL")
+    loop.add_argument("--every", default="30s", help="period of the loop")
+    loop.add_argument("--step", default="30s", help="query resolution (the scrape interval)")
+    loop.add_argument(
+        "--feast-home", default=str(DEFAULT_FEAST_HOME), help="the applied Feast store"
+    )
+    loop.add_argument("--online-store", help="redis://host:port/db (default: sqlite)")
+    loop.add_argument("--nodes", help="nodes table: write only these nodes (default: all)")
+    loop.add_argument("--config", help="query config YAML (default: the shipped queries.yaml)")
+    loop.add_argument("--window", help="range of rate(), $window (default: the config's)")
+    loop.add_argument("--scrape-interval", help="scrape interval the automatic $window follows")
+    loop.add_argument("--timeout", default="10s", help="time-out of one query request")
+    loop.add_argument(
+        "--attempts", type=positive_int, default=3, help="tries per request (backoff)"
+    )
+    loop.add_argument(
+        "--metrics-port", type=port, help="port of the loop's /metrics (default: none)"
+    )
+    loop.add_argument(
+        "--periods", type=positive_int, help="stop after this many periods (default: never)"
+    )
+    loop.set_defaults(handler=_cmd_node_state)
+    return loop

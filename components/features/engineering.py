@@ -475,12 +475,52 @@ def compute_node_features(
     grid = _build_grid(metrics, step_seconds, since_ns)
     if not grid.selected.any():
         return _empty_features()
-    writer = _Writer(grid)
     rows: dict[str, np.ndarray] = {}
     for column in (CPU_UTILIZATION, MEMORY_UTILIZATION, *d.EXTRA_COLUMNS):
         values = _row_values(metrics, grid, column)
         if values is not None:
             rows[column] = values
+    return _grid_features(grid, rows)
+
+
+def latest_grid_features(
+    nodes: np.ndarray, step_seconds: int, nanos: np.ndarray, columns: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """The online path over a ready ``(nodes, steps)`` grid of consecutive steps (a live
+    loop's history): each node's features at its latest sample, without building a frame.
+
+    Args:
+        nodes: the node names of the grid rows.
+        nanos: int64 sample times in epoch nanoseconds, 0 in an empty cell.
+        columns: node-metrics column -> float64 grid (``cpu_utilization`` and
+            ``memory_utilization`` required, the extras optional).
+
+    Returns:
+        As :func:`latest_node_features` over the same samples (lags beyond the grid are NaN).
+    """
+    present = nanos > 0
+    codes, steps = np.nonzero(present)  # row-major: sorted by node, then time
+    if len(codes) == 0:
+        return _empty_features()
+    latest = present.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)
+    selected = steps == latest[codes]
+    grid = _Grid(
+        nodes=np.asarray(nodes, dtype=object),
+        step=int(step_seconds),
+        n_steps=present.shape[1],
+        first=int(steps[selected].min()),
+        rows=np.arange(len(codes)),
+        codes=codes.astype(np.int64),
+        columns=steps.astype(np.int64),
+        nanos=nanos[present],
+        selected=selected,
+        present=present,
+    )
+    return _grid_features(grid, {name: values[present] for name, values in columns.items()})
+
+
+def _grid_features(grid: _Grid, rows: dict[str, np.ndarray]) -> pd.DataFrame:
+    writer = _Writer(grid)
     regions = {
         prefix: _resource_features(writer, grid, prefix, rows[column])
         for prefix, column in d.RESOURCES.items()

@@ -1,0 +1,127 @@
+"""The live loop's incremental node history gives the online path's features, and the loop
+outlives failed periods."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
+from components.features import definitions as d
+from components.features.engineering import latest_node_features
+from components.features.live import LoopStatus, NodeHistory, run_loop, serve_status_metrics
+
+STEP = 600
+END = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def _history(days: float = 8.5, nodes: int = 5, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    seconds = np.arange(END - int(days * 86_400), END + 1, STEP)
+    frames = []
+    for index in range(nodes):
+        keep = rng.random(len(seconds)) > 0.05  # missed scrapes
+        if index == nodes - 1:
+            keep &= seconds > END - 20 * 3600  # a node that joined 20 h ago
+        stamps = seconds[keep]
+        frame = pd.DataFrame(
+            {
+                TIMESTAMP: pd.to_datetime(stamps, unit="s", utc=True),
+                NODE: f"node-{index}",
+                CPU_UTILIZATION: rng.uniform(0, 1, len(stamps)),
+                MEMORY_UTILIZATION: rng.uniform(0.2, 0.9, len(stamps)),
+                d.POD_COUNT: rng.integers(0, 30, len(stamps)).astype(float),
+                d.CPU_REQUESTED_RATIO: rng.uniform(0, 1, len(stamps)),
+            }
+        )
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _fed(history: pd.DataFrame, until: int, chunk_seconds: int) -> NodeHistory:
+    """A NodeHistory fed the way the loop feeds it: the recent span first, then period chunks."""
+    state = NodeHistory(STEP)
+    seconds = history[TIMESTAMP].astype("int64") // 1_000_000_000
+    start = until - 30 * 3600
+    state.add(history[(seconds >= start) & (seconds <= start + 26 * 3600)])
+    at = start + 26 * 3600
+    while at < until:
+        state.add(history[(seconds > at) & (seconds <= min(until, at + chunk_seconds))])
+        at += chunk_seconds
+    return state
+
+
+@pytest.mark.parametrize("until_hours", [0, 3.5])
+def test_incremental_history_gives_the_online_path_features(until_hours):
+    history = _history()
+    until = END - int(until_hours * 3600)
+    state = _fed(history, until, chunk_seconds=3 * STEP)
+    seconds = history[TIMESTAMP].astype("int64") // 1_000_000_000
+    far_start, far_end = state.far_lag_range()
+    far = history[(seconds >= far_start) & (seconds <= far_end)]
+    live = state.latest_features(far).sort_values(NODE).reset_index(drop=True)
+    expected = latest_node_features(
+        history[seconds <= until], pd.Timestamp(until, unit="s", tz="UTC"), STEP
+    )
+    assert len(live) == len(expected) == 5
+    pd.testing.assert_series_equal(live[NODE], expected[NODE])
+    pd.testing.assert_series_equal(live[TIMESTAMP], expected[TIMESTAMP])
+    for name in d.FEATURE_NAMES:
+        np.testing.assert_allclose(
+            live[name], expected[name], rtol=2e-6, atol=2e-6, equal_nan=True, err_msg=name
+        )
+    assert live["cpu_same_time_last_week"].notna().sum() >= 3
+
+
+def test_week_lag_is_nan_without_the_far_samples():
+    state = _fed(_history(), END, chunk_seconds=STEP)
+    assert state.latest_features()["cpu_same_time_last_week"].isna().all()
+
+
+def test_loop_survives_failed_periods_and_resumes_where_history_ends():
+    history = _history(days=1.5, nodes=3)
+    seconds = history[TIMESTAMP].astype("int64") // 1_000_000_000
+    clock = {"now": float(END - 4 * STEP)}
+    asked: list[tuple[int, int]] = []
+    written: list[pd.DataFrame] = []
+
+    def fetch(start: int, end: int) -> pd.DataFrame:
+        asked.append((start, end))
+        if len(asked) == 2:
+            raise TimeoutError("Prometheus did not answer in 5 s")
+        return history[(seconds >= start) & (seconds <= end)]
+
+    def sleep(delay: float) -> None:
+        clock["now"] += STEP
+
+    status = run_loop(
+        NodeHistory(STEP),
+        fetch,
+        lambda frame: written.append(frame) or len(frame),
+        STEP,
+        clock=lambda: clock["now"],
+        sleep=sleep,
+        periods=5,
+    )
+    assert status.failures == 1 and status.periods == 5
+    assert asked[2][0] == asked[0][1]  # the failed period's steps are asked again
+    assert status.last_sample_seconds == END
+    last = pd.concat(written)
+    assert (last.groupby(NODE)[TIMESTAMP].max() == pd.Timestamp(END, unit="s", tz="UTC")).all()
+
+
+def test_status_metrics_endpoint_reports_lag_and_failures(free_ports):
+    status = LoopStatus(periods=4, failures=1, last_sample_seconds=END, lag_seconds=3.5)
+    (port,) = free_ports()
+    server = serve_status_metrics(lambda: status, port, "127.0.0.1")
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    finally:
+        server.shutdown()
+    text = text.decode()
+    assert "mlsched_node_state_lag_seconds 3.5" in text
+    assert "mlsched_node_state_failures_total 1.0" in text
+    assert "mlsched_node_state_last_sample_timestamp_seconds 1.7672256e+09" in text
