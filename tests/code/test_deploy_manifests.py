@@ -271,8 +271,22 @@ def test_the_node_state_loop_runs_mlsched_node_state(rendered):
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if "node-state" not in commands.choices:
         pytest.skip("mlsched node-state is not a command yet")
-    args = parser.parse_args(_container(objects, NODE_STATE)["args"])
-    assert args.command == "node-state"
+    container = _container(objects, NODE_STATE)
+    args = parser.parse_args(container["args"])
+    assert (args.command, args.every) == ("node-state", "30s")
+    # it writes the store the extenders read, on the volume both mount there
+    assert args.feast_home == _extender_args(objects).feast_repo
+    for deployment in (NODE_STATE, EXTENDER):
+        (mount,) = (
+            m for m in _container(objects, deployment)["volumeMounts"] if m["name"] == "feast"
+        )
+        assert mount["mountPath"] == args.feast_home and not mount.get("readOnly"), deployment
+    annotations = _get(objects, "Deployment", NODE_STATE)["spec"]["template"]["metadata"]
+    annotations = annotations["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == args.metrics_port
+    assert container["ports"] == [{"name": "metrics", "containerPort": args.metrics_port}]
 
 
 def test_the_extender_is_highly_available_and_scraped(rendered):
