@@ -41,6 +41,8 @@ def pod_binder(api: Any, timeout_seconds: float = 5.0) -> Binder:
 
     def bind(namespace: str, name: str, uid: str, node: str) -> None:
         body = client.V1Binding(
+            api_version="v1",
+            kind="Binding",
             metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=uid or None),
             target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
         )
@@ -95,7 +97,7 @@ class PodWatch:
         from kubernetes import watch
 
         while not self._stop.is_set():
-            self._watch = watch.Watch()
+            self._watch = watch.Watch(return_type="object")  # plain dicts: no V1Pod models
             try:
                 for event in self._watch.stream(
                     self.api.list_pod_for_all_namespaces,

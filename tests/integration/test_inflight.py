@@ -9,12 +9,14 @@ replica sees the same coolest node (herding)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,8 @@ import requests
 
 from components.placement.kube_scores import least_allocated_scores
 from scheduler_client.cli import STAND_IN, ExtenderOptions, build_extender_app
+from scheduler_client.kube import PodWatch, core_api
+from scheduler_client.ledger import InflightLedger
 from scheduler_client.server import build_uvicorn_server
 from tests.support.node_state import synthetic_node_state
 
@@ -63,7 +67,15 @@ def replica(i: int) -> dict:
             "name": f"web-5d8f7-{i:05d}",
             "namespace": "shop",
             "uid": f"00000000-0000-4000-8000-{i:012d}",
-            "ownerReferences": [{"kind": "ReplicaSet", "name": "web-5d8f7", "controller": True}],
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "web-5d8f7",
+                    "uid": "00000000-0000-4000-8000-0000000000ff",
+                    "controller": True,
+                }
+            ],
         },
         "spec": {
             "containers": [
@@ -169,3 +181,161 @@ def test_the_ledger_spreads_a_burst_like_least_allocated_and_without_it_the_burs
     # without it, every replica got the same answer: the burst herds onto its best nodes
     assert answers == 1
     assert most["none"] > max(most["kube"], most["ledger"])
+
+
+# --------------------------------------------------------------------------- Kubernetes API
+
+
+class KubeApi(ThreadingHTTPServer):
+    """The two Kubernetes API endpoints the extender calls, as the API server answers them:
+    ``POST /api/v1/namespaces/{ns}/pods/{name}/binding`` (201 and a Status; 404 for a pod
+    named ``gone``) and ``GET /api/v1/pods?watch=true`` (the events in ``self.events``, one JSON
+    object a line, then the stream ends)."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _KubeHandler)
+        self.bindings: list[tuple[str, dict]] = []
+        self.watches: list[str] = []
+        self.events: list[dict] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _KubeHandler(BaseHTTPRequestHandler):
+    server: KubeApi
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _reply(self, code: int, document: dict) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.bindings.append((self.path, body))
+        if "/pods/gone/" in self.path:
+            status = {"status": "Failure", "reason": "NotFound", "code": 404}
+            self._reply(404, {"kind": "Status", "apiVersion": "v1", **status})
+        else:
+            self._reply(
+                201, {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}
+            )
+
+    def do_GET(self) -> None:
+        self.server.watches.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        for event in self.server.events:
+            self.wfile.write(json.dumps(event).encode() + b"\n")
+        self.close_connection = True
+
+
+@pytest.fixture
+def kube_api(tmp_path) -> Iterator[tuple[KubeApi, str]]:
+    """(The API, a kubeconfig pointing at it)."""
+    api = KubeApi()
+    thread = threading.Thread(target=api.serve_forever, daemon=True)
+    thread.start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "local", "cluster": {"server": api.url}}],
+                "users": [{"name": "extender", "user": {}}],
+                "contexts": [
+                    {"name": "local", "context": {"cluster": "local", "user": "extender"}}
+                ],
+                "current-context": "local",
+            }
+        )
+    )
+    yield api, str(kubeconfig)
+    api.shutdown()
+    thread.join(5)
+
+
+def test_the_bind_verb_binds_through_the_kubernetes_api_and_moves_the_pod_in_the_ledger(
+    cluster, kube_api
+):
+    api, kubeconfig = kube_api
+    options = ExtenderOptions(nodes=cluster.nodes_csv, bind=True, kubeconfig=kubeconfig)
+    pod = replica(1)
+    metadata = pod["metadata"]
+    binding = {
+        "PodName": metadata["name"],
+        "PodNamespace": metadata["namespace"],
+        "PodUID": metadata["uid"],
+        "Node": "node-07",
+    }
+    with serving(options) as (url, app), requests.Session() as session:
+        answer = session.post(
+            f"{url}/prioritize", json={"Pod": pod, "NodeNames": ["node-01", "node-02"]}
+        )
+        top = max(answer.json(), key=lambda entry: entry["Score"])["Host"]
+        ledger = app.extender.ledger
+        assert [(e.node, e.source) for e in ledger.entries()] == [(top, "prioritize")]
+        answer = session.post(f"{url}/bind", json=binding)
+        assert answer.status_code == 200 and answer.json() == {"Error": ""}
+        assert [(e.node, e.source) for e in ledger.entries()] == [("node-07", "bind")]
+        # the API refuses: the answer says why and the pod leaves the ledger
+        refused = {**binding, "PodName": "gone"}
+        answer = session.post(f"{url}/bind", json=refused)
+        assert "binding shop/gone to node-07: HTTP 404" in answer.json()["Error"]
+        assert ledger.entries() == []
+        bad = session.post(f"{url}/bind", json={"PodName": "web"})
+        assert bad.status_code == 200
+        assert bad.json() == {
+            "Error": "ExtenderBindingArgs: PodNamespace must be a non-empty string"
+        }
+    path, body = api.bindings[0]
+    assert path == f"/api/v1/namespaces/shop/pods/{metadata['name']}/binding"
+    assert body["kind"] == "Binding" and body["target"] == {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "name": "node-07",
+    }
+    assert body["metadata"]["uid"] == metadata["uid"]
+
+
+def _watched(pod: dict, node: str, scheduled_at: str) -> dict:
+    condition = {"type": "PodScheduled", "status": "True", "lastTransitionTime": scheduled_at}
+    return {
+        **pod,
+        "spec": {**pod["spec"], "nodeName": node},
+        "status": {"phase": "Running", "conditions": [condition]},
+    }
+
+
+def test_the_pod_watch_records_bound_pods_and_forgets_deleted_ones(kube_api):
+    api, kubeconfig = kube_api
+    now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    bound, deleted, old = replica(1), replica(2), replica(3)
+    api.events = [
+        {"type": "ADDED", "object": _watched(bound, "node-03", now)},
+        {"type": "ADDED", "object": _watched(deleted, "node-04", now)},
+        {"type": "DELETED", "object": _watched(deleted, "node-04", now)},
+        {"type": "ADDED", "object": _watched(old, "node-05", "2020-01-01T00:00:00Z")},
+    ]
+    ledger = InflightLedger()
+    watch = PodWatch(core_api(kubeconfig), ledger, retry_seconds=0.2).start()
+    try:
+        deadline = time.monotonic() + 20
+        while watch.events < len(api.events):
+            assert time.monotonic() < deadline, "the watch saw no events"
+            time.sleep(0.05)
+    finally:
+        watch.stop()
+    assert [(e.key, e.node, e.source) for e in ledger.entries()] == [
+        (bound["metadata"]["uid"], "node-03", "watch")
+    ]
+    assert "watch=True" in api.watches[0] and "fieldSelector=spec.nodeName%21%3D" in api.watches[0]
