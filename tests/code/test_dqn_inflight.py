@@ -1,0 +1,39 @@
+"""The DQN in the extender sees the pods in flight as the simulator's state shows just-placed
+pods in training: pending (estimated use not yet observed) and requested."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from components.model_contracts import NODE_STATE_COLUMNS
+from components.placement.dqn.inputs import NodeState, node_state_from_cluster, policy_inputs
+from scheduler_client.dqn_scorer import DQNPodScorer
+from scheduler_client.ledger import InflightLoad
+from tests.code.test_dqn_inference_path import PODS, TOLERANCE, midway, pod_request
+
+
+def test_pods_in_flight_give_the_dqn_the_pending_inputs_it_trained_on():
+    policy, state, tracker = midway()
+    simulated = node_state_from_cluster(state, tracker)
+    cpu, memory = simulated["cpu_pending_cores"], simulated["memory_pending_bytes"]
+    assert cpu.any() and memory.any()
+    # what the node features show: the just-placed pods neither pending nor requested yet
+    observed = NodeState.from_columns(
+        **{name: simulated[name] for name in NODE_STATE_COLUMNS}
+        | {
+            "cpu_pending_cores": 0.0,
+            "memory_pending_bytes": 0.0,
+            "cpu_requested_cores": simulated["cpu_requested_cores"] - cpu,
+            "memory_requested_bytes": simulated["memory_requested_bytes"] - memory,
+        }
+    )
+    inflight = InflightLoad(cpu, memory, cpu, memory, np.zeros(len(cpu), dtype=np.int64))
+    scorer = DQNPodScorer(policy.network)
+    prepared = scorer.prepare_nodes(observed)
+    everyone = np.arange(state.n_nodes)
+    for pod in PODS:
+        want = policy.q_values(*policy_inputs(simulated, pod))
+        with_ledger = scorer.q_values(pod_request(pod), prepared, everyone, inflight)
+        without = scorer.q_values(pod_request(pod), prepared, everyone)
+        np.testing.assert_allclose(with_ledger, want, **TOLERANCE, err_msg=pod.pod)
+        assert not np.allclose(without, want, **TOLERANCE)  # the ledger is what makes them equal
