@@ -8,7 +8,7 @@ Routes (``<prefix>`` is the ``urlPrefix`` path of the KubeSchedulerConfiguration
   carries on without the extender).
 * ``POST <prefix>/prioritize`` -> ``HostPriorityList``; a request it cannot use gets HTTP 400
   with ``{"Error": reason}``.
-* ``POST <prefix>/bind`` -> ``ExtenderBindingResult`` (kube-scheduler's ``bindVerb``): binds the
+* ``POST <prefix>/bind`` (with a binder, ``--bind``) -> ``ExtenderBindingResult``: binds the
   pod through the Kubernetes API and records it in flight on its node; a failure is answered
   with HTTP 200 and the reason in ``Error`` (kube-scheduler then retries the pod).
 * ``GET /healthz`` -> 200 and the prediction state (always, while the process serves).
@@ -128,7 +128,8 @@ class ExtenderApp:
     ):
         self.extender = extender
         prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
-        self.routes = {f"{prefix}/{verb}": verb for verb in ("filter", "prioritize", "bind")}
+        verbs = ("filter", "prioritize") + (("bind",) if extender.binder is not None else ())
+        self.routes = {f"{prefix}/{verb}": verb for verb in verbs}
         self._token = f"Bearer {token}".encode() if token else None
         self.max_body_bytes = max_body_bytes
         self.on_startup = on_startup

@@ -25,7 +25,7 @@ from scheduler_client.api import (
     parse_extender_args,
     parse_host_priority_list,
 )
-from scheduler_client.dqn_scorer import DQNPodScorer
+from scheduler_client.dqn_scorer import PER_REQUEST_COLUMNS, DQNPodScorer
 from scheduler_client.extender import Extender, ScoringConfig
 from scheduler_client.inventory import NodeInventory
 from scheduler_client.predictions import NodePredictions, PredictionCache
@@ -678,7 +678,6 @@ def test_the_split_numpy_forward_pass_equals_the_dqn_network(seed):
         N_NODE_FEATURES,
         N_POD_FEATURES,
         node_features,
-        pod_dependent_features,
         pod_features,
     )
     from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
@@ -695,8 +694,8 @@ def test_the_split_numpy_forward_pass_equals_the_dqn_network(seed):
     subset = nodes.rows(rows)
     for pod in (PodSpec("p", 0.5, 2**30, 0), PodSpec("g", 8.0, 2**36, 1)):
         expected = q_values(network, pod_features(pod), node_features(subset, pod))
-        dependent = pod_dependent_features(subset, pod)
-        got = split.q_values(prepared, rows, dependent, pod_features(pod))
+        per_request = node_features(subset, pod)[:, PER_REQUEST_COLUMNS]
+        got = split.q_values(prepared, rows, per_request, pod_features(pod))
         assert got.shape == (120,) and got.dtype == np.float32
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
