@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import requests
+import yaml
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from tqdm import tqdm
 from urllib3.util.retry import Retry
@@ -218,14 +219,31 @@ def node_name(
 
 
 def scrape_interval_seconds(client: Any) -> float | None:
-    """The longest scrape interval among Prometheus' active targets (None: it lists none or
-    cannot say). The longest, since a rate window must hold scrapes of every exporter."""
+    """The longest scrape interval among Prometheus' active targets, else in its loaded config
+    (a Prometheus that just started lists no targets yet); None when it cannot say. The
+    longest, since a rate window must hold scrapes of every exporter."""
     try:
         targets = client.get_targets(state="active").get("activeTargets") or []
-        intervals = [parse_duration_seconds(t["scrapeInterval"]) for t in targets]
-    except (PrometheusApiClientException, requests.RequestException, MlschedError, LookupError):
+        intervals = [t["scrapeInterval"] for t in targets]
+        if not intervals:
+            answer = client._session.get(
+                f"{client.url}/api/v1/status/config", timeout=client._timeout
+            )
+            config = yaml.safe_load(answer.json()["data"]["yaml"])
+            jobs = config.get("scrape_configs") or []
+            intervals = [config["global"]["scrape_interval"]]
+            intervals += [job["scrape_interval"] for job in jobs if "scrape_interval" in job]
+        return max(parse_duration_seconds(interval) for interval in intervals)
+    except (
+        PrometheusApiClientException,
+        requests.RequestException,
+        MlschedError,
+        LookupError,
+        AttributeError,
+        ValueError,
+        yaml.YAMLError,
+    ):
         return None
-    return max(intervals, default=None)
 
 
 def node_addresses(client: Any, metric: str, start: int, end: int) -> dict[str, str]:

@@ -23,6 +23,8 @@ import pytest
 import requests
 
 from components.collect import collect_node_metrics, load_collect_config
+from components.collect.config import default_config_text, parse_collect_config
+from components.collect.prometheus_range import connect, scrape_interval_seconds
 from components.contracts import (
     CPU_UTILIZATION,
     MEMORY_UTILIZATION,
@@ -31,6 +33,7 @@ from components.contracts import (
     read_node_metrics,
     read_nodes_table,
 )
+from components.errors import MlschedError
 from components.generate.history import HistoryConfig
 from components.generate.openmetrics import LAYOUTS, write_openmetrics
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
@@ -159,6 +162,7 @@ def test_shipped_queries_reproduce_a_five_minute_history_in_every_layout(
         f"\n{layout}: cpu p90 {errors[CPU_UTILIZATION]:.4f}, "
         f"memory p90 {errors[MEMORY_UTILIZATION]:.4f} over {errors['rows']} rows"
     )
+    assert scrape_interval_seconds(connect(servers[layout])) == 30  # from the targets API
     assert errors["nodes"] == NODES
     assert set(errors["series"].values()) == {NODES}, errors["series"]
     assert errors["rows"] >= 0.95 * NODES * 288
@@ -179,6 +183,8 @@ def test_prometheus_killed_mid_collection_ends_with_one_clear_line(history, tmp_
     """``mlsched collect`` under many parallel requests when Prometheus dies: one error
     line (exit 2), no abort from threads torn down at exit, and no output written."""
     with served(history, "both", tmp_path) as url:
+        # Just started, it lists no target yet: the interval comes from its loaded config.
+        assert scrape_interval_seconds(connect(url)) == 30
         pid = int((tmp_path / "prometheus.pid").read_text())
         output = tmp_path / "collected"
         command = [
@@ -216,3 +222,14 @@ def test_prometheus_killed_mid_collection_ends_with_one_clear_line(history, tmp_
     assert len(lines) == 1 and lines[0].startswith("mlsched"), stderr
     assert url in lines[0]
     assert not output.exists()
+
+
+def test_a_cpu_query_by_instance_alone_names_other_nodes_than_memory(servers, tmp_path):
+    """What the shipped CPU query did before it kept ``node``: where node_exporter carries both
+    labels, CPU named nodes by IP and memory by name, and the run stopped."""
+    text = default_config_text().replace("avg by (node, instance)", "avg by (instance)")
+    config = parse_collect_config(text.replace("node_addresses: kube_node_info\n", ""))
+    with pytest.raises(MlschedError, match="have no name in common"):
+        collect_node_metrics(
+            servers["both"], START, END, STEP, tmp_path / "c", config, progress=False
+        )
