@@ -316,6 +316,7 @@ def test_collect_flags_and_defaults():
     assert args.prometheus == "http://127.0.0.1:9090"
     assert args.step == "30s" and args.workers == 4 and args.chunk_points == 11_000
     assert args.handler is cmd_collect
+    assert args.window is None and args.scrape_interval is None  # automatic
 
 
 @pytest.mark.parametrize(
@@ -326,6 +327,7 @@ def test_collect_flags_and_defaults():
         (["--end", "2026-01-02T00:00:00"], "--end: '2026-01-02T00:00:00' has no time zone"),
         (["--chunk-points", "20000"], "points per request must be within"),
         (["--window", "0s"], "--window: must be positive"),
+        (["--scrape-interval", "often"], "--scrape-interval: cannot read 'often'"),
         (["--prometheus", "localhost:9090"], "expected an http(s) URL"),
     ],
 )
