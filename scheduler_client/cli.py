@@ -141,6 +141,7 @@ def build_extender_app(options: ExtenderOptions):
             memory_scale=options.inflight_memory_scale,
             margin_seconds=options.inflight_margin_seconds,
             ttl_seconds=options.inflight_ttl_seconds,
+            clock=lambda: extender.features_now(),
         )
     if (options.bind or options.watch_pods) and ledger is None:
         raise MlschedError("--bind and --watch-pods feed the in-flight ledger: drop --no-inflight")

@@ -156,7 +156,11 @@ class Extender:
         self.ledger = ledger
         self.binder = binder
         self.clock = clock
-        self._metrics_times: tuple[CacheState | None, dict[str, float]] = (None, {})
+        self._metrics_times: tuple[CacheState | None, dict[str, float], float | None] = (
+            None,
+            {},
+            None,
+        )
 
     # ----------------------------------------------------------------------- shared steps
 
@@ -188,8 +192,17 @@ class Extender:
     def _metrics_at(self, state: CacheState) -> dict[str, float]:
         """Node -> Unix time of its latest features, once per refresh."""
         if self._metrics_times[0] is not state:
-            self._metrics_times = (state, feature_times(state.snapshot))
+            times = feature_times(state.snapshot)
+            self._metrics_times = (state, times, max(times.values(), default=None))
         return self._metrics_times[1]
+
+    def features_now(self) -> float:
+        """The newest feature time of the node state, else (no features yet) Unix time: the
+        ledger's clock, so that placements, metrics and expiry share the data's own time axis
+        (a replay in simulated time works as a live cluster does)."""
+        self._metrics_at(self.cache.state)
+        newest = self._metrics_times[2]
+        return time.time() if newest is None else newest
 
     def _ml_unavailable(self, c: _Candidates) -> str | None:
         """Why ML cannot decide for these candidates, or None when it can."""
