@@ -121,11 +121,10 @@ def write_openmetrics(
     start = min(int(s[0]) for s in seconds.values())
     end = max(int(s[-1]) for s in seconds.values()) + 1
     samples = []
-    targets = {n: _exporter_target(layout, n, list(capacity.index).index(n)) for n in by_node}
+    position = {name: index for index, name in enumerate(capacity.index)}
+    targets = {n: _exporter_target(layout, n, position[n]) for n in by_node}
     addresses = (
-        {n: node_address(i) for i, n in enumerate(capacity.index)}
-        if layout in ("both", "ip")
-        else {}
+        {n: node_address(i) for n, i in position.items()} if layout in ("both", "ip") else {}
     )
 
     def write(tmp: Path) -> None:
@@ -143,8 +142,7 @@ def write_openmetrics(
 
 
 def _intervals(stamps: np.ndarray) -> np.ndarray:
-    gaps = np.diff(stamps, prepend=stamps[0]).astype(float)
-    return gaps
+    return np.diff(stamps, prepend=stamps[0]).astype(float)
 
 
 def _node_exporter(out, by_node, seconds, capacity, cpus_per_node, targets) -> int:
