@@ -70,7 +70,8 @@ class InflightLedger:
         cpu_scale, memory_scale: estimated use = request x scale, per resource.
         margin_seconds: an entry stays until its node's metrics are newer than placed_at plus
             this (scrape, feature and refresh lag: the pod's use shows only after it).
-        ttl_seconds: an entry goes after this long whatever the metrics say.
+        ttl_seconds: an entry goes after this long whatever the metrics say (or when the clock
+            is this much behind its placement).
         clock: seconds on the same scale as the node metrics' timestamps (Unix time; the
             simulated time in a replay).
     """
@@ -163,8 +164,9 @@ class InflightLedger:
         with self._lock:
             for key, entry in list(self._entries.items()):
                 seen_at = metrics_at.get(entry.node, math.nan)
+                # a clock gone back by more than the TTL (a replay started again) also ends it
                 if (
-                    entry.placed_at + self.ttl_seconds <= now
+                    abs(now - entry.placed_at) >= self.ttl_seconds
                     or seen_at > entry.placed_at + self.margin_seconds
                 ):
                     del self._entries[key]

@@ -104,6 +104,12 @@ def test_entries_expire_after_their_ttl_and_old_placements_are_not_recorded():
     assert loads(ledger) == ([2.0, 0.0, 0.0], [4 * GIB, 0.0, 0.0])
     clock.now = 1_060.0
     assert loads(ledger) is None and len(ledger) == 0
+    # a clock gone back (a replay started again): entries from its future go too
+    ledger.record(pod("3", WEB), "a", "watch")
+    clock.now = 1_001.0
+    assert loads(ledger) is not None
+    clock.now = 1_000.0
+    assert loads(ledger) is None
 
 
 def test_bad_settings_are_refused():
