@@ -280,6 +280,7 @@ def main() -> None:
                 *dqn_flags,
                 f"--refresh={args.refresh}",
                 f"--max-staleness={args.max_staleness}",
+                "--max-feature-age=0",  # the snapshot is stamped END, a fixed past
                 "--log-level=warning",
             ],
             cwd=REPO,

@@ -64,7 +64,8 @@ def main() -> None:
         command = [
             sys.executable, "-m", "scheduler_client", "extender", "--port", str(port),
             "--nodes", str(folder / "nodes.csv"), "--feast-repo", str(feast_home),
-            "--log-level", "warning", *shlex.split(args.extender_args),
+            "--log-level", "warning", "--max-feature-age", "0",  # stamped in simulated time
+            *shlex.split(args.extender_args),
         ]  # fmt: skip
         log = open(Path(tmp) / "extender.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)

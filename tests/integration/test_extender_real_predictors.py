@@ -84,7 +84,7 @@ def stack(tmp_path_factory, free_ports, start_extender) -> Iterator[dict]:
             folder / "extender.log",
             *("--nodes", str(cluster["nodes"]), "--feast-repo", str(cluster["feast"])),
             *("--predictors", url, "--refresh", "500ms", "--max-staleness", "3s"),
-            *("--timeout", "2s"),
+            *("--timeout", "2s", "--max-feature-age", "0"),  # a history of fixed past days
             ready=predictions_usable,
             timeout=90,
         )

@@ -96,6 +96,8 @@ def start_extender(inputs: dict, port: int, name: str) -> subprocess.Popen:
         "recent-usage",
         "--refresh",
         "200ms",
+        "--max-feature-age",  # the replay stamps node state with the simulated time
+        "0",
     )
     try:
         wait_until(f"http://127.0.0.1:{port}/healthz", process, predictions_usable)

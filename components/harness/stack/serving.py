@@ -145,6 +145,7 @@ def _processes(
             pod_scorer,
             f"--refresh={config.refresh}",
             f"--max-staleness={config.max_staleness}",
+            "--max-feature-age=0",  # the replay stamps node state with the simulated time
             "--log-level=warning",
         ),
         folder=folder,
