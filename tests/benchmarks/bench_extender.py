@@ -158,7 +158,7 @@ def _in_process(snapshot, table, bodies: list[bytes], dqn_model: str | None, run
     """The extender's own work per prioritize call without HTTP: parse, decide, serialise."""
     from scheduler_client.api import NodeAllocatable, parse_extender_args
     from scheduler_client.dqn_scorer import DQNPodScorer
-    from scheduler_client.extender import Extender
+    from scheduler_client.extender import Extender, ScoringConfig
     from scheduler_client.inventory import NodeInventory
     from scheduler_client.predictions import PredictionCache
     from scheduler_client.recent_usage import RecentUsagePredictor
@@ -177,7 +177,9 @@ def _in_process(snapshot, table, bodies: list[bytes], dqn_model: str | None, run
         pod_scorer=scorer,
     )  # fmt: skip
     cache.refresh()
-    extender = Extender(inventory, cache, pod_scorer=scorer)
+    # the snapshot is stamped END, a fixed past: no feature age limit
+    config = ScoringConfig(max_feature_age_seconds=None)
+    extender = Extender(inventory, cache, pod_scorer=scorer, config=config)
     payloads = [body.split(b"\r\n\r\n", 1)[1] for body in bodies]
     times = []
     for i in range(runs):
