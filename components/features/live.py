@@ -31,8 +31,9 @@ HISTORY_SECONDS = max(d.WINDOWS.values()) + 2 * 3600
 """The buffer's span: the longest window, the step before it, and the EWMA's decay."""
 METRIC_COLUMNS = (CPU_UTILIZATION, MEMORY_UTILIZATION, *d.EXTRA_COLUMNS)
 
-Fetch = Callable[[int, int], pd.DataFrame]
-"""Node-metrics rows over ``[start, end]`` epoch seconds on the step grid (a query)."""
+Fetch = Callable[..., pd.DataFrame]
+"""``fetch(start, end, optional=False)``: node-metrics rows over ``[start, end]`` epoch seconds
+on the step grid; ``optional``: a query without series gives no rows instead of an error."""
 
 
 class NodeHistory:
@@ -190,7 +191,7 @@ def run_period(
         history.add(fetch(first, last))
     timings["query"] = time.perf_counter() - started
     far_range = history.far_lag_range()
-    far = fetch(*far_range) if far_range else None
+    far = fetch(*far_range, optional=True) if far_range else None
     timings["far_query"] = time.perf_counter() - started - sum(timings.values())
     features = history.latest_features(far)
     timings["features"] = time.perf_counter() - started - sum(timings.values())
@@ -218,12 +219,13 @@ def run_loop(
     status: LoopStatus | None = None,
     periods: int | None = None,
     on_period: Callable[[LoopStatus], None] | None = None,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> LoopStatus:
-    """Run :func:`run_period` every ``every_seconds`` (``periods`` times, or for ever). A failed
-    period logs one line and counts in ``status.failures``; the next starts where the history
-    ends, so nothing is skipped."""
+    """Run :func:`run_period` every ``every_seconds`` (``periods`` times, or until ``stopped()``).
+    A failed period logs one line and counts in ``status.failures``; the next starts where the
+    history ends, so nothing is skipped."""
     status = status or LoopStatus()
-    while periods is None or status.periods < periods:
+    while (periods is None or status.periods < periods) and not stopped():
         began = clock()
         try:
             run_period(history, fetch, write, began, status)
@@ -276,7 +278,9 @@ def prometheus_fetch(prometheus: str, step_seconds: int, config, settings) -> Fe
 
     client = connect(prometheus)
 
-    def fetch(start: int, end: int) -> pd.DataFrame:
-        return fetch_node_metrics(client, config, [(start, end)], step_seconds, settings).frame
+    def fetch(start: int, end: int, optional: bool = False) -> pd.DataFrame:
+        return fetch_node_metrics(
+            client, config, [(start, end)], step_seconds, settings, had_rows=optional
+        ).frame
 
     return fetch

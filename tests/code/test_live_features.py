@@ -88,7 +88,7 @@ def test_loop_survives_failed_periods_and_resumes_where_history_ends():
     asked: list[tuple[int, int]] = []
     written: list[pd.DataFrame] = []
 
-    def fetch(start: int, end: int) -> pd.DataFrame:
+    def fetch(start: int, end: int, optional: bool = False) -> pd.DataFrame:
         asked.append((start, end))
         if len(asked) == 2:
             raise TimeoutError("Prometheus did not answer in 5 s")
