@@ -38,6 +38,7 @@ run: install system-deps
 	$(BIN)/mlsched features --metrics data/synthetic/node_metrics --anomaly --feast-home data/feast
 	$(BIN)/mlsched stack serve --feast-home data/feast
 	$(BIN)/mlsched replay --extender http://127.0.0.1:8888 $(REPLAY) --output data/replay/report.json
+	$(BIN)/mlsched live-check --nodes data/synthetic/nodes.csv --workload data/synthetic/workload.parquet
 
 lint: install
 	$(BIN)/ruff check .

@@ -17,6 +17,7 @@ from components.errors import MlschedError
 from components.features.cli import add_features_parser, add_node_state_parser
 from components.forecast.cli import add_evaluate_forecast_parser
 from components.harness.replay.cli import add_replay_parser
+from components.harness.replay.live_cli import add_live_check_parser
 from components.placement.cli import add_evaluate_placement_parser
 from components.tune.cli import add_tune_parser
 from data_validation.cli import add_validate_parser
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_manifests_parser(commands)
     add_extender_parser(commands)
     add_replay_parser(commands)
+    add_live_check_parser(commands)
     return parser
 
 

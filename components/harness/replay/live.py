@@ -15,6 +15,7 @@ sample's age when the loop queries it, the loop's period, the extender's refresh
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sys
 import threading
@@ -179,8 +180,10 @@ def run_live_check(
     report: decisions, freshness P50/P90/P99/max against the bound, the extender's fallback rate
     over the run, the loop's periods, failures and period times."""
     timing = timing or LiveTiming()
-    folder.mkdir(parents=True, exist_ok=True)
     feast = folder / "feast"
+    for previous in (feast, folder / "tsdb"):  # a run starts from an empty store and TSDB
+        shutil.rmtree(previous, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
     step = max(1, int(round(timing.scrape)))
     table = folder / "features.parquet"
     write_feature_table(empty_cluster_snapshot(cluster.nodes, pd.Timestamp.now("UTC"), step), table)
