@@ -16,6 +16,7 @@ Each output value at step ``t`` is computed from cells at or before ``t`` only. 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,8 @@ class _Grid:
     nanos: np.ndarray  # epoch nanoseconds of each sorted row
     selected: np.ndarray  # bool per sorted row: is it an output row
     present: np.ndarray  # bool (nodes, steps)
+    # Region columns whose output is read (None: all); windows are then computed only there.
+    wanted: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -179,6 +182,8 @@ def _steps(grid: _Grid, seconds: int) -> int:
 def _rolling(grid: _Grid, values: np.ndarray, seconds: int, how: str, q: float = 0.5):
     """A rolling statistic over the window ending at each region column; NaN where no sample."""
     k = _steps(grid, seconds)
+    if grid.wanted is not None:
+        return _windows_at(grid, values, k, how, q)
     lo = max(0, grid.first - k + 1)
     roll = pd.DataFrame(values[:, lo:].T, copy=False).rolling(k, min_periods=1)
     if how == "quantile":
@@ -188,6 +193,24 @@ def _rolling(grid: _Grid, values: np.ndarray, seconds: int, how: str, q: float =
     else:
         result = getattr(roll, how)()
     return result.to_numpy(dtype=np.float64).T[:, grid.first - lo :]
+
+
+def _windows_at(grid: _Grid, values: np.ndarray, k: int, how: str, q: float) -> np.ndarray:
+    """:func:`_rolling` at the wanted region columns only (NaN elsewhere)."""
+    out = np.full((len(grid.nodes), grid.n_out), np.nan)
+    for column in grid.wanted:
+        window = values[:, max(0, column - k + 1) : column + 1]
+        seen = np.isfinite(window).any(axis=1)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
+            if how == "quantile":
+                result = np.nanquantile(window, q, axis=1)
+            elif how == "std":
+                result = np.nanstd(window, axis=1)
+            else:
+                result = getattr(np, f"nan{how}")(window, axis=1)
+        out[:, column - grid.first] = np.where(seen, result, np.nan)
+    return out
 
 
 def _counts(grid: _Grid, cumulative: np.ndarray, seconds: int) -> np.ndarray:
@@ -516,6 +539,7 @@ def latest_grid_features(
         selected=selected,
         present=present,
     )
+    grid.wanted = np.unique(steps[selected])
     return _grid_features(grid, {name: values[present] for name, values in columns.items()})
 
 

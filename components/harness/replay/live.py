@@ -94,14 +94,16 @@ class LivePolicy(ExtenderPolicy):
         time.sleep(max(0.0, due - time.time()))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _start_prometheus(folder: Path, exporter_port: int, scrape: float):
-    port = _free_port()
+def start_scraping_prometheus(folder: Path, exporter_port: int, scrape: float):
+    """A Prometheus in ``folder`` scraping ``127.0.0.1:exporter_port`` every ``scrape`` seconds
+    (``honor_labels``); returns the process and its URL."""
+    port = free_port()
     config = folder / "prometheus.yml"
     interval = f"{int(scrape * 1000)}ms"
     config.write_text(
@@ -132,7 +134,7 @@ def _start_prometheus(folder: Path, exporter_port: int, scrape: float):
 
 
 def _start_extender(folder: Path, nodes_path: Path, feast: Path, refresh: float):
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "scheduler_client", "extender", "--port", str(port)]
     command += ["--nodes", str(nodes_path), "--feast-repo", str(feast)]
     command += ["--predictors", PREDICTORS, "--refresh", f"{int(refresh * 1000)}ms"]
@@ -189,7 +191,7 @@ def run_live_check(
     write_feature_table(empty_cluster_snapshot(cluster.nodes, pd.Timestamp.now("UTC"), step), table)
     store = apply_feature_repo(feast, table)
     exporter = ClusterExporter(cluster.nodes, cluster.cpu_cores, cluster.memory_bytes)
-    exporter_port = _free_port()
+    exporter_port = free_port()
     server = serve_exporter(exporter, exporter_port)
     started: list = []
     stop = threading.Event()
@@ -197,7 +199,7 @@ def run_live_check(
     status = LoopStatus()
     loop = None
     try:
-        prometheus, prometheus_url = _start_prometheus(folder, exporter_port, timing.scrape)
+        prometheus, prometheus_url = start_scraping_prometheus(folder, exporter_port, timing.scrape)
         started.append(prometheus)
         extender, extender_url = _start_extender(folder, nodes_path, feast, timing.refresh)
         started.append(extender)

@@ -1,0 +1,138 @@
+"""One period of ``mlsched node-state`` at 1,000 nodes: under 5 s on this machine.
+
+Three parts, each measured at 1,000 nodes:
+
+* query: a real Prometheus scrapes the simulated cluster's exporter (1,000 nodes in
+  node_exporter and kube-state-metrics names, a few pods each) every second for a while, then the
+  loop's query (the collector's shipped queries, ``fetch_node_metrics``) asks for the last
+  ``--window`` seconds at a 1 s step, as the loop does each period;
+* features: the latest features of every node from a full node history (26 h at a 30 s step,
+  random values), after shifting in one period's new samples (``NodeHistory.add`` +
+  ``latest_features``);
+* write: those 1,000 rows into a sqlite Feast online store (``write_online_features``).
+
+Run from the repository root: ``.venv/bin/python -m tests.benchmarks.bench_node_state``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components.collect import FetchSettings, fetch_node_metrics, load_collect_config
+from components.collect.prometheus_range import connect
+from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
+from components.features import definitions as d
+from components.features.engineering import write_feature_table
+from components.features.feast_store import apply_feature_repo, write_online_features
+from components.features.live import NodeHistory
+from components.harness.replay.exporter import ClusterExporter, serve_exporter
+from components.harness.replay.live import free_port, start_scraping_prometheus
+from components.harness.stack.processes import terminate
+
+TARGET_SECONDS = 5.0
+STEP = 30
+
+
+def _history(nodes: int, end: int, steps: int, rng) -> pd.DataFrame:
+    seconds = np.arange(end - (steps - 1) * STEP, end + 1, STEP)
+    names = np.array([f"node-{i:04d}" for i in range(nodes)], dtype=object)
+    frame = pd.DataFrame(
+        {
+            TIMESTAMP: pd.to_datetime(np.repeat(seconds, nodes), unit="s", utc=True),
+            NODE: np.tile(names, len(seconds)),
+        }
+    )
+    for column in (CPU_UTILIZATION, MEMORY_UTILIZATION, *d.EXTRA_COLUMNS):
+        frame[column] = rng.uniform(0, 1, len(frame))
+    return frame
+
+
+def time_query(nodes: int, scrape_seconds: float, window: int, pods_per_node: int) -> dict:
+    rng = np.random.default_rng(0)
+    names = [f"node-{i:04d}" for i in range(nodes)]
+    exporter = ClusterExporter(names, np.full(nodes, 16.0), np.full(nodes, 64 * 2.0**30))
+    pods = {f"pod-{i}-{j}": (i, 0.5, 2.0**30) for i in range(nodes) for j in range(pods_per_node)}
+    exporter.update(time.time(), rng.uniform(0, 1, nodes), rng.uniform(0, 1, nodes), pods)
+    server = serve_exporter(exporter, free_port())
+    with tempfile.TemporaryDirectory() as tmp:
+        process, url = start_scraping_prometheus(
+            Path(tmp), server.server_address[1], scrape_seconds
+        )
+        try:
+            time.sleep(window + 4 * scrape_seconds + 2)
+            config = load_collect_config().with_window(None, scrape_seconds)
+            end = int(time.time()) - 1
+            began = time.perf_counter()
+            fetched = fetch_node_metrics(
+                connect(url), config, [(end - window, end)], 1, FetchSettings()
+            )
+            seconds = time.perf_counter() - began
+        finally:
+            terminate(process.pid)
+            process.wait()
+            server.shutdown()
+    frame = fetched.frame
+    return {"seconds": seconds, "rows": len(frame), "nodes": frame[NODE].nunique()}
+
+
+def time_features_and_write(nodes: int) -> dict:
+    rng = np.random.default_rng(1)
+    end = 1_767_225_600
+    history = NodeHistory(STEP)
+    steps = history.n_steps
+    history.add(_history(nodes, end, steps, rng))
+    new = _history(nodes, end + STEP, 1, rng)
+    began = time.perf_counter()
+    history.add(new)
+    features = history.latest_features()
+    features_seconds = time.perf_counter() - began
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "features.parquet"
+        write_feature_table(features, table)
+        store = apply_feature_repo(Path(tmp) / "feast", table)
+        began = time.perf_counter()
+        written = write_online_features(store, features)
+        write_seconds = time.perf_counter() - began
+    return {
+        "history_steps": steps,
+        "features_seconds": features_seconds,
+        "rows": len(features),
+        "write_seconds": write_seconds,
+        "written": written,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--scrape", type=float, default=1.0, help="scrape interval, seconds")
+    parser.add_argument("--window", type=int, default=10, help="seconds of new samples queried")
+    parser.add_argument("--pods-per-node", type=int, default=5)
+    args = parser.parse_args()
+    query = time_query(args.nodes, args.scrape, args.window, args.pods_per_node)
+    print(
+        f"query: {query['seconds']:.2f} s for the last {args.window} s of {query['nodes']} nodes "
+        f"({query['rows']:,} rows) from a real Prometheus scraping every {args.scrape:g} s"
+    )
+    work = time_features_and_write(args.nodes)
+    print(
+        f"features: {work['features_seconds']:.2f} s for {work['rows']} nodes' latest row from "
+        f"{work['history_steps']} steps of {STEP} s history (shift in + compute)"
+    )
+    print(f"online write: {work['write_seconds']:.2f} s for {work['written']} rows (sqlite)")
+    total = query["seconds"] + work["features_seconds"] + work["write_seconds"]
+    verdict = "met" if total < TARGET_SECONDS else "NOT met"
+    print(
+        f"one period at {args.nodes} nodes: {total:.2f} s "
+        f"(target < {TARGET_SECONDS:g} s: {verdict})"
+    )
+
+
+if __name__ == "__main__":
+    main()
