@@ -5,6 +5,8 @@ ML decisions."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,48 @@ def test_freshness_counts_only_writes_a_refresh_before_the_decision():
     writes = [(10.0, 8.0), (12.0, 10.0), (14.0, 12.0)]
     ages = freshness_seconds([9.0, 12.4, 12.6, 20.0], writes, refresh=0.5)
     np.testing.assert_allclose(ages, [np.nan, 4.4, 2.6, 8.0])
+
+
+def test_the_loop_outlives_a_prometheus_restart(tmp_path):
+    from components.collect import FetchSettings, load_collect_config
+    from components.features.live import LoopStatus, NodeHistory, prometheus_fetch, run_loop
+    from components.harness.replay.exporter import ClusterExporter, serve_exporter
+    from components.harness.replay.live import free_port, start_scraping_prometheus
+    from components.harness.stack.processes import terminate
+
+    exporter = ClusterExporter(["node-a", "node-b"], np.array([4.0, 8.0]), np.array([2e10, 4e10]))
+    exporter.update(time.time(), np.array([0.3, 0.6]), np.array([0.5, 0.2]), {})
+    server = serve_exporter(exporter, free_port())
+    written: list[float] = []
+    history, status = NodeHistory(1), LoopStatus()
+    prometheus, url = start_scraping_prometheus(tmp_path, server.server_address[1], 1.0)
+    config = load_collect_config().with_window(None, 1.0)
+    fetch = prometheus_fetch(url, 1, config, FetchSettings(attempts=2, timeout_seconds=2))
+
+    def write(features) -> int:
+        written.append(features["timestamp"].max().timestamp())
+        return len(features)
+
+    try:
+        run_loop(
+            history, fetch, write, 1.0, status=status, periods=15, stopped=lambda: bool(written)
+        )
+        assert written, "no period succeeded against the running Prometheus"
+        warm = status.periods
+        run_loop(history, fetch, write, 1.0, status=status, periods=warm + 2)
+        failures = status.failures
+        terminate(prometheus.pid)
+        prometheus.wait()
+        run_loop(history, fetch, write, 1.0, status=status, periods=warm + 4)
+        assert status.failures == failures + 2
+        before = len(written)
+        prometheus, _ = start_scraping_prometheus(
+            tmp_path, server.server_address[1], 1.0, port=int(url.rsplit(":", 1)[1])
+        )
+        time.sleep(3)
+        run_loop(history, fetch, write, 1.0, status=status, periods=warm + 7)
+        assert len(written) > before and written[-1] > written[before - 1]
+    finally:
+        terminate(prometheus.pid)
+        prometheus.wait()
+        server.shutdown()

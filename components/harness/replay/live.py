@@ -100,10 +100,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_scraping_prometheus(folder: Path, exporter_port: int, scrape: float):
-    """A Prometheus in ``folder`` scraping ``127.0.0.1:exporter_port`` every ``scrape`` seconds
-    (``honor_labels``); returns the process and its URL."""
-    port = free_port()
+def start_scraping_prometheus(
+    folder: Path, exporter_port: int, scrape: float, port: int | None = None
+):
+    """A Prometheus in ``folder`` (on ``port``, default a free one) scraping
+    ``127.0.0.1:exporter_port`` every ``scrape`` seconds (``honor_labels``); returns the process
+    and its URL."""
+    port = port or free_port()
     config = folder / "prometheus.yml"
     interval = f"{int(scrape * 1000)}ms"
     config.write_text(
