@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 HISTORY_SECONDS = max(d.WINDOWS.values()) + 2 * 3600
 """The buffer's span: the longest window, the step before it, and the EWMA's decay."""
+CATCH_UP_SECONDS = 600
+"""How far back a period re-queries after failed ones: a sample the query rejects (or an outage
+longer than this) then costs a gap in the history, never a loop stuck on the same range."""
 METRIC_COLUMNS = (CPU_UTILIZATION, MEMORY_UTILIZATION, *d.EXTRA_COLUMNS)
 
 Fetch = Callable[..., pd.DataFrame]
@@ -185,7 +188,10 @@ def run_period(
     """
     started = time.perf_counter()
     last = int(now) // history.step * history.step
-    first = last - HISTORY_SECONDS if history.end_seconds is None else history.end_seconds
+    if history.end_seconds is None:
+        first = last - HISTORY_SECONDS
+    else:
+        first = max(history.end_seconds, last - CATCH_UP_SECONDS)
     timings = {}
     if first <= last:
         history.add(fetch(first, last))

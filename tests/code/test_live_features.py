@@ -11,6 +11,7 @@ import pytest
 
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 from components.features import definitions as d
+from components.features import live
 from components.features.engineering import latest_node_features
 from components.features.live import LoopStatus, NodeHistory, run_loop, serve_status_metrics
 
@@ -125,3 +126,30 @@ def test_status_metrics_endpoint_reports_lag_and_failures(free_ports):
     assert "mlsched_node_state_lag_seconds 3.5" in text
     assert "mlsched_node_state_failures_total 1.0" in text
     assert "mlsched_node_state_last_sample_timestamp_seconds 1.7672256e+09" in text
+
+
+def test_a_rejected_sample_costs_a_gap_not_a_stuck_loop():
+    history = _history(days=1.5, nodes=2)
+    seconds = history[TIMESTAMP].astype("int64") // 1_000_000_000
+    bad = END - 30 * STEP  # a step whose sample every query over it rejects
+    clock = {"now": float(bad - 2 * STEP)}
+
+    def fetch(start: int, end: int, optional: bool = False) -> pd.DataFrame:
+        if start <= bad <= end:
+            raise ValueError(f"a utilisation of -0.2 at {bad}")
+        return history[(seconds >= start) & (seconds <= end)]
+
+    def sleep(delay: float) -> None:
+        clock["now"] += STEP
+
+    status = run_loop(
+        NodeHistory(STEP),
+        fetch,
+        lambda frame: len(frame),
+        STEP,
+        clock=lambda: clock["now"],
+        sleep=sleep,
+        periods=live.CATCH_UP_SECONDS // STEP + 6,
+    )
+    assert 0 < status.failures <= live.CATCH_UP_SECONDS // STEP + 1
+    assert status.last_sample_seconds > bad
