@@ -22,16 +22,8 @@ import pandas as pd
 from components.contracts import (
     validate_nodes_table,
     validate_workload_trace,
-    write_node_metrics,
 )
-from components.features.cli import build_features
 from components.generate.cluster import make_nodes, nodes_table
-from components.generate.history import (
-    HistoryConfig,
-    generate_node,
-    latent_factors,
-    node_metrics_frame,
-)
 from components.generate.workload import WorkloadConfig, generate_workload
 from components.harness.replay.run import run_replay
 from components.placement.workload import cluster_from_nodes, workload_from_trace
@@ -41,6 +33,7 @@ from tests.integration.processes import (
     stop_process,
     wait_until,
 )
+from tests.support.replay_history import history_in_feast
 
 START = 1_767_225_600
 GIB = 2**30
@@ -91,13 +84,7 @@ def main() -> None:
             [generate_workload(config, nodes), burst_rows(args.bursts, args.replicas, args.hours)]
         )
         workload = workload_from_trace(validate_workload_trace(trace.reset_index(drop=True)))
-        history = HistoryConfig(nodes=NODES, days=0.5, step_seconds=60, seed=1, end_epoch=START)
-        factors = latent_factors(history)
-        made = [generate_node(history, node, factors) for node in make_nodes(NODES, seed=1)]
-        write_node_metrics(node_metrics_frame(history, made), folder / "metrics.parquet")
-        build_features(
-            folder / "metrics.parquet", folder / "features.parquet", folder / "feast", anomaly=True
-        )
+        history_in_feast(folder, NODES, START)
         cluster = cluster_from_nodes(nodes)
         figures: dict[str, dict] = {}
         for name, extra in (("ledger", ()), ("no_ledger", ("--no-inflight",))):

@@ -20,20 +20,12 @@ from components.contracts import (
     read_workload_trace,
     validate_nodes_table,
     validate_workload_trace,
-    write_node_metrics,
     write_nodes_table,
     write_workload_trace,
 )
 from components.errors import MlschedError
-from components.features.cli import build_features
 from components.features.feast_store import open_feature_store, read_node_state_snapshot
 from components.generate.cluster import make_nodes, nodes_table
-from components.generate.history import (
-    HistoryConfig,
-    generate_node,
-    latent_factors,
-    node_metrics_frame,
-)
 from components.generate.workload import WorkloadConfig, generate_workload
 from components.harness.replay.cli import add_replay_parser
 from components.harness.replay.prometheus import parse_counters
@@ -45,6 +37,7 @@ from tests.integration.processes import (
     stop_process,
     wait_until,
 )
+from tests.support.replay_history import history_in_feast
 
 START = 1_767_225_600
 
@@ -68,14 +61,7 @@ def inputs(tmp_path_factory) -> dict:
     trace = validate_workload_trace(generate_workload(config, nodes))
     write_nodes_table(nodes, folder / "nodes.csv")
     write_workload_trace(trace, folder / "workload.parquet")
-    # the nodes' history up to the replay's start, applied and materialised into a Feast store
-    history = HistoryConfig(nodes=5, days=0.5, step_seconds=60, seed=1, end_epoch=START)
-    factors = latent_factors(history)
-    made = [generate_node(history, node, factors) for node in make_nodes(5, seed=1)]
-    write_node_metrics(node_metrics_frame(history, made), folder / "metrics.parquet")
-    build_features(
-        folder / "metrics.parquet", folder / "features.parquet", folder / "feast", anomaly=True
-    )
+    history_in_feast(folder, 5, START)
     return {
         "folder": folder,
         "nodes": folder / "nodes.csv",
