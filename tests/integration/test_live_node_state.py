@@ -90,8 +90,15 @@ def test_the_loop_outlives_a_prometheus_restart(tmp_path):
         prometheus, _ = start_scraping_prometheus(
             tmp_path, server.server_address[1], 1.0, port=int(url.rsplit(":", 1)[1])
         )
-        time.sleep(3)
-        run_loop(history, fetch, write, 1.0, status=status, periods=warm + 7)
+        run_loop(
+            history,
+            fetch,
+            write,
+            1.0,
+            status=status,
+            periods=warm + 20,
+            stopped=lambda: len(written) > before,
+        )
         assert len(written) > before and written[-1] > written[before - 1]
     finally:
         terminate(prometheus.pid)
