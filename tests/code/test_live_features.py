@@ -82,6 +82,23 @@ def test_week_lag_is_nan_without_the_far_samples():
     assert state.latest_features()["cpu_same_time_last_week"].isna().all()
 
 
+def _run_on_a_stepping_clock(fetch, write, clock: dict, periods: int):
+    """The loop with a clock that each sleep moves on by one step."""
+
+    def sleep(delay: float) -> None:
+        clock["now"] += STEP
+
+    return run_loop(
+        NodeHistory(STEP),
+        fetch,
+        write,
+        STEP,
+        clock=lambda: clock["now"],
+        sleep=sleep,
+        periods=periods,
+    )
+
+
 def test_loop_survives_failed_periods_and_resumes_where_history_ends():
     history = _history(days=1.5, nodes=3)
     seconds = history[TIMESTAMP].astype("int64") // 1_000_000_000
@@ -95,17 +112,8 @@ def test_loop_survives_failed_periods_and_resumes_where_history_ends():
             raise TimeoutError("Prometheus did not answer in 5 s")
         return history[(seconds >= start) & (seconds <= end)]
 
-    def sleep(delay: float) -> None:
-        clock["now"] += STEP
-
-    status = run_loop(
-        NodeHistory(STEP),
-        fetch,
-        lambda frame: written.append(frame) or len(frame),
-        STEP,
-        clock=lambda: clock["now"],
-        sleep=sleep,
-        periods=5,
+    status = _run_on_a_stepping_clock(
+        fetch, lambda frame: written.append(frame) or len(frame), clock, periods=5
     )
     assert status.failures == 1 and status.periods == 5
     assert asked[2][0] == asked[0][1]  # the failed period's steps are asked again
@@ -139,17 +147,8 @@ def test_a_rejected_sample_costs_a_gap_not_a_stuck_loop():
             raise ValueError(f"a utilisation of -0.2 at {bad}")
         return history[(seconds >= start) & (seconds <= end)]
 
-    def sleep(delay: float) -> None:
-        clock["now"] += STEP
-
-    status = run_loop(
-        NodeHistory(STEP),
-        fetch,
-        lambda frame: len(frame),
-        STEP,
-        clock=lambda: clock["now"],
-        sleep=sleep,
-        periods=live.CATCH_UP_SECONDS // STEP + 6,
+    status = _run_on_a_stepping_clock(
+        fetch, lambda frame: len(frame), clock, periods=live.CATCH_UP_SECONDS // STEP + 6
     )
     assert 0 < status.failures <= live.CATCH_UP_SECONDS // STEP + 1
     assert status.last_sample_seconds > bad

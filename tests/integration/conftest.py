@@ -17,6 +17,7 @@ from components.harness.stack.mlflow_server import HEALTH_PATH, start_mlflow
 from tests.integration.processes import (
     launch_extender,
     launch_model_server,
+    serving,
     stop_process,
     wait_until,
 )
@@ -40,12 +41,8 @@ def mlflow_server(tmp_path_factory, free_ports) -> Iterator[str]:
         log_file=log,
         pid_file=home / "mlflow.pid",
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(url + HEALTH_PATH, process, timeout=120, log=log)
+    with serving(process, f"http://127.0.0.1:{port}", HEALTH_PATH, log, timeout=120) as url:
         yield url
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +55,8 @@ def model_server(tmp_path_factory, free_ports) -> Iterator[str]:
     (port,) = free_ports(1)
     log = root / "server.log"
     process = launch_model_server(port, root, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(f"{url}/v2/health/ready", process, timeout=120, log=log)
+    with serving(process, f"http://127.0.0.1:{port}", "/v2/health/ready", log, 120) as url:
         yield url
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture(scope="module")

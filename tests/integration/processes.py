@@ -59,6 +59,16 @@ def wait_until(
         raise AssertionError(str(error)) from None
 
 
+@contextmanager
+def serving(process: subprocess.Popen, url: str, ready_path: str, log: Path, timeout: float):
+    """``url`` once ``url + ready_path`` answers 200; the process is stopped on leaving."""
+    try:
+        wait_until(url + ready_path, process, timeout=timeout, log=log)
+        yield url
+    finally:
+        stop_process(process)
+
+
 def stop_process(process: subprocess.Popen) -> None:
     """Stop ``process`` and its children (SIGKILL after 10 s) and reap it."""
     if process.poll() is None:

@@ -39,7 +39,7 @@ from components.generate.openmetrics import LAYOUTS, write_openmetrics
 from components.generate.synthetic import SyntheticDataset, generate_synthetic_cluster
 from components.harness.stack.prometheus import READY_PATH, backfill_prometheus, start_prometheus
 from tests.conftest import find_free_ports
-from tests.integration.processes import stop_process, wait_until
+from tests.integration.processes import serving
 
 pytestmark = pytest.mark.integration
 
@@ -83,12 +83,8 @@ def served(dataset: SyntheticDataset, layout: str, home: Path) -> Iterator[str]:
         log_file=log,
         pid_file=home / "prometheus.pid",
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(url + READY_PATH, process, timeout=60, log=log)
+    with serving(process, f"http://127.0.0.1:{port}", READY_PATH, log, timeout=60) as url:
         yield url
-    finally:
-        stop_process(process)
 
 
 def wait_for_targets(url: str, timeout: float = 30.0) -> None:

@@ -74,16 +74,9 @@ def start_extender(inputs: dict, port: int, name: str) -> subprocess.Popen:
     process = launch_extender(
         port,
         inputs["folder"] / f"{name}.log",
-        "--nodes",
-        str(inputs["nodes"]),
-        "--feast-repo",
-        str(inputs["feast"]),
-        "--predictors",
-        "recent-usage",
-        "--refresh",
-        "200ms",
-        "--max-feature-age",  # the replay stamps node state with the simulated time
-        "0",
+        *("--nodes", str(inputs["nodes"]), "--feast-repo", str(inputs["feast"])),
+        *("--predictors", "recent-usage", "--refresh", "200ms"),
+        *("--max-feature-age", "0"),  # the replay stamps node state with the simulated time
     )
     try:
         wait_until(f"http://127.0.0.1:{port}/healthz", process, predictions_usable)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from components.atomic import write_text
 from components.cli_args import positive_int, positive_seconds
 
 
@@ -25,9 +26,7 @@ def cmd_live_check(args: argparse.Namespace) -> int:
         Path(args.work),
         timing,
     )
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
+    output = write_text(args.output, json.dumps(report, indent=2))
     print(format_live_report(report))
     print(f"report: {output}")
     return 0
