@@ -45,7 +45,8 @@ class PodRequest:
 
     ``cpu_cores``, ``memory_bytes`` and ``gpus`` are the pod's effective requests as
     kube-scheduler computes them (containers summed, init containers as a peak, sidecars added,
-    plus the pod overhead); 0 where nothing is requested.
+    plus the pod overhead); 0 where nothing is requested. ``owner`` groups the replicas of one
+    workload (:func:`pod_owner`; empty: none known).
     """
 
     name: str
@@ -55,6 +56,7 @@ class PodRequest:
     memory_bytes: int
     gpus: int
     horizon_seconds: float | None = None
+    owner: str = ""
 
     @property
     def key(self) -> str:
@@ -201,6 +203,22 @@ def pod_requests(spec: Mapping, where: str = "Pod.spec") -> tuple[float, int, in
     return total
 
 
+def pod_owner(metadata: Mapping, namespace: str) -> str:
+    """What the replicas of one workload share: the uid of the pod's controller ownerReference
+    (its ReplicaSet, StatefulSet, Job...), else ``namespace/pod-template-hash`` (the label a
+    Deployment's pods carry), else ``namespace/generateName``; empty when none is there."""
+    references = metadata.get("ownerReferences")
+    for reference in references if isinstance(references, list) else ():
+        if isinstance(reference, Mapping) and reference.get("controller") and reference.get("uid"):
+            return str(reference["uid"])
+    labels = metadata.get("labels")
+    template_hash = labels.get("pod-template-hash") if isinstance(labels, Mapping) else None
+    if template_hash:
+        return f"{namespace}/{template_hash}"
+    generate_name = metadata.get("generateName")
+    return f"{namespace}/{generate_name}" if generate_name else ""
+
+
 def parse_pod(pod: Any) -> PodRequest:
     """A ``v1.Pod`` object's identity, effective requests and optional horizon annotation."""
     if not isinstance(pod, Mapping):
@@ -216,14 +234,16 @@ def parse_pod(pod: Any) -> PodRequest:
         horizon = parse_duration_seconds(
             annotations[HORIZON_ANNOTATION], what=f"Pod annotation {HORIZON_ANNOTATION}"
         )
+    namespace = str(metadata.get("namespace") or "default")
     return PodRequest(
         name=str(metadata.get("name") or ""),
-        namespace=str(metadata.get("namespace") or "default"),
+        namespace=namespace,
         uid=str(metadata.get("uid") or ""),
         cpu_cores=float(cpu),
         memory_bytes=int(memory),
         gpus=int(gpus),
         horizon_seconds=horizon,
+        owner=pod_owner(metadata, namespace),
     )
 
 

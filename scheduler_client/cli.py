@@ -55,6 +55,7 @@ class ExtenderOptions:
     inflight_memory_scale: float = 1.0
     inflight_margin_seconds: float = 30.0
     inflight_ttl_seconds: float = 300.0
+    spread_weight: float = 2.0
     bind: bool = False
     watch_pods: bool = False
     kubeconfig: str | None = None
@@ -161,6 +162,7 @@ def build_extender_app(options: ExtenderOptions):
             memory_threshold=options.memory_threshold,
             max_staleness_seconds=options.max_staleness_seconds,
             max_feature_age_seconds=options.max_feature_age_seconds or None,
+            spread_weight=options.spread_weight,
         ),
         rollout=RolloutPolicy(percent=options.rollout_percent, shadow=options.shadow),
         pod_scorer=scorer,
@@ -276,6 +278,13 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
             type=positive_seconds,
             default=default,
         )
+    inflight.add_argument(
+        "--spread-weight",
+        type=scale,
+        default=2.0,
+        help="points off a node's 0..10 score per pod in flight there with the pod's owner "
+        "(ReplicaSet...), spreading replicas as PodTopologySpread does; 0: off",
+    )
     inflight.add_argument(
         "--bind",
         action="store_true",

@@ -21,6 +21,12 @@ filters already ran) and prioritize returns kube-scheduler's LeastAllocated + Ba
 scores scaled to 0..10 (:func:`scheduler_client.resilience.fallback_priorities`). A candidate
 the inventory does not know (and cannot learn, :meth:`NodeInventory.learn`) scores neutrally.
 
+Spread (every mode): a node loses ``spread_weight`` points of its final 0..10 score per pod in
+flight there with the scored pod's owner (:func:`scheduler_client.api.pod_owner`), as
+kube-scheduler's PodTopologySpread spreads a ReplicaSet's replicas: without it a burst of
+replicas sees the same best node until that node's score drops by the replicas' load, which on
+a large node takes several of them.
+
 The pod's horizon is the annotation ``ml-scheduler.io/horizon`` (e.g. ``30m``): the P90 is the
 max over the forecast horizons up to the first one that covers it; without the annotation, over
 all horizons.
@@ -40,6 +46,7 @@ import pandas as pd
 from components.errors import MlschedError
 from scheduler_client.api import (
     MAX_EXTENDER_PRIORITY,
+    MIN_EXTENDER_PRIORITY,
     BindingArgs,
     ExtenderArgs,
     PodRequest,
@@ -74,11 +81,12 @@ class ScoringConfig:
     q_weight: float = 0.3
     max_staleness_seconds: float = 60.0
     max_feature_age_seconds: float | None = 120.0
+    spread_weight: float = 2.0
 
     def __post_init__(self) -> None:
         if not (self.cpu_threshold > 0 and self.memory_threshold > 0):
             raise MlschedError("load thresholds must be positive")
-        if min(self.load_weight, self.anomaly_weight, self.q_weight) < 0:
+        if min(self.load_weight, self.anomaly_weight, self.q_weight, self.spread_weight) < 0:
             raise MlschedError("score weights must not be negative")
         if self.load_weight + self.anomaly_weight <= 0:
             raise MlschedError("the load and anomaly weights must not both be 0")
@@ -183,7 +191,7 @@ class Extender:
         inflight = None
         if self.ledger is not None:
             self.ledger.remember(args.pod)
-            inflight = self.ledger.load(args.node_names, self._metrics_at(state))
+            inflight = self.ledger.load(args.node_names, self._metrics_at(state), args.pod.owner)
         rows = state.positions(args.node_names)
         usable = state.usable(rows, self.clock(), self.config.max_feature_age_seconds)
         usable &= np.isfinite(cpu)
@@ -259,6 +267,13 @@ class Extender:
             c.pod.cpu_cores,
             c.pod.memory_bytes,
         )
+
+    def _spread(self, c: _Candidates, scores: np.ndarray) -> np.ndarray:
+        """``scores`` less ``spread_weight`` per pod in flight with the pod's owner, in 0..10."""
+        if c.inflight is None or c.inflight.same_owner is None or not self.config.spread_weight:
+            return scores
+        spread = np.rint(scores - self.config.spread_weight * c.inflight.same_owner)
+        return np.clip(spread, MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY).astype(np.int64)
 
     def _count(self, verb: str, mode: str, reason: str | None) -> None:
         self.metrics.decisions.labels(verb, mode).inc()
@@ -405,12 +420,13 @@ class Extender:
         use_ml, reason = self._route(c)
         fallback_nodes = self._count_nodes("prioritize", c, use_ml and reason != "shadow")
         if not use_ml or reason == "shadow":
-            fallback = self._fallback_scores(c)
+            fallback = self._spread(c, self._fallback_scores(c))
             body = host_priority_list(c.names, fallback.tolist())
             if not use_ml:
                 self._count("prioritize", "fallback", reason)
                 return Decision(body, "fallback", reason)
             ml, used_q = self._ml_scores(c)
+            ml = self._spread(c, ml)
             self._count("prioritize", "shadow", reason)
             details = {"dqn": used_q}
             if len(c.names):
@@ -420,6 +436,7 @@ class Extender:
                     self.metrics.shadow_disagreements.labels("prioritize").inc()
             return Decision(body, "shadow", reason, details)
         ml, used_q = self._ml_scores(c)
+        ml = self._spread(c, ml)
         self._count("prioritize", "ml", None)
         details = {"dqn": used_q, "fallback_nodes": fallback_nodes}
         if len(c.names):

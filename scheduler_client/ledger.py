@@ -48,19 +48,21 @@ class InflightPod:
     memory_request_bytes: float
     placed_at: float
     source: str
+    owner: str = ""
 
 
 @dataclass(frozen=True)
 class InflightLoad:
     """Per-node sums over the ledger, aligned on the nodes asked for: estimated use
-    (``cpu_cores``, ``memory_bytes``) and requests (``cpu_request_cores``,
-    ``memory_request_bytes``, ``gpus``)."""
+    (``cpu_cores``, ``memory_bytes``), requests (``cpu_request_cores``,
+    ``memory_request_bytes``, ``gpus``) and the pods of the scored pod's owner (``same_owner``)."""
 
     cpu_cores: np.ndarray
     memory_bytes: np.ndarray
     cpu_request_cores: np.ndarray
     memory_request_bytes: np.ndarray
     gpus: np.ndarray
+    same_owner: np.ndarray | None = None
 
 
 class InflightLedger:
@@ -131,6 +133,7 @@ class InflightLedger:
             float(pod.memory_bytes),
             at,
             source,
+            pod.owner,
         )
         with self._lock:
             previous = self._entries.get(pod.key)
@@ -153,8 +156,11 @@ class InflightLedger:
         with self._lock:
             self._entries.pop(key, None)
 
-    def load(self, nodes: Sequence[str], metrics_at: Mapping[str, float]) -> InflightLoad | None:
-        """The ledger's sums on ``nodes`` (None when nothing is in flight there), after dropping
+    def load(
+        self, nodes: Sequence[str], metrics_at: Mapping[str, float], owner: str = ""
+    ) -> InflightLoad | None:
+        """The ledger's sums on ``nodes`` (None when nothing is in flight there; pods of
+        ``owner`` counted apart, none when it is empty), after dropping
         the entries past their TTL and those whose node's metrics (``metrics_at``: node -> time
         of its latest features) are newer than the placement plus the margin."""
         if not self._entries:
@@ -171,15 +177,16 @@ class InflightLedger:
                 ):
                     del self._entries[key]
                     continue
-                sums = totals.setdefault(entry.node, [0.0] * 5)
+                sums = totals.setdefault(entry.node, [0.0] * 6)
                 sums[0] += entry.cpu_cores
                 sums[1] += entry.memory_bytes
                 sums[2] += entry.cpu_request_cores
                 sums[3] += entry.memory_request_bytes
                 sums[4] += entry.gpus
+                sums[5] += bool(owner) and entry.owner == owner
         if not totals:
             return None
-        zero = (0.0,) * 5
+        zero = (0.0,) * 6
         columns = np.array([totals.get(name, zero) for name in nodes], dtype=np.float64)
-        columns = columns.reshape(len(nodes), 5).T
-        return InflightLoad(*columns[:4], gpus=columns[4].astype(np.int64))
+        columns = columns.reshape(len(nodes), 6).T
+        return InflightLoad(*columns[:4], gpus=columns[4].astype(np.int64), same_owner=columns[5])

@@ -127,3 +127,37 @@ def test_feature_times_read_each_nodes_timestamp():
     assert feature_times(snapshot) == {"a": 1_000.0, "c": 2_000.0}
     assert feature_times(None) == {}
     assert np.isnan(feature_times(snapshot).get("b", np.nan))
+
+
+def _owned(metadata: dict):
+    spec = {"containers": [{"name": "web", "resources": {"requests": WEB}}]}
+    return parse_pod({"metadata": {"namespace": "shop", **metadata}, "spec": spec})
+
+
+RS = {"kind": "ReplicaSet", "name": "web-5d8f7", "uid": "rs-uid"}
+
+
+@pytest.mark.parametrize(
+    "metadata, owner",
+    [
+        ({"ownerReferences": [{**RS, "controller": True}], "generateName": "web-"}, "rs-uid"),
+        # a reference that is not the controller does not group replicas
+        ({"ownerReferences": [RS], "labels": {"pod-template-hash": "5d8f7"}}, "shop/5d8f7"),
+        ({"generateName": "web-5d8f7-"}, "shop/web-5d8f7-"),
+        ({"name": "lonely"}, ""),
+    ],
+)
+def test_the_owner_is_the_controller_uid_else_the_template_hash_else_the_generate_name(
+    metadata, owner
+):
+    assert _owned(metadata).owner == owner
+
+
+def test_the_load_counts_the_pods_of_the_scored_pods_owner_apart():
+    ledger = InflightLedger(clock=Clock())
+    for uid, node, generate_name in (("1", "a", "web-"), ("2", "a", "web-"), ("3", "b", "db-")):
+        ledger.record(_owned({"uid": uid, "generateName": generate_name}), node, "prioritize")
+    assert ledger.load(NODES, {}, "shop/web-").same_owner.tolist() == [2.0, 0.0, 0.0]
+    assert ledger.load(NODES, {}, "shop/db-").same_owner.tolist() == [0.0, 1.0, 0.0]
+    assert ledger.load(NODES, {}, "").same_owner.tolist() == [0.0, 0.0, 0.0]
+    assert ledger.load(NODES, {}).cpu_cores.tolist() == [4.0, 2.0, 0.0]

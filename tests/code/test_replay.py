@@ -64,6 +64,8 @@ def test_pod_manifest_carries_the_workload_requests(spec, expected):
     manifest = pod_manifest(spec)
     assert manifest["metadata"]["name"] == spec.pod
     assert manifest["metadata"]["uid"]
+    # the replicas of one workload share the name up to the last dash
+    assert manifest["metadata"]["generateName"] == spec.pod.rsplit("-", 1)[0] + "-"
     assert pod_requests(manifest["spec"]) == pytest.approx(expected)
     resources = manifest["spec"]["containers"][0]["resources"]
     if spec.cpu_request_cores == 0:

@@ -183,6 +183,33 @@ def test_the_ledger_spreads_a_burst_like_least_allocated_and_without_it_the_burs
     assert most["none"] > max(most["kube"], most["ledger"])
 
 
+def test_the_spread_term_lowers_a_node_holding_replicas_of_the_same_owner_only(cluster):
+    options = ExtenderOptions(
+        nodes=cluster.nodes_csv,
+        snapshot=cluster.snapshot,
+        pod_scorer="none",
+        refresh_seconds=3600.0,
+        spread_weight=3.0,
+    )
+    names = cluster.nodes["node"].tolist()
+    other = replica(99)
+    other["metadata"]["ownerReferences"][0]["uid"] = "another-replicaset"
+    with serving(options) as (url, app), requests.Session() as session:
+
+        def scores(pod: dict) -> dict[str, int]:
+            answer = session.post(f"{url}/prioritize", json={"Pod": pod, "NodeNames": names})
+            answer.raise_for_status()
+            return {entry["Host"]: entry["Score"] for entry in answer.json()}
+
+        first = scores(replica(0))
+        held = max(first, key=first.get)  # the ledger now expects replica 0 there
+        of_another = scores(other)
+        app.extender.ledger.forget(other["metadata"]["uid"])
+        of_the_same = scores(replica(1))
+    assert of_another[held] >= 3, "pick a node whose score the term can lower in full"
+    assert of_the_same == {**of_another, held: of_another[held] - 3}
+
+
 # --------------------------------------------------------------------------- Kubernetes API
 
 

@@ -41,7 +41,9 @@ REFRESHES = f"{PREFIX}_prediction_refreshes_total"
 
 def pod_manifest(pod: PodSpec, namespace: str = REPLAY_NAMESPACE) -> dict:
     """The ``v1.Pod`` kube-scheduler would send for ``pod``: one container whose requests (and
-    CPU limit) are the workload's; no requests at all for a BestEffort pod."""
+    CPU limit) are the workload's; no requests at all for a BestEffort pod. Its ``generateName``
+    is the name up to its last dash (``burst0-03``: ``burst0-``), standing for the ReplicaSet the
+    traces do not name, so that the extender knows the replicas of one workload."""
     millicores = int(round(pod.cpu_request_cores * 1000))
     memory = int(round(pod.memory_request_bytes))
     manifest = make_pod(
@@ -51,6 +53,9 @@ def pod_manifest(pod: PodSpec, namespace: str = REPLAY_NAMESPACE) -> dict:
         gpus=int(pod.gpus),
         namespace=namespace,
     )
+    prefix, dash, _ = pod.pod.rpartition("-")
+    if dash:
+        manifest["metadata"]["generateName"] = f"{prefix}-"
     resources = manifest["spec"]["containers"][0]["resources"]
     limits: dict[str, str] = {}
     if pod.cpu_limit_cores is not None and pod.cpu_limit_cores > 0:
