@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--hours", type=float, default=6.0)
     parser.add_argument("--snapshot-every", type=int, default=15)
+    parser.add_argument("--spread-weight", default="2", help="the ledger run's --spread-weight")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -87,7 +88,11 @@ def main() -> None:
         history_in_feast(folder, NODES, START)
         cluster = cluster_from_nodes(nodes)
         figures: dict[str, dict] = {}
-        for name, extra in (("ledger", ()), ("no_ledger", ("--no-inflight",))):
+        runs = (
+            ("ledger", ("--spread-weight", args.spread_weight)),
+            ("no_ledger", ("--no-inflight",)),
+        )
+        for name, extra in runs:
             port = 18800 + len(figures)
             process = launch_extender(
                 port,
@@ -114,10 +119,15 @@ def main() -> None:
                     "shares": largest_shares(run.assignments),
                     "overload": result.report["policies"][policy]["overload_node_minutes"],
                 }
+            bursts = result.decisions[result.decisions["pod"].str.startswith("burst")]
+            # replicas left one node by the cluster's free requests, or by the ML filter
+            print(f"burst_replicas_one_feasible_node_{name}={(bursts['candidates'] == 1).sum()}")
+            print(f"burst_replicas_one_node_passed_{name}={(bursts['passed'] == 1).sum()}")
         for label, values in figures.items():
             key = label.replace("-", "_")
             print(f"herding_worst_burst_share_{key}={max(values['shares']):.2f}")
             print(f"herding_mean_burst_share_{key}={np.mean(values['shares']):.2f}")
+            print(f"herding_burst_shares_{key}={','.join(f'{v:.1f}' for v in values['shares'])}")
             print(f"overload_node_minutes_{key}={values['overload']:g}")
         ledger, kube = figures["ledger"], figures["kube-default"]
         print(f"herding_target_met={max(ledger['shares']) <= max(kube['shares'])}")
