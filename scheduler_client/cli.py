@@ -55,7 +55,7 @@ class ExtenderOptions:
     inflight_memory_scale: float = 1.0
     inflight_margin_seconds: float = 30.0
     inflight_ttl_seconds: float = 300.0
-    spread_weight: float = 2.0
+    spread_weight: float = 3.0
     bind: bool = False
     watch_pods: bool = False
     kubeconfig: str | None = None
@@ -281,7 +281,7 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
     inflight.add_argument(
         "--spread-weight",
         type=scale,
-        default=2.0,
+        default=3.0,
         help="points off a node's 0..10 score per pod in flight there with the pod's owner "
         "(ReplicaSet...), spreading replicas as PodTopologySpread does; 0: off",
     )

@@ -81,7 +81,7 @@ class ScoringConfig:
     q_weight: float = 0.3
     max_staleness_seconds: float = 60.0
     max_feature_age_seconds: float | None = 120.0
-    spread_weight: float = 2.0
+    spread_weight: float = 3.0
 
     def __post_init__(self) -> None:
         if not (self.cpu_threshold > 0 and self.memory_threshold > 0):

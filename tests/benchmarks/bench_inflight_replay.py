@@ -3,11 +3,13 @@ synthetic workload on 12 nodes with bursts of a ReplicaSet's replicas (all arriv
 step, so the node state the extender sees lags them), replayed through a real extender process
 twice (``--no-inflight`` the second time) and through the simulator's kube-default.
 
-    .venv/bin/python -m tests.benchmarks.bench_inflight_replay [--bursts 6] [--replicas 10]
+    .venv/bin/python -m tests.benchmarks.bench_inflight_replay [--bursts 6] [--spread-weight 3]
 
 Prints ``metric=value`` lines: per policy, the largest share of one burst on one node (the worst
 burst and the mean over bursts) and the overload node-minutes. Targets (issue 15): the ledger's
 herding no worse than kube-default's, its overload no worse than without the ledger.
+Also printed: the burst replicas left a single feasible node (free requests) or a single node
+that passed the extender's filter, which bound how far any spreading can go.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument("--hours", type=float, default=6.0)
     parser.add_argument("--snapshot-every", type=int, default=15)
-    parser.add_argument("--spread-weight", default="2", help="the ledger run's --spread-weight")
+    parser.add_argument("--spread-weight", default="3", help="the ledger run's --spread-weight")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
