@@ -50,6 +50,7 @@ WORKLOAD_TRACE_COLUMNS = (
     "memory_request_bytes",
 )
 WORKLOAD_TRACE_OPTIONAL = ("gpus",)
+WORKLOAD_OWNER = "owner"  # optional: the pod's controller (ReplicaSet) name
 WORKLOAD_REQUEST_COLUMNS = ("cpu_request_cores", "memory_request_bytes", "gpus")
 NODES_TABLE_COLUMNS = (NODE, "cpu_cores", "memory_bytes")
 NODES_TABLE_OPTIONAL = ("gpus",)
@@ -340,6 +341,8 @@ def _validate_workload_part(part: _Part) -> pd.DataFrame:
         numbers = _numeric(part, column, allow_missing=False)
         _check_range(part, column, numbers, 0.0, np.inf)
         out[column] = numbers.to_numpy()
+    if WORKLOAD_OWNER in part.frame.columns:
+        out[WORKLOAD_OWNER] = part.frame[WORKLOAD_OWNER].fillna("").astype(str).to_numpy()
     _first_duplicate(part, out[[POD, TIMESTAMP]], "(pod, timestamp)")
     codes = pd.factorize(out[POD])[0]
     _, first_rows = np.unique(codes, return_index=True)

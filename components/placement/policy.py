@@ -45,7 +45,8 @@ class PodSpec:
     """A pod as the scheduler sees it when it arrives: its requests (and limit), not its use.
 
     ``cpu_request_cores`` and ``memory_request_bytes`` are 0 for a pod without requests
-    (BestEffort); ``cpu_limit_cores`` is None when the pod sets no CPU limit.
+    (BestEffort); ``cpu_limit_cores`` is None when the pod sets no CPU limit; ``owner`` names the
+    pod's controller (its ReplicaSet), "" when it has none.
     """
 
     pod: str
@@ -53,6 +54,7 @@ class PodSpec:
     memory_request_bytes: float
     gpus: int = 0
     cpu_limit_cores: float | None = None
+    owner: str = ""
 
     @property
     def nonzero_cpu_cores(self) -> float:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from components.contracts import NODE, POD, TIMESTAMP
+from components.contracts import NODE, POD, TIMESTAMP, WORKLOAD_OWNER
 from components.errors import MlschedError
 from components.placement.policy import ClusterState, PodSpec
 
@@ -30,6 +30,8 @@ class Workload:
         length: steps each pod runs once placed.
         offset: where each pod's use starts in ``cpu_usage`` / ``memory_usage``.
         cpu_request, memory_request, gpus, cpu_limit: per pod (``cpu_limit`` NaN when unset).
+        owner: each pod's controller (ReplicaSet) name, "" when it has none; replicas of one
+            owner that arrive in the same step form a burst.
         cpu_usage, memory_usage: every pod's use, concatenated (cores, bytes).
         start: the time of step 0; step_seconds: the step; n_steps: steps in the replay.
     """
@@ -47,6 +49,11 @@ class Workload:
     start: pd.Timestamp
     step_seconds: int
     n_steps: int
+    owner: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.owner is None:
+            object.__setattr__(self, "owner", np.full(len(self.pods), "", dtype=object))
 
     @property
     def n_pods(self) -> int:
@@ -60,6 +67,7 @@ class Workload:
             memory_request_bytes=float(self.memory_request[index]),
             gpus=int(self.gpus[index]),
             cpu_limit_cores=None if np.isnan(limit) else float(limit),
+            owner=str(self.owner[index]),
         )
 
     def time_of(self, steps: np.ndarray | int) -> pd.DatetimeIndex | pd.Timestamp:
@@ -91,6 +99,7 @@ class Workload:
             memory_request=self.memory_request[keep][order],
             gpus=self.gpus[keep][order],
             cpu_limit=self.cpu_limit[keep][order],
+            owner=self.owner[keep][order],
             start=self.start + pd.Timedelta(seconds=first_step * self.step_seconds),
             n_steps=end_step - first_step,
         )
@@ -152,6 +161,11 @@ def workload_from_trace(trace: pd.DataFrame, source: str = "workload trace") -> 
         if "cpu_limit_cores" in trace
         else np.full(len(trace), np.nan)
     )
+    owners = (
+        trace[WORKLOAD_OWNER].fillna("").astype(str).to_numpy(dtype=object)
+        if WORKLOAD_OWNER in trace
+        else np.full(len(trace), "", dtype=object)
+    )
     return Workload(
         pods=np.asarray(names, dtype=object)[order],
         arrival=first[order],
@@ -161,6 +175,7 @@ def workload_from_trace(trace: pd.DataFrame, source: str = "workload trace") -> 
         memory_request=trace["memory_request_bytes"].to_numpy(dtype=np.float64)[pick],
         gpus=np.rint(gpus[pick]).astype(np.int64),
         cpu_limit=limits[pick],
+        owner=owners[pick],
         cpu_usage=cpu,
         memory_usage=memory,
         start=pd.Timestamp(int(t0 * 1e9), tz="UTC"),
