@@ -17,10 +17,18 @@ import numpy as np
 from components.placement.policy import ClusterState, PodSpec
 
 
+def gpu_preferred_nodes(
+    pod_gpus: int, gpu_capacity: np.ndarray, gpus_requested: np.ndarray, feasible: np.ndarray
+) -> np.ndarray:
+    """Rules 2 and 3 on plain arrays (the simulator and the extender both call this): the
+    feasible nodes a pod asking for ``pod_gpus`` GPUs should go to (a subset of ``feasible``)."""
+    if pod_gpus > 0:
+        preferred = feasible & (np.asarray(gpus_requested) > 0)
+    else:
+        preferred = feasible & (np.asarray(gpu_capacity) == 0)
+    return preferred if preferred.any() else feasible
+
+
 def gpu_aware_mask(pod: PodSpec, state: ClusterState, feasible: np.ndarray) -> np.ndarray:
     """The feasible nodes the GPU rules leave for ``pod`` (a subset of ``feasible``)."""
-    if pod.gpus > 0:
-        preferred = feasible & (state.gpus_requested > 0)
-    else:
-        preferred = feasible & (state.gpu_capacity == 0)
-    return preferred if preferred.any() else feasible
+    return gpu_preferred_nodes(pod.gpus, state.gpu_capacity, state.gpus_requested, feasible)
