@@ -84,7 +84,8 @@ class ClusterState:
             MostAllocated).
         pod_count: pods running per node.
         cpu_usage, memory_usage: real use per node at the last observed step (the metrics a
-            load-aware scheduler reads), excluding pods placed since.
+            load-aware scheduler reads; with an observation lag, a step some time ago), excluding
+            pods placed since.
         cpu_usage_history, memory_usage_history: shape (window, nodes), oldest row first, the
             real use of the last ``window`` observed steps (fewer rows early in a run).
         cpu_usage_mean, cpu_usage_std, memory_usage_mean, memory_usage_std: per node, the mean
@@ -96,7 +97,8 @@ class ClusterState:
         forecast_cpu_p90: optional P90 CPU load per node (cores) over the coming steps, from a
             forecaster; None when no forecast is plugged in.
         step, step_seconds: the current step index and the trace's step length.
-        observations: how many times :meth:`record_usage` ran (policies key caches on it).
+        observations: how many times the observed use or the pods placed since changed
+            (:meth:`record_usage`, :meth:`set_placed_since_observed`; policies key caches on it).
     """
 
     nodes: tuple[str, ...]
@@ -239,8 +241,18 @@ class ClusterState:
             np.maximum(array, 0.0, out=array)
             array[self.pod_count == 0] = 0.0
 
-    def record_usage(self, cpu_usage: np.ndarray, memory_usage: np.ndarray, window: int) -> None:
-        """Observe one step's real use per node: update use, history, its mean and std."""
+    def record_usage(
+        self,
+        cpu_usage: np.ndarray,
+        memory_usage: np.ndarray,
+        window: int,
+        placed_since: list[tuple[PodSpec, int]] | None = None,
+    ) -> None:
+        """Observe one step's real use per node: update use, history, its mean and std.
+
+        ``placed_since``: the running pods whose use this observation does not hold yet (placed
+        after the observed step; empty when the observation is of the step just ended).
+        """
         self.cpu_usage = np.asarray(cpu_usage, dtype=np.float64)
         self.memory_usage = np.asarray(memory_usage, dtype=np.float64)
         self.cpu_usage_history = np.vstack([self.cpu_usage_history, self.cpu_usage])[-window:]
@@ -251,9 +263,19 @@ class ClusterState:
         self.cpu_usage_std = self.cpu_usage_history.std(axis=0)
         self.memory_usage_mean = self.memory_usage_history.mean(axis=0)
         self.memory_usage_std = self.memory_usage_history.std(axis=0)
-        self.cpu_requested_since_observed = np.zeros(self.n_nodes)
-        self.memory_requested_since_observed = np.zeros(self.n_nodes)
-        self.placed_since_observed = []
+        self.set_placed_since_observed(placed_since or [])
+
+    def set_placed_since_observed(self, placed: list[tuple[PodSpec, int]]) -> None:
+        """Replace the pods whose use is not observed yet (and their request sums); counts as an
+        observation, so that caches keyed on :attr:`observations` are rebuilt."""
+        cpu = np.zeros(self.n_nodes)
+        memory = np.zeros(self.n_nodes)
+        for pod, node in placed:
+            cpu[node] += pod.cpu_request_cores
+            memory[node] += pod.memory_request_bytes
+        self.cpu_requested_since_observed = cpu
+        self.memory_requested_since_observed = memory
+        self.placed_since_observed = list(placed)
         self.observations += 1
 
     def copy(self) -> ClusterState:
@@ -276,6 +298,10 @@ class StepFeedback:
         cpu_utilization, memory_utilization: per node, real use / capacity during this step.
         throttled_pods: per node, running pods whose CPU demand the node could not serve.
         pending: pods waiting in the queue at the end of the step.
+        observed_cpu_utilization, observed_memory_utilization: per node, the use / capacity a
+            live cluster's metrics show after this step (the observation lag applied: what a
+            policy may base its state on; the fields above are the truth, for rewards); None
+            until the first step is observed.
     """
 
     step: int
@@ -285,6 +311,8 @@ class StepFeedback:
     memory_utilization: np.ndarray
     throttled_pods: np.ndarray
     pending: int
+    observed_cpu_utilization: np.ndarray | None = None
+    observed_memory_utilization: np.ndarray | None = None
 
 
 @runtime_checkable

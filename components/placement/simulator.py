@@ -13,6 +13,23 @@ Each step, in this order:
 5. the state observes that use (history window, mean, std; optional forecast) and the policy's
    ``observe`` gets the step's feedback.
 
+What a policy sees (``ClusterState``) is what a live cluster would show: requests (and pods placed,
+released) at once, node *use* only after ``SimulationConfig.observation_lag_seconds`` (scrape
+interval + feature refresh + prediction refresh). A step's use is the mean over that step, so the
+freshest sample a policy can hold is the step just ended, whose midpoint is half a step old; a
+live pipeline adds the lag. The lag is therefore applied in whole steps, ``k = floor(lag / step +
+1/2)`` (nearest): at step ``t`` the policy sees the use of steps ``<= t - 1 - k`` (history, mean,
+std, the optional forecast), and the pods placed after step ``t - 1 - k`` that still run count in
+``placed_since_observed`` / ``*_requested_since_observed`` (requests known, use not yet).
+
+* 60 s steps (the generator), lag 60 s: ``k = 1``; pods placed at step ``t`` show up in the use a
+  policy sees from step ``t + 2`` on (at ``t + 1`` they count by their requests only).
+* 300 s steps (the real traces), lag 60 s: ``k = 0``: a 5-minute sample is already 150 s old at
+  its midpoint when the step ends, more than a minute's lag adds; ``k = 1`` would make it 450 s.
+* ``observation_lag_seconds=0``: ``k = 0``, the use of the step just ended.
+
+A policy's ``observe`` gets each step's true use (for rewards) and the observed one.
+
 Metrics (``SimulationResult.metrics``): ``overload_node_minutes`` (node-steps with real CPU >
 90 % or memory > 95 % of capacity, in minutes), ``mean_pending_minutes`` and
 ``max_pending_minutes`` (placed pods), ``pods_pending`` (pods that ever waited, including those
@@ -20,6 +37,10 @@ never placed), ``pods_never_placed``, ``mean_cpu_utilization_nonempty`` and
 ``mean_memory_utilization_nonempty`` (of nodes running pods), ``mean_nodes_used``,
 ``max_nodes_used``, ``load_imbalance`` (mean over steps of the std of node CPU utilisation),
 ``throttled_pod_steps`` (pods on a node whose CPU demand exceeds its capacity, per step).
+Herding: a burst is ``BURST_MIN_REPLICAS`` (5) or more pods of one owner (ReplicaSet) arriving in
+the same step; its share is the largest number of its pods placed on one node over its size;
+``max_burst_share`` and ``mean_burst_share`` over the run's bursts (0 when it has none),
+``bursts`` how many.
 """
 
 from __future__ import annotations
@@ -38,6 +59,10 @@ from components.placement.workload import Cluster, Workload
 Forecaster = Callable[[ClusterState], np.ndarray]
 
 
+BURST_MIN_REPLICAS = 5
+DEFAULT_OBSERVATION_LAG_SECONDS = 60.0
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
     """Knobs of the replay.
@@ -46,12 +71,22 @@ class SimulationConfig:
         history_window: observed steps kept in the state's usage history (Trimaran's window).
         cpu_overload, memory_overload: the overload thresholds (fractions of capacity).
         gpu_aware: apply the GPU packing / avoidance rules to every policy.
+        observation_lag_seconds: how old the node use a policy sees is (scrape interval +
+            feature refresh + prediction refresh); applied in whole steps, see the module doc.
     """
 
     history_window: int = 15
     cpu_overload: float = 0.90
     memory_overload: float = 0.95
     gpu_aware: bool = True
+    observation_lag_seconds: float = DEFAULT_OBSERVATION_LAG_SECONDS
+
+
+def observation_lag_steps(lag_seconds: float, step_seconds: float) -> int:
+    """The lag in whole steps: the nearest to ``lag_seconds / step_seconds`` (halves up)."""
+    if lag_seconds < 0:
+        raise ValueError(f"observation lag must be >= 0 s, got {lag_seconds:g}")
+    return int(np.floor(lag_seconds / step_seconds + 0.5))
 
 
 @dataclass
@@ -104,13 +139,21 @@ def simulate(
     state = cluster.empty_state(workload.step_seconds)
     n_nodes, n_pods, n_steps = state.n_nodes, workload.n_pods, workload.n_steps
     cpu_cap, mem_cap = state.cpu_capacity, state.memory_capacity
+    lag = observation_lag_steps(config.observation_lag_seconds, workload.step_seconds)
 
     placed_node = np.full(n_pods, -1, dtype=np.int64)
     placed_step = np.full(n_pods, -1, dtype=np.int64)
+    ends = np.full(n_pods, np.iinfo(np.int64).max, dtype=np.int64)
     arrivals = np.searchsorted(workload.arrival, np.arange(n_steps + 1))
     specs: dict[int, object] = {}
     pending: list[int] = []
     running = np.zeros(0, dtype=np.int64)
+    # A pod that did not fit cannot fit before some pod leaves (requests only grow in between):
+    # it is checked again only after a release. Same placements, fewer filter calls.
+    releases = 0
+    refused_at: dict[int, int] = {}
+    # (cpu use, memory use, pods placed) of the steps not yet visible to the policy.
+    unseen: list[tuple[np.ndarray, np.ndarray, list[tuple[object, int, int]]]] = []
 
     overloaded_nodes = np.zeros(n_steps, dtype=np.int64)
     pending_count = np.zeros(n_steps, dtype=np.int64)
@@ -130,7 +173,7 @@ def simulate(
     for step in steps:
         state.step = step
         if len(running):
-            ended = placed_step[running] + workload.length[running] <= step
+            ended = ends[running] <= step
             if ended.any():
                 gone = running[ended]
                 state.release(
@@ -140,25 +183,34 @@ def simulate(
                     workload.gpus[gone].astype(np.float64),
                 )
                 running = running[~ended]
+                releases += 1
         pending.extend(range(arrivals[step], arrivals[step + 1]))
 
         placed_now: list[tuple[str, int]] = []
+        placed_specs: list[tuple[object, int, int]] = []
         waiting: list[int] = []
         new_running: list[int] = []
         for pod in pending:
+            if refused_at.get(pod) == releases:
+                waiting.append(pod)
+                continue
             spec = specs.get(pod)
             if spec is None:
                 spec = specs[pod] = workload.pod_spec(pod)
             feasible = state.feasible(spec)
             if not feasible.any():
+                refused_at[pod] = releases
                 waiting.append(pod)
                 continue
             candidates = gpu_aware_mask(spec, state, feasible) if config.gpu_aware else feasible
             node = choose_node(policy.score(spec, state, candidates), candidates, tie_rng)
             state.place(spec, node)
             placed_node[pod], placed_step[pod] = node, step
+            ends[pod] = step + workload.length[pod]
+            refused_at.pop(pod, None)
             new_running.append(pod)
             placed_now.append((spec.pod, node))
+            placed_specs.append((spec, node, pod))
         pending = waiting
         if new_running:
             running = np.concatenate([running, np.asarray(new_running, dtype=np.int64)])
@@ -181,10 +233,18 @@ def simulate(
         imbalance[step] = float(cpu_util.std())
         throttled[step] = int(pods_on[cpu > cpu_cap].sum())
 
-        state.record_usage(cpu, memory, config.history_window)
-        if forecaster is not None:
-            state.forecast_cpu_p90 = np.asarray(forecaster(state), dtype=np.float64)
+        unseen.append((cpu, memory, placed_specs))
+        if len(unseen) > lag:
+            seen_cpu, seen_memory, _ = unseen.pop(0)
+            state.record_usage(
+                seen_cpu, seen_memory, config.history_window, _still_running(unseen, ends, step)
+            )
+            if forecaster is not None:
+                state.forecast_cpu_p90 = np.asarray(forecaster(state), dtype=np.float64)
+        else:
+            state.set_placed_since_observed(_still_running(unseen, ends, step))
         if observe is not None:
+            observed = state.observations > 0 and len(state.cpu_usage_history) > 0
             observe(
                 StepFeedback(
                     step=step,
@@ -194,6 +254,8 @@ def simulate(
                     memory_utilization=mem_util,
                     throttled_pods=np.where(cpu > cpu_cap, pods_on, 0),
                     pending=len(pending),
+                    observed_cpu_utilization=state.cpu_utilization if observed else None,
+                    observed_memory_utilization=state.memory_utilization if observed else None,
                 ),
                 state,
             )
@@ -214,9 +276,11 @@ def simulate(
         "max_nodes_used": int(nodes_used.max()) if n_steps else 0,
         "load_imbalance": float(imbalance.mean()) if n_steps else 0.0,
         "throttled_pod_steps": int(throttled.sum()),
+        **burst_shares(workload, placed_node),
         "steps": int(n_steps),
         "nodes": int(n_nodes),
         "step_seconds": int(workload.step_seconds),
+        "observation_lag_steps": lag,
         "simulation_seconds": time.perf_counter() - began,
     }
     node_names = np.asarray(cluster.nodes + ("",), dtype=object)
@@ -242,6 +306,40 @@ def simulate(
         }
     )
     return SimulationResult(policy.name, metrics, assignments, timeline)
+
+
+def _still_running(unseen, ends: np.ndarray, step: int) -> list:
+    """(spec, node) of the pods placed in the unseen steps that still run at ``step + 1``."""
+    return [
+        (spec, node)
+        for _, _, placed in unseen
+        for spec, node, pod in placed
+        if ends[pod] > step + 1
+    ]
+
+
+def burst_shares(workload: Workload, placed_node: np.ndarray) -> dict[str, float]:
+    """Herding: per burst (>= ``BURST_MIN_REPLICAS`` pods of one owner arriving in one step), the
+    largest number of its pods on one node over its size; the max and mean over bursts."""
+    owners = np.asarray(workload.owner, dtype=object)
+    named = owners != ""
+    if not named.any():
+        return {"max_burst_share": 0.0, "mean_burst_share": 0.0, "bursts": 0}
+    frame = pd.DataFrame(
+        {"owner": owners[named], "arrival": workload.arrival[named], "node": placed_node[named]}
+    )
+    size = frame.groupby(["owner", "arrival"]).size()
+    on_node = frame[frame["node"] >= 0].groupby(["owner", "arrival", "node"]).size()
+    largest = on_node.groupby(level=["owner", "arrival"]).max().reindex(size.index, fill_value=0)
+    burst = size >= BURST_MIN_REPLICAS
+    shares = (largest[burst] / size[burst]).to_numpy(dtype=np.float64)
+    if len(shares) == 0:
+        return {"max_burst_share": 0.0, "mean_burst_share": 0.0, "bursts": 0}
+    return {
+        "max_burst_share": float(shares.max()),
+        "mean_burst_share": float(shares.mean()),
+        "bursts": int(len(shares)),
+    }
 
 
 def _placed_times(workload: Workload, placed_step: np.ndarray) -> pd.Series:

@@ -276,3 +276,114 @@ def test_workload_arrays_fill_gaps_and_split_in_time():
     assert test.length.tolist() == [3, 2]
     assert test.cpu_usage[test.offset[0]] == 4
     assert test.start == T0 + pd.Timedelta(minutes=3)
+
+
+class UseRecorder(BasePolicy):
+    """Random placement, recording the use and the unobserved requests each decision saw."""
+
+    name = "use-recorder"
+
+    def __init__(self):
+        super().__init__()
+        self.seen = {}
+
+    def score(self, pod, state, feasible):
+        self.seen[pod.pod] = (
+            float(state.cpu_usage[0]),
+            float(state.cpu_requested_since_observed[0]),
+            [placed.pod for placed, _ in state.placed_since_observed],
+        )
+        return self.rng.random(state.n_nodes)
+
+
+def lag_trace(step_seconds: int) -> pd.DataFrame:
+    probes = [
+        {"name": f"p{i}", "first": i, "cpu": [0.0] * 3, "request": 0.1, "memory": 0}
+        for i in (1, 2, 3)
+    ]
+    base = {"name": "a", "first": 0, "cpu": [1.0, 2.0, 3.0, 4.0], "request": 1.0}
+    return make_trace([base, *probes], step_seconds=step_seconds)
+
+
+@pytest.mark.parametrize(
+    ("step_seconds", "lag_seconds", "seen_use"),
+    [
+        # 60 s steps, 60 s lag: one step more than the step just ended (the probe at step t
+        # sees a's use of step t - 2)
+        (60, 60, {"p1": 0.0, "p2": 1.0, "p3": 2.0}),
+        (60, 0, {"p1": 1.0, "p2": 2.0, "p3": 3.0}),
+        (60, 120, {"p1": 0.0, "p2": 0.0, "p3": 1.0}),
+        # 300 s steps: a 60 s lag rounds to no extra step
+        (300, 60, {"p1": 1.0, "p2": 2.0, "p3": 3.0}),
+    ],
+)
+def test_policies_see_use_after_the_observation_lag(step_seconds, lag_seconds, seen_use):
+    recorder = UseRecorder()
+    result = simulate(
+        workload_from_trace(lag_trace(step_seconds)),
+        cluster_from_nodes(make_nodes_frame([8.0])),
+        recorder,
+        config=SimulationConfig(observation_lag_seconds=lag_seconds),
+    )
+    assert {pod: seen[0] for pod, seen in recorder.seen.items() if pod != "a"} == seen_use
+    lag_steps = result.metrics["observation_lag_steps"]
+    # requests of pods placed after the visible step count at once, their use not yet
+    p1_unseen = recorder.seen["p1"][2]
+    assert p1_unseen == (["a"] if lag_steps >= 1 else [])
+    assert recorder.seen["p1"][1] == pytest.approx(1.0 if lag_steps >= 1 else 0.0)
+    assert recorder.seen["p3"][2] == (["p1", "p2"][2 - lag_steps :] if lag_steps else [])
+
+
+def test_the_lag_does_not_change_what_happens_only_what_is_seen():
+    trace = lag_trace(60)
+    runs = [
+        simulate(
+            workload_from_trace(trace),
+            cluster_from_nodes(make_nodes_frame([8.0])),
+            make_policy("random"),
+            config=SimulationConfig(observation_lag_seconds=lag),
+        )
+        for lag in (0, 60, 600)
+    ]
+    for run in runs[1:]:
+        pd.testing.assert_frame_equal(run.timeline, runs[0].timeline)
+
+
+def owned_trace(groups: dict[str, tuple[int, int]]) -> pd.DataFrame:
+    """``groups``: owner -> (replicas, arrival step); each replica requests 1 core."""
+    pods = [
+        {"name": f"{owner}-{i}", "first": first, "cpu": [0.5, 0.5], "request": 1.0}
+        for owner, (replicas, first) in groups.items()
+        for i in range(replicas)
+    ]
+    trace = make_trace(pods)
+    trace["owner"] = trace["pod"].str.rsplit("-", n=1).str[0]
+    return validate_workload_trace(trace)
+
+
+def test_herding_share_per_burst_of_five_or_more_replicas():
+    trace = owned_trace({"big": (6, 0), "small": (4, 0), "late": (5, 2)})
+    # one node: every burst lands on it
+    packed = simulate(
+        workload_from_trace(trace),
+        cluster_from_nodes(make_nodes_frame([64.0], memory_gib=[256])),
+        make_policy("least-allocated"),
+    )
+    assert packed.metrics["bursts"] == 2
+    assert packed.metrics["max_burst_share"] == packed.metrics["mean_burst_share"] == 1.0
+    # six equal nodes, LeastAllocated spreads each burst one replica per node (the first
+    # pods have left when "late" arrives)
+    spread = simulate(
+        workload_from_trace(trace),
+        cluster_from_nodes(make_nodes_frame([8.0] * 6, memory_gib=[64] * 6)),
+        make_policy("least-allocated"),
+    )
+    assert spread.metrics["max_burst_share"] == pytest.approx(1 / 5)
+    assert spread.metrics["mean_burst_share"] == pytest.approx((1 / 6 + 1 / 5) / 2)
+    # no owners, no bursts
+    alone = simulate(
+        workload_from_trace(trace.drop(columns=["owner"])),
+        cluster_from_nodes(make_nodes_frame([64.0], memory_gib=[256])),
+        make_policy("random"),
+    )
+    assert alone.metrics["bursts"] == 0 and alone.metrics["max_burst_share"] == 0.0
