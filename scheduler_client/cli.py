@@ -67,12 +67,12 @@ def build_extender_app(options: ExtenderOptions):
     Returns:
         The :class:`~scheduler_client.server.ExtenderApp` (its lifespan starts the cache).
     """
-    from scheduler_client.dqn_scorer import DQNPodScorer
     from scheduler_client.extender import Extender, ScoringConfig
     from scheduler_client.inventory import NodeInventory, api_node_reader
     from scheduler_client.kube import PodWatch, core_api, pod_binder
     from scheduler_client.ledger import InflightLedger
     from scheduler_client.metrics import ExtenderMetrics
+    from scheduler_client.policy_scorer import load_pod_scorer
     from scheduler_client.predictions import PredictionCache
     from scheduler_client.recent_usage import RecentUsagePredictor
     from scheduler_client.remote import RemoteNodePredictor, RemotePodScorer, V2Client
@@ -97,12 +97,14 @@ def build_extender_app(options: ExtenderOptions):
     choice = options.pod_scorer
     if choice == "auto":
         choice = "dqn" if options.dqn_model else ("remote" if client is not None else "none")
+    if choice == "policy":
+        choice = "dqn"
     if options.dqn_model and choice != "dqn":
-        raise MlschedError("--dqn-model goes with --pod-scorer dqn (or auto)")
+        raise MlschedError("--placement-model goes with --pod-scorer policy (or auto)")
     if choice == "dqn":
         if not options.dqn_model:
-            raise MlschedError("--pod-scorer dqn needs --dqn-model FOLDER_OR_URI")
-        scorer = DQNPodScorer.load(options.dqn_model)
+            raise MlschedError("--pod-scorer policy needs --placement-model FOLDER_OR_URI")
+        scorer = load_pod_scorer(options.dqn_model)
     elif choice == "remote":
         if client is None:
             raise MlschedError("--pod-scorer remote needs --predictors URL")
@@ -222,15 +224,19 @@ def add_extender_parser(subparsers) -> argparse.ArgumentParser:
     state.add_argument("--snapshot", help="parquet node state snapshot (re-read when it changes)")
     p.add_argument(
         "--pod-scorer",
-        choices=("auto", "dqn", "remote", "none"),
+        choices=("auto", "policy", "dqn", "remote", "none"),
         default="auto",
-        help="Q-values per pod: 'dqn' (the trained DQN in-process, --dqn-model), 'remote' (the "
-        "served placement-dqn, one v2 call per pod), 'none'; auto = dqn with --dqn-model, else "
-        "remote with a --predictors URL",
+        help="per-pod node scores: 'policy' (or 'dqn': the registered placement model in-process, "
+        "a DQN or a heuristic champion, --placement-model), 'remote' (the served placement "
+        "model, one v2 call per pod), 'none'; auto = policy with --placement-model, else remote "
+        "with a --predictors URL",
     )
     p.add_argument(
+        "--placement-model",
         "--dqn-model",
-        help="DQN model folder or MLflow URI, e.g. models:/placement-dqn@champion",
+        dest="dqn_model",
+        help="placement model folder or MLflow URI (a DQN or a heuristic champion), e.g. "
+        "models:/placement-dqn@champion",
     )
     for flag, default, text in (
         ("--refresh", 15.0, "refresh period, e.g. 15s"),

@@ -43,6 +43,7 @@ _INFLIGHT_COLUMNS = {
         ("memory_pending_bytes", "memory_bytes"),
         ("cpu_requested_cores", "cpu_request_cores"),
         ("memory_requested_bytes", "memory_request_bytes"),
+        ("gpus_requested", "gpus"),
     )
 }
 
@@ -59,8 +60,8 @@ def cache_node_state(state: CacheState) -> NodeState:
 
 
 def with_inflight(nodes: NodeState, inflight: InflightLoad) -> NodeState:
-    """The record with the pods in flight as pending (their estimated use) and requested, as the
-    simulator's state has its just-placed pods in training."""
+    """The record with the pods in flight as pending (their estimated use) and requested (GPUs
+    too), as the simulator's state has its just-placed pods in training."""
     values = nodes.values.copy()
     for column, field in _INFLIGHT_COLUMNS.items():
         values[:, column] += getattr(inflight, field)
