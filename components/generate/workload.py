@@ -147,3 +147,29 @@ def generate_workload(config: WorkloadConfig, nodes: pd.DataFrame) -> pd.DataFra
     for name, values in arrays.items():
         trace[name] = values[order]
     return trace
+
+
+def usage_streams(
+    n_streams: int, n_steps: int, *, step_seconds: int, start_epoch: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Long-running pods' use under the generator's pod kinds, for cutting placement pods from.
+
+    Kinds are drawn in proportion to their share of requests over their peak (so each kind's
+    share of the CPU is about its ``share_of_requests``); every stream is warm (memory past its
+    warm-up).
+
+    Returns:
+        CPU cores and memory bytes, each of shape ``(n_steps, n_streams)``, and each stream's
+        kind name.
+    """
+    rng = np.random.default_rng([seed, 6])
+    weights = np.array([k.share_of_requests / k.peak_cores for k in POD_KINDS])
+    kinds = rng.choice(len(POD_KINDS), n_streams, p=weights / weights.sum())
+    seconds = start_epoch + np.arange(n_steps, dtype=np.int64) * step_seconds
+    warm = np.full(n_steps, 86_400.0)
+    cpu = np.empty((n_steps, n_streams))
+    memory = np.empty((n_steps, n_streams))
+    for stream, kind in enumerate(kinds):
+        cpu[:, stream], memory[:, stream] = _usage(rng, POD_KINDS[kind], seconds, warm)
+    names = np.array([POD_KINDS[k].name for k in kinds], dtype=object)
+    return cpu, memory, names

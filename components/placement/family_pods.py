@@ -1,0 +1,312 @@
+"""Pods, requests and nodes cut around usage streams: the engine every workload family shares.
+
+Arrivals: pods arrive as steady singles (owner "") or as ReplicaSet bursts (all replicas in one
+step, one owner); a steady-state population is already running at step 0. Each pod's use is a
+stretch of one stream from its arrival on (replicas of one ReplicaSet take streams of similar
+activity). Requests are set per pod template (a single pod or a whole ReplicaSet) the way
+people set them: a guess that follows use only weakly, scaled so that the cluster's requests add
+up to a chosen multiple of its real use, snapped to the usual sizes; a few BestEffort templates
+request nothing. The nodes are as many as make the mean real CPU use the target share of the
+cores, keep the busiest steps' use (99th percentile) under ``max_peak_utilization`` and mean
+requests under ``max_request_fill`` of what the nodes offer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from components.contracts import NODE, POD, TIMESTAMP, WORKLOAD_OWNER
+from components.placement.family_streams import GIB, UsageStreams
+
+MIB = 1024**2
+CPU_MENU = np.array([0.05, 0.1, 0.2, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16])
+MEMORY_MENU = (
+    np.array([64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384])
+    * MIB
+)
+MIN_CPU_CORES = 0.001
+MIN_MEMORY_BYTES = 16 * MIB
+SYNTHETIC_MEMORY_MEDIAN = 2 * GIB  # memory level of pods whose trace has no memory use
+MEMORY_SIGNAL, MEMORY_SPREAD = 0.6, 0.4  # memory requests follow use more closely (OOM kills)
+MEMORY_USE_TARGET = 0.6  # at most this share of node memory used on average
+GPU_FILL = 0.6  # GPU nodes hold the mean GPU demand at this share of their GPUs
+GPU_CHOICES = (1, 1, 2, 4)
+MIN_LIFETIME_STEPS = 2
+MAX_REPLICA_SET_SHARE = 0.15  # of the cluster's expected CPU use, per ReplicaSet
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """The pod templates' knobs the engine needs (a view of ``FamilyKnobs``)."""
+
+    pods: int
+    mean_lifetime_steps: float
+    burst_share: float
+    burst_size: tuple[int, int]
+    gpu_pod_share: float
+    request_to_usage: float
+    memory_request_to_usage: float
+    request_signal: float
+    request_spread: float
+    best_effort_share: float
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    node_count: int | None
+    node_shapes: tuple[tuple[float, float], ...]
+    target_cpu_utilization: float
+    max_peak_utilization: float
+    max_request_fill: float
+    gpu_node_share: float
+    gpus_per_node: int
+
+
+@dataclass
+class _Templates:
+    arrival: np.ndarray
+    life: np.ndarray
+    size: np.ndarray
+    gpus: np.ndarray
+    burst: np.ndarray
+
+
+def _log_uniform_int(rng, low: int, high: int, n: int) -> np.ndarray:
+    values = np.exp(rng.uniform(np.log(low), np.log(high + 1), n))
+    return np.clip(np.floor(values).astype(np.int64), low, high)
+
+
+def _templates(plan: PodPlan, n_steps: int, rng: np.random.Generator) -> _Templates:
+    life = plan.mean_lifetime_steps
+    running = life / (life + n_steps)  # the share of pods already running at step 0
+    low, high = plan.burst_size
+    parts = []
+    for kind, share in (
+        ("gpu", plan.gpu_pod_share),
+        ("single", (1 - plan.gpu_pod_share) * (1 - plan.burst_share)),
+        ("burst", (1 - plan.gpu_pod_share) * plan.burst_share),
+    ):
+        wanted = rng.poisson(plan.pods * share)
+        if kind == "burst":
+            sizes = _log_uniform_int(rng, low, high, max(1, wanted // low + 1))
+            size = (
+                sizes[: int(np.searchsorted(np.cumsum(sizes), wanted)) + 1] if wanted else sizes[:0]
+            )
+        else:
+            size = np.ones(wanted, np.int64)
+        n = len(size)
+        arrival = np.where(rng.uniform(size=n) < running, 0, rng.integers(0, n_steps, n))
+        gpus = (
+            np.array(GPU_CHOICES)[rng.integers(len(GPU_CHOICES), size=n)]
+            if kind == "gpu"
+            else np.zeros(n, np.int64)
+        )
+        parts.append((arrival, size, gpus, np.full(n, kind == "burst")))
+    arrival = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    lives = np.maximum(MIN_LIFETIME_STEPS, np.rint(rng.exponential(life, len(arrival))))
+    return _Templates(
+        arrival=arrival,
+        life=np.minimum(lives.astype(np.int64), n_steps - arrival),
+        size=np.concatenate([p[1] for p in parts]).astype(np.int64),
+        gpus=np.concatenate([p[2] for p in parts]).astype(np.int64),
+        burst=np.concatenate([p[3] for p in parts]),
+    )
+
+
+def _pick_streams(
+    streams: UsageStreams, templates: _Templates, plan: PodPlan, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Stream indices per template. Replicas of one ReplicaSet take streams of neighbouring
+    activity, from a band whose replicas together use at most ``MAX_REPLICA_SET_SHARE`` of the
+    cluster's expected use (large ReplicaSets run small pods, as in real clusters)."""
+    n_steps, n_streams = streams.cpu.shape
+    gpu_pool = streams.gpu_streams
+    pool = np.arange(n_streams)
+    if gpu_pool is not None and len(gpu_pool) < n_streams:
+        pool = np.setdiff1d(pool, gpu_pool)
+    level = streams.cpu[:, pool].mean(axis=0)
+    rank = np.argsort(level, kind="stable")
+    ranked, level = pool[rank], level[rank]
+    life = plan.mean_lifetime_steps
+    running = plan.pods * life / (life + n_steps)
+    cluster_use = running * float(level.mean())
+    picks = []
+    for size, gpus in zip(templates.size, templates.gpus, strict=True):
+        if gpus and gpu_pool is not None:
+            picks.append(rng.choice(gpu_pool, 1))
+        elif size == 1:
+            picks.append(rng.choice(pool, 1))
+        else:
+            fits = int(np.searchsorted(level, MAX_REPLICA_SET_SHARE * cluster_use / size, "right"))
+            centre = int(rng.integers(max(fits, 1)))
+            width = max(int(size), 8)
+            band = ranked[max(0, centre - width // 2) : centre + width // 2 + 1]
+            picks.append(rng.choice(band, int(size), replace=len(band) < size))
+    return picks
+
+
+def _snap(values: np.ndarray, menu: np.ndarray, ceiling: float) -> np.ndarray:
+    allowed = menu[menu <= ceiling] if (menu <= ceiling).any() else menu[:1]
+    positions = np.abs(np.log(values[:, None]) - np.log(allowed[None, :])).argmin(axis=1)
+    return allowed[positions]
+
+
+def _guess(use: np.ndarray, signal: float, spread: float, rng: np.random.Generator) -> np.ndarray:
+    """A request guess whose rank follows ``use`` only weakly (``signal`` in [0, 1])."""
+    return np.maximum(use, 1e-3) ** signal * rng.lognormal(0.0, spread, len(use))
+
+
+def build_pods(
+    streams: UsageStreams,
+    pods: PodPlan,
+    nodes: NodePlan,
+    rng: np.random.Generator,
+    prefix: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The workload trace and nodes table (contract frames, ``owner`` included)."""
+    n_steps = streams.n_steps
+    templates = _templates(pods, n_steps, rng)
+    picks = _pick_streams(streams, templates, pods, rng)
+    n_templates = len(templates.arrival)
+    template_of = np.repeat(np.arange(n_templates), templates.size)
+    stream_of = np.concatenate(picks)
+    arrival = templates.arrival[template_of]
+    life = templates.life[template_of]
+    n_pods = len(template_of)
+    # row -> (step, stream) of every pod's life, in one gather
+    pod_of_row = np.repeat(np.arange(n_pods), life)
+    first_row = np.cumsum(life) - life
+    step_of_row = arrival[pod_of_row] + np.arange(len(pod_of_row)) - first_row[pod_of_row]
+    cpu = np.maximum(streams.cpu[step_of_row, stream_of[pod_of_row]], MIN_CPU_CORES)
+    if streams.memory is not None:
+        memory = streams.memory[step_of_row, stream_of[pod_of_row]]
+    else:
+        level = rng.lognormal(np.log(SYNTHETIC_MEMORY_MEDIAN), 0.6, n_templates)[template_of]
+        level *= rng.lognormal(0.0, 0.1, n_pods)
+        memory = level[pod_of_row] * (1 + rng.normal(0.0, 0.01, len(pod_of_row)))
+    memory = np.round(np.maximum(memory, MIN_MEMORY_BYTES), -3)
+
+    smallest_cores = min(shape[0] for shape in nodes.node_shapes)
+    smallest_memory = min(shape[1] for shape in nodes.node_shapes) * GIB
+    cpu_request = _requests(
+        cpu, pod_of_row, template_of, pods.request_to_usage, pods.request_signal,
+        pods.request_spread, rng, CPU_MENU, smallest_cores / 2,
+    )  # fmt: skip
+    memory_request = _requests(
+        memory, pod_of_row, template_of, pods.memory_request_to_usage, MEMORY_SIGNAL,
+        MEMORY_SPREAD, rng, MEMORY_MENU, smallest_memory / 2,
+    )  # fmt: skip
+    best_effort = (rng.uniform(size=n_templates) < pods.best_effort_share) & (templates.gpus == 0)
+    cpu_request[best_effort[template_of]] = 0.0
+    memory_request[best_effort[template_of]] = 0.0
+    gpus = templates.gpus[template_of]
+
+    names, owners = _names(templates, template_of, prefix)
+    trace = pd.DataFrame(
+        {
+            POD: names[pod_of_row],
+            TIMESTAMP: streams.start
+            + pd.to_timedelta(step_of_row * streams.step_seconds, unit="s"),
+            "cpu_cores": np.round(cpu, 4),
+            "memory_bytes": memory,
+            "cpu_request_cores": cpu_request[pod_of_row],
+            "memory_request_bytes": memory_request[pod_of_row],
+            "gpus": gpus[pod_of_row].astype(np.float64),
+            WORKLOAD_OWNER: owners[pod_of_row],
+        }
+    )
+    trace = trace.sort_values([TIMESTAMP, POD], kind="stable").reset_index(drop=True)
+    demand = {
+        "cpu_use": float(cpu.sum()) / n_steps,
+        "cpu_use_p99": float(np.quantile(np.bincount(step_of_row, cpu, n_steps), 0.99)),
+        "cpu_request": float((cpu_request * life).sum()) / n_steps,
+        "memory_use": float(memory.sum()) / n_steps,
+        "memory_request": float((memory_request * life).sum()) / n_steps,
+        "gpus": float((gpus * life).sum()) / n_steps,
+        "largest_gpu_request": int(gpus.max(initial=0)),
+    }
+    return trace, _nodes(nodes, demand, rng, prefix)
+
+
+def _requests(
+    use: np.ndarray,
+    pod_of_row: np.ndarray,
+    template_of: np.ndarray,
+    ratio: float,
+    signal: float,
+    spread: float,
+    rng: np.random.Generator,
+    menu: np.ndarray,
+    ceiling: float,
+) -> np.ndarray:
+    """Per-pod requests (one value per template) summing to about ``ratio`` x the use."""
+    n_pods = len(template_of)
+    order = np.argsort(pod_of_row, kind="stable")
+    bounds = np.searchsorted(pod_of_row[order], np.arange(n_pods + 1))
+    p95 = np.array(
+        [np.quantile(use[order[a:b]], 0.95) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    )
+    n_templates = int(template_of.max()) + 1
+    template_use = np.bincount(template_of, p95, n_templates) / np.bincount(
+        template_of, None, n_templates
+    )
+    raw = _guess(template_use, signal, spread, rng)[template_of]
+    alive = np.bincount(pod_of_row, minlength=n_pods).astype(np.float64)
+    raw *= ratio * float(use.sum()) / float((raw * alive).sum())
+    return _snap(raw, menu, ceiling)
+
+
+def _names(templates: _Templates, template_of: np.ndarray, prefix: str):
+    kind = np.where(templates.gpus > 0, "gpu", np.where(templates.burst, "rs", "pod"))
+    owners = np.where(
+        templates.burst, [f"{prefix}-rs{i:04d}" for i in range(len(kind))], ""
+    ).astype(object)
+    replica = np.arange(len(template_of)) - np.searchsorted(template_of, template_of)
+    names = np.array(
+        [
+            f"{owners[t]}-{r:02d}" if templates.burst[t] else f"{prefix}-{kind[t]}{t:05d}"
+            for t, r in zip(template_of, replica, strict=True)
+        ],
+        dtype=object,
+    )
+    return names, owners[template_of]
+
+
+def _nodes(plan: NodePlan, demand: dict, rng: np.random.Generator, prefix: str) -> pd.DataFrame:
+    shapes = [plan.node_shapes[i] for i in rng.permutation(len(plan.node_shapes))]
+    cores_needed = max(
+        demand["cpu_use"] / plan.target_cpu_utilization,
+        demand["cpu_use_p99"] / plan.max_peak_utilization,
+        demand["cpu_request"] / plan.max_request_fill,
+    )
+    memory_needed = max(
+        demand["memory_use"] / MEMORY_USE_TARGET, demand["memory_request"] / plan.max_request_fill
+    )
+    count = plan.node_count
+    if count is None:
+        count, cores, memory = 0, 0.0, 0.0
+        while cores < cores_needed or memory < memory_needed or count < 2:
+            cores += shapes[count % len(shapes)][0]
+            memory += shapes[count % len(shapes)][1] * GIB
+            count += 1
+    chosen = [shapes[i % len(shapes)] for i in range(count)]
+    gpus = np.zeros(count, np.int64)
+    if plan.gpu_node_share > 0 or demand["gpus"] > 0:
+        per_node = max(plan.gpus_per_node, demand["largest_gpu_request"])
+        wanted = max(
+            int(np.ceil(plan.gpu_node_share * count)),
+            int(np.ceil(demand["gpus"] / (per_node * GPU_FILL))),
+            1,
+        )
+        gpus[rng.choice(count, min(wanted, count), replace=False)] = per_node
+    return pd.DataFrame(
+        {
+            NODE: [f"{prefix}-node-{i + 1:02d}" for i in range(count)],
+            "cpu_cores": [float(c) for c, _ in chosen],
+            "memory_bytes": [float(m) * GIB for _, m in chosen],
+            "gpus": gpus,
+        }
+    )
