@@ -3,40 +3,75 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 from pathlib import Path
 
-from components.cli_args import fraction
+from components.cli_args import fraction, non_negative_seconds, positive_int
 from components.errors import MlschedError
 
 DQN_TRAINERS = (
     ("components.placement.dqn.train", "train_dqn_policy"),
     ("components.placement.dqn", "train_for_evaluation"),
 )
+"""Per-family trainers ``(train_workload, cluster, *, seed) -> policy | (policy, info)``."""
+DEFAULT_DQN_TRAINED_ON = "synthetic"
 
 
 def add_evaluate_placement_parser(evaluate_subparsers) -> argparse.ArgumentParser:
     """Add ``placement`` to the sub-parsers of ``mlsched evaluate``."""
     placement = evaluate_subparsers.add_parser(
         "placement",
-        help="replay a workload under every placement policy and compare them",
+        help="replay workload families under every placement policy and compare them",
         description=(
-            "Split the workload trace in time; train the DQN on the first part; replay every "
-            "policy on the rest and write the report (JSON), an assignment log (CSV) and a plot "
-            "(PNG) beside it."
+            "Replay every policy on every workload family x seed x disjoint test window; report "
+            "each metric as mean and 95 %% interval over the (seed, window) cells and each "
+            "policy's paired difference to the DQN (JSON), with an assignment log (CSV) and a "
+            "plot (PNG) beside it. --workload/--nodes add a custom family."
         ),
     )
-    placement.add_argument("--workload", required=True, help="workload trace (.parquet or .csv)")
-    placement.add_argument("--nodes", required=True, help="nodes table (.parquet or .csv)")
     placement.add_argument(
-        "--train-fraction", type=fraction, default=0.5, help="share of the steps for training"
+        "--families",
+        help="comma-separated workload families, or 'all' (default: all available here; only "
+        "the custom family when --workload/--nodes are given)",
+    )
+    placement.add_argument("--data-dir", help="folder of the real traces (default ../shared/data)")
+    placement.add_argument("--workload", help="a custom family's workload trace (.parquet/.csv)")
+    placement.add_argument("--nodes", help="the custom family's nodes table (.parquet or .csv)")
+    placement.add_argument(
+        "--seeds", type=positive_int, default=5, help="draws per family (seeds 0..N-1)"
+    )
+    placement.add_argument(
+        "--windows", type=positive_int, default=3, help="disjoint test windows per draw"
+    )
+    placement.add_argument(
+        "--train-fraction",
+        type=fraction,
+        default=0.5,
+        help="share of each draw's steps left to training; the test windows cut the rest",
     )
     placement.add_argument(
         "--policies",
         default="all",
         help="comma-separated policy names, or 'all' (every registered policy and dqn)",
     )
-    placement.add_argument("--seed", type=int, default=0)
+    placement.add_argument(
+        "--dqn-model",
+        help="a saved DQN (folder or MLflow URI) to evaluate as dqn; without it the DQN is "
+        "trained per family on the training part of the first draw",
+    )
+    placement.add_argument(
+        "--dqn-trained-on",
+        default=DEFAULT_DQN_TRAINED_ON,
+        help="families --dqn-model was trained on (the others are reported held out)",
+    )
+    placement.add_argument(
+        "--observation-lag",
+        type=non_negative_seconds,
+        default=None,
+        help="how old the node use policies see is (default 60s)",
+    )
+    placement.add_argument("--workers", type=positive_int, help="processes (default: the cores)")
     placement.add_argument("--output", default="placement_report.json", help="report path (.json)")
     placement.add_argument(
         "--mlflow-uri", help="also record the report in this MLflow tracking server / store"
@@ -47,7 +82,7 @@ def add_evaluate_placement_parser(evaluate_subparsers) -> argparse.ArgumentParse
 
 
 def dqn_trainer():
-    """The DQN's training function ``(train, cluster, *, seed)``, or (None, why not)."""
+    """The DQN's per-family training function ``(train, cluster, *, seed)``, or (None, why)."""
     reasons = []
     for module_name, function in DQN_TRAINERS:
         try:
@@ -80,53 +115,169 @@ def resolve_policies(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def resolve_families(args: argparse.Namespace):
+    """The :class:`FamilySource` list the flags ask for (named families, then the custom one)."""
+    from components.contracts import read_nodes_table, read_workload_trace
+    from components.placement.evaluate import FamilySource, custom_family
+    from components.placement.families import FAMILY_NAMES, available_families
+
+    if (args.workload is None) != (args.nodes is None):
+        raise MlschedError("--workload and --nodes go together (a custom family needs both)")
+    custom = args.workload is not None
+    text = args.families if args.families is not None else ("" if custom else "all")
+    available = available_families(args.data_dir)
+    if text.strip() == "all":
+        names = available
+    else:
+        names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+        unknown = [n for n in names if n not in FAMILY_NAMES]
+        if unknown:
+            raise MlschedError(
+                f"--families: unknown {', '.join(unknown)}; known: {', '.join(FAMILY_NAMES)}"
+            )
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise MlschedError(
+                f"--families: {', '.join(missing)} need their traces under --data-dir "
+                f"({args.data_dir or '../shared/data'}), which are absent"
+            )
+    sources = [FamilySource(n, data_dir=args.data_dir) for n in names]
+    if custom:
+        trace = read_workload_trace(args.workload)
+        if trace.empty:
+            raise MlschedError(f"{args.workload}: no pods (the trace has no rows)")
+        sources.append(custom_family(trace, read_nodes_table(args.nodes)))
+    if not sources:
+        raise MlschedError("--families: no workload families to evaluate")
+    return sources
+
+
+def dqn_policies(args, families, policies: list[str], seed: int = 0):
+    """(dqn factory or per-family mapping, held-out flags, unavailable reason, training info)."""
+    from components.placement.evaluate import cut_test_windows
+
+    names = [f.name for f in families]
+    if "dqn" not in policies:
+        return None, False, None, {}
+    if args.dqn_model:
+        from components.placement.dqn.policy import load_dqn_policy
+
+        trained_on = {n.strip() for n in args.dqn_trained_on.split(",") if n.strip()}
+        load_dqn_policy(args.dqn_model)  # a bad model fails here, once, with its reason
+        factory = functools.partial(load_dqn_policy, args.dqn_model)
+        held = {n: n not in trained_on for n in names}
+        return (
+            factory,
+            held,
+            None,
+            {"dqn": {"model": args.dqn_model, "trained_on": sorted(trained_on)}},
+        )
+    trainer, why = dqn_trainer()
+    if trainer is None:
+        return None, False, why, {}
+    built, info = {}, {}
+    for family in families:
+        workload, cluster = family.build(seed)
+        first = cut_test_windows(workload, args.train_fraction, args.windows)[0][0]
+        trained = trainer(workload.window(0, first), cluster, seed=seed)
+        built[family.name], info[family.name] = (
+            trained if isinstance(trained, tuple) else (trained, {})
+        )
+    return built, {n: False for n in names}, None, {"dqn": info}
+
+
+def _interval(summary: dict, digits: int = 0) -> str:
+    return (
+        f"{summary['mean']:.{digits}f} [{summary['low']:.{digits}f}, {summary['high']:.{digits}f}]"
+    )
+
+
+def summary_table(report: dict) -> str:
+    """The report as text: per family, each policy's figures with intervals and its verdict."""
+    columns = (
+        ("overload_node_minutes", "overload node-min", 0),
+        ("pods_pending", "pods pending", 1),
+        ("mean_pending_minutes", "pending min", 1),
+        ("mean_nodes_used", "nodes used", 1),
+        ("mean_cpu_utilization_nonempty", "CPU util used", 3),
+        ("throttled_pod_steps", "throttled pod-steps", 0),
+        ("max_burst_share", "max burst share", 2),
+    )
+    lines = []
+    for family, block in report["families"].items():
+        held = (
+            "held out from DQN training" if block["held_out_from_training"] else "seen in training"
+        )
+        cells = next(iter(block["policies"].values()))["overload_node_minutes"]["n"]
+        lines.append(f"\n[{family}] {cells} cells (seed x window), {held}")
+        widths = [max(len(title), 22 if digits == 0 else 20) for _, title, digits in columns]
+        header = f"{'policy':>18} " + " ".join(
+            f"{title:>{w}}" for (_, title, _), w in zip(columns, widths, strict=True)
+        )
+        lines.append(header + f" {'paired vs dqn (policy - dqn)':>40}")
+        for policy, metrics in block["policies"].items():
+            row = " ".join(
+                f"{_interval(metrics[key], digits):>{w}}"
+                for (key, _, digits), w in zip(columns, widths, strict=True)
+            )
+            paired = block["paired"].get(policy)
+            verdict = (
+                f"{_interval({'mean': paired['mean_difference'], **paired})} {paired['verdict']}"
+                if paired
+                else ""
+            )
+            lines.append(f"{policy:>18} {row} {verdict:>40}")
+        goals = block["goals"]
+        if "goal_met" in goals:
+            lines.append(
+                f"dqn below random {_percent(goals.get('overload_below_random'))}, below the best "
+                f"heuristic ({goals['best_heuristic']}) "
+                f"{_percent(goals.get('overload_below_best_heuristic'))} "
+                f"({goals['best_heuristic_verdict']}); goal met: {goals['goal_met']}"
+            )
+    for name, reason in report["unavailable"].items():
+        lines.append(f"{name}: unavailable: {reason}")
+    return "\n".join(lines)
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
 def cmd_evaluate_placement(args: argparse.Namespace) -> int:
-    from components.contracts import read_nodes_table, read_workload_trace
     from components.placement.evaluate import evaluate_placement
+    from components.placement.simulator import SimulationConfig
 
     output = Path(args.output)
     if output.suffix.lower() != ".json":
         raise MlschedError(f"--output: expected a .json report path, got {args.output!r}")
     policies = resolve_policies(args.policies)
-    trace = read_workload_trace(args.workload)
-    if trace.empty:
-        raise MlschedError(f"{args.workload}: no pods (the trace has no rows)")
-    nodes = read_nodes_table(args.nodes)
-    trainer, why = dqn_trainer() if "dqn" in policies else (None, None)
+    families = resolve_families(args)
+    dqn, held, why, training = dqn_policies(args, families, policies)
+    config = SimulationConfig()
+    if args.observation_lag is not None:
+        config = SimulationConfig(observation_lag_seconds=args.observation_lag)
     report = evaluate_placement(
-        trace,
-        nodes,
+        families,
         policies,
+        seeds=list(range(args.seeds)),
+        windows=args.windows,
         train_fraction=args.train_fraction,
-        seed=args.seed,
-        output=output,
-        train_dqn=trainer,
+        dqn=dqn,
+        held_out_from_training=held,
         dqn_unavailable=why,
+        training=training,
+        config=config,
+        output=output,
+        workers=args.workers,
         progress=not args.quiet,
     )
-    for name, metrics in report["policies"].items():
-        print(
-            f"{name:>18}: overload {metrics['overload_node_minutes']:9.0f} node-min, "
-            f"pending pods {metrics['pods_pending']:5d} (never placed "
-            f"{metrics['pods_never_placed']}), "
-            f"CPU util {metrics['mean_cpu_utilization_nonempty']:.3f}, "
-            f"imbalance {metrics['load_imbalance']:.3f}, {metrics['simulation_seconds']:.1f}s"
-        )
-    for name, reason in report["unavailable"].items():
-        print(f"{name:>18}: unavailable: {reason}")
-    comparison = report["comparison"]
-    if "goal_met" in comparison:
-        print(
-            f"dqn overload below random {_percent(comparison.get('overload_below_random'))}, "
-            f"below best heuristic ({comparison.get('best_heuristic')}) "
-            f"{_percent(comparison.get('overload_below_best_heuristic'))}; "
-            f"goal met: {comparison['goal_met']}"
-        )
-    print(f"report: {output} (+ {report['assignment_log']}, {report['plot']})")
+    print(summary_table(report))
+    timing = report["timing"]
+    print(
+        f"\n{timing['replays']} replays in {timing['seconds']:.0f}s on {timing['workers']} "
+        f"processes; report: {output} (+ {report['assignment_log']}, {report['plot']})"
+    )
     if args.mlflow_uri:
         from mlflow import MlflowClient
 

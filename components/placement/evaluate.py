@@ -1,20 +1,48 @@
-"""The placement benchmark: every policy replayed on the later part of a workload.
+"""The placement evaluation: every policy x seed x test window x workload family, with intervals.
 
-The trace is split in time (:meth:`Workload.split`): a learning policy (the DQN) trains on the
-first part only; every policy, baselines included, is replayed on the rest from an empty
-cluster (pods alive at the cut arrive at its first step). Written side by side, atomically:
+For each family and seed, the family's workload is drawn with that seed (a different draw per
+seed: pods, requests, bursts, nodes; a custom family given as files is the same workload for
+every seed, and the seed only moves tie-breaking and randomness). The draw is split in time: the
+first ``train_fraction`` of the steps is left to training (a DQN trained on this family may have
+seen it), the rest is cut into ``windows`` disjoint test windows, each replayed from an empty
+cluster (pods alive at a window's start arrive at its first step). A (seed, window) pair is a
+*cell*; every policy is replayed on every cell with the same simulator seed.
 
-* ``report.json``: each policy's metrics, the split, the goal checks;
-* ``<report>.assignments.csv``: one row per (policy, pod): node, arrival and placement time,
-  pending minutes (node empty when never placed), so the figures can be recomputed;
-* ``<report>.png``: the policies compared.
+Per family and policy, each metric is the mean and 95 % t-interval over the cells
+(:mod:`components.placement.intervals`); each policy's paired difference to the reference policy
+(the DQN) pairs the cells, and says "not distinguishable" when its interval holds zero. Whether
+the DQN ever trained on the family is recorded as ``held_out_from_training``
+(leave-one-family-out: the DQN passed in is trained elsewhere, one per held-out family when a
+mapping is given).
+
+Cells run in parallel (a process pool as large as the cores): policies are built in the worker,
+heuristics from their names and parameters, the DQN from a picklable factory (or a policy object,
+copied per cell).
+
+Written side by side, atomically: ``report.json`` (schema below), ``<report>.assignments.csv``
+(for the first seed: one row per (family, window, policy, pod), so a cell can be rechecked) and
+``<report>.png`` (per family, the main metrics with their intervals; also logged to MLflow when a
+run is active). The report::
+
+    {"metric": "overload_node_minutes", "reference_policy": "dqn",
+     "families": {FAMILY: {"held_out_from_training": bool, "workload": {...}, "windows": [...],
+        "policies": {POLICY: {METRIC: {"mean", "low", "high", "n"}}},
+        "paired": {POLICY: {"metric", "mean_difference", "low", "high", "n",
+                            "distinguishable", "verdict"}},
+        "goals": {...}, "cells": [{"policy", "seed", "window", METRIC: value, ...}]}},
+     "policy_params": {POLICY: {...}}, "seeds": [...], "windows": [...], "timing": {...},
+     "simulation": {...}, "unavailable": {POLICY: reason}, "training": {...}}
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +50,9 @@ import pandas as pd
 
 from components.atomic import replace_path, write_text
 from components.errors import MlschedError
+from components.placement.intervals import paired_difference, t_interval
 from components.placement.policy import PlacementPolicy, make_policy
-from components.placement.simulator import (
-    Forecaster,
-    SimulationConfig,
-    SimulationResult,
-    simulate,
-)
+from components.placement.simulator import SimulationConfig, simulate
 from components.placement.workload import (
     Cluster,
     Workload,
@@ -36,30 +60,443 @@ from components.placement.workload import (
     workload_from_trace,
 )
 
-TrainDQN = Callable[..., PlacementPolicy]
-"""``train_dqn(train_workload, cluster, seed=seed)`` returns the trained policy. It may also
-return ``(policy, info)`` with ``info`` a JSON-able dict (training figures) for the report."""
-
-HEURISTIC_EXCLUDED = ("random", "dqn")
+GATE_METRIC = "overload_node_minutes"
+REFERENCE_POLICY = "dqn"
+REPORTED_METRICS = (
+    "overload_node_minutes",
+    "mean_cpu_utilization_nonempty",
+    "mean_nodes_used",
+    "pods_pending",
+    "mean_pending_minutes",
+    "throttled_pod_steps",
+    "max_burst_share",
+    "mean_burst_share",
+    "pods_never_placed",
+    "load_imbalance",
+)
+"""Summarised per family and policy: overload beside the business figures and herding."""
+HIGHER_IS_BETTER = ("mean_cpu_utilization_nonempty",)
+HEURISTIC_EXCLUDED = ("random", REFERENCE_POLICY)
 GOAL_BELOW_RANDOM = 0.34
 GOAL_BELOW_BEST_HEURISTIC = 0.10
 PLOT_METRICS = (
     ("overload_node_minutes", "overload node-minutes"),
     ("pods_pending", "pods that waited"),
-    ("mean_cpu_utilization_nonempty", "mean CPU utilisation (non-empty nodes)"),
-    ("load_imbalance", "load imbalance (std of node CPU utilisation)"),
+    ("mean_cpu_utilization_nonempty", "CPU utilisation of used nodes"),
+    ("mean_nodes_used", "nodes used"),
+    ("max_burst_share", "largest burst share on one node"),
 )
+CUSTOM_FAMILY = "custom"
+
+PolicyFactory = Callable[[], PlacementPolicy]
+"""A picklable callable building a fresh policy (e.g. ``functools.partial(load_dqn_policy, uri)``)
+or a policy object (copied for every cell)."""
 
 
-def _as_workload(workload: pd.DataFrame | Workload) -> Workload:
-    return workload if isinstance(workload, Workload) else workload_from_trace(workload)
+@dataclass(frozen=True)
+class FamilySource:
+    """Where a worker gets a family's workload for a seed.
+
+    Either a named family (:func:`components.placement.families.build_family`, drawn per seed,
+    ``data_dir`` and ``knobs`` passed on) or a fixed workload and cluster (``fixed``: the same
+    for every seed; e.g. ``--workload/--nodes``).
+    """
+
+    name: str
+    data_dir: str | None = None
+    knobs: object | None = None
+    fixed: tuple[Workload, Cluster] | None = field(default=None, repr=False)
+
+    def build(self, seed: int) -> tuple[Workload, Cluster]:
+        if self.fixed is not None:
+            return self.fixed
+        from components.placement.families import build_family
+
+        data_dir = Path(self.data_dir) if self.data_dir else None
+        return build_family(self.name, seed=seed, data_dir=data_dir, knobs=self.knobs)
 
 
-def _as_cluster(nodes: pd.DataFrame | Cluster) -> Cluster:
-    return nodes if isinstance(nodes, Cluster) else cluster_from_nodes(nodes)
+def custom_family(
+    workload: pd.DataFrame | Workload, nodes: pd.DataFrame | Cluster, name: str = CUSTOM_FAMILY
+) -> FamilySource:
+    """A family made of one given workload trace and nodes table (frames or arrays)."""
+    work = workload if isinstance(workload, Workload) else workload_from_trace(workload)
+    cluster = nodes if isinstance(nodes, Cluster) else cluster_from_nodes(nodes)
+    return FamilySource(name=name, fixed=(work, cluster))
 
 
-def _report_paths(output: str | os.PathLike) -> tuple[Path, Path, Path]:
+def cut_test_windows(
+    workload: Workload, train_fraction: float, windows: int
+) -> list[tuple[int, int]]:
+    """``windows`` disjoint, equal [first, end) step ranges covering the part after training.
+
+    Raises:
+        MlschedError: when the test part has fewer steps than windows.
+    """
+    if not 0 <= train_fraction < 1:
+        raise MlschedError(f"--train-fraction must be in [0, 1), got {train_fraction:g}")
+    first = int(round(workload.n_steps * train_fraction))
+    steps = workload.n_steps - first
+    if windows < 1 or steps < windows:
+        raise MlschedError(
+            f"cannot cut {windows} test windows from {steps} test steps "
+            f"(workload of {workload.n_steps} steps, train fraction {train_fraction:g})"
+        )
+    bounds = first + (np.arange(windows + 1) * steps) // windows
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+@dataclass(frozen=True)
+class _Task:
+    family: FamilySource
+    seed: int
+    policy: str
+    build: str | object  # a registered name, or a PolicyFactory / policy object
+    params: dict
+    train_fraction: float
+    windows: int
+    config: SimulationConfig
+    keep_assignments: bool
+
+
+_DRAWS: dict[tuple[str, int], tuple[Workload, Cluster]] = {}
+
+
+def _draw(source: FamilySource, seed: int) -> tuple[Workload, Cluster]:
+    key = (source.name, seed)
+    if key not in _DRAWS:
+        if len(_DRAWS) >= 4:
+            _DRAWS.pop(next(iter(_DRAWS)))
+        _DRAWS[key] = source.build(seed)
+    return _DRAWS[key]
+
+
+def _new_policy(task: _Task) -> PlacementPolicy:
+    if isinstance(task.build, str):
+        policy = make_policy(task.build, **task.params)
+    elif hasattr(task.build, "score") and not isinstance(task.build, type):
+        policy = copy.deepcopy(task.build)
+    else:
+        policy = task.build()
+    policy.name = task.policy
+    return policy
+
+
+def _run_task(task: _Task) -> list[dict]:
+    """Every test window of one (family, seed) draw under one policy."""
+    workload, cluster = _draw(task.family, task.seed)
+    cuts = cut_test_windows(workload, task.train_fraction, task.windows)
+    about = _draw_summary(task.family, workload, cluster, cuts) if task.keep_assignments else None
+    out = []
+    for index, (first, end) in enumerate(cuts):
+        result = simulate(
+            workload.window(first, end),
+            cluster,
+            _new_policy(task),
+            seed=task.seed,
+            config=task.config,
+        )
+        out.append(
+            {
+                "family": task.family.name,
+                "policy": task.policy,
+                "seed": task.seed,
+                "window": index,
+                "metrics": result.metrics,
+                "assignments": result.assignments if task.keep_assignments else None,
+                "about": about,
+            }
+        )
+    return out
+
+
+def _worker_init() -> None:
+    # One thread per process: the pool already fills the cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def evaluate_placement(
+    families: Sequence[FamilySource],
+    policies: Sequence[str],
+    *,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    windows: int = 3,
+    train_fraction: float = 0.5,
+    dqn: PolicyFactory | Mapping[str, PolicyFactory] | None = None,
+    held_out_from_training: bool | Mapping[str, bool] = False,
+    dqn_unavailable: str | None = None,
+    policy_params: Mapping[str, dict] | None = None,
+    training: Mapping[str, object] | None = None,
+    config: SimulationConfig | None = None,
+    output: str | os.PathLike | None = "report.json",
+    workers: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Replay every policy on every (seed, window) cell of every family; write the report.
+
+    Args:
+        families: the workload families (:class:`FamilySource`; see :func:`custom_family`).
+        policies: registered policy names; ``dqn`` is built from ``dqn`` (one factory, or one
+            per family name) and reported unavailable (``dqn_unavailable``) without one.
+        seeds: the draws (and simulator seeds); at least 2 for an interval.
+        windows: disjoint test windows per draw, after the first ``train_fraction`` of it.
+        held_out_from_training: whether the DQN never trained on a family (one flag, or per
+            family name).
+        policy_params: keyword arguments per heuristic (``make_policy(name, **params)``).
+        training: figures of the DQN's training, copied into the report.
+        output: the report's path (``*.json``) or a folder for ``report.json``; None: no files.
+        workers: processes (default: the cores; 1 runs in this process).
+
+    Returns:
+        The report (schema in the module doc).
+    """
+    began = time.perf_counter()
+    if not policies:
+        raise MlschedError("no placement policies to evaluate")
+    if not families:
+        raise MlschedError("no workload families to evaluate")
+    if windows < 1:
+        raise MlschedError(f"--windows must be at least 1, got {windows}")
+    if not seeds:
+        raise MlschedError("no seeds to evaluate")
+    names = [f.name for f in families]
+    if len(set(names)) != len(names):
+        raise MlschedError(f"families named twice: {', '.join(names)}")
+    config = config or SimulationConfig()
+    params = {name: dict((policy_params or {}).get(name, {})) for name in policies}
+    seeds = [int(s) for s in seeds]
+    unavailable: dict[str, str] = {}
+    tasks: list[_Task] = []
+    builds: dict[tuple[str, str], object] = {}
+    for family in families:
+        for name in dict.fromkeys(policies):
+            builds[family.name, name] = name
+            if name == REFERENCE_POLICY:
+                built = dqn.get(family.name) if isinstance(dqn, Mapping) else dqn
+                if built is None:
+                    unavailable[name] = dqn_unavailable or "no DQN policy was given"
+                    del builds[family.name, name]
+                else:
+                    builds[family.name, name] = built
+    # Family, then seed, then policy: consecutive tasks share a draw (cached per worker).
+    for family in families:
+        for seed in seeds:
+            for name in dict.fromkeys(policies):
+                if (family.name, name) not in builds:
+                    continue
+                tasks.append(
+                    _Task(
+                        family,
+                        seed,
+                        name,
+                        builds[family.name, name],
+                        params[name],
+                        train_fraction,
+                        windows,
+                        config,
+                        keep_assignments=seed == seeds[0],
+                    )
+                )
+    workers = min(workers or default_workers(), len(tasks)) if tasks else 1
+    if not tasks:
+        raise MlschedError(f"no placement policy could be evaluated: {unavailable}")
+    rows = _run_all(tasks, workers, progress)
+    cell_seconds = sum(r["metrics"]["simulation_seconds"] for r in rows)
+
+    report_families = {}
+    for family in families:
+        held = (
+            held_out_from_training.get(family.name, False)
+            if isinstance(held_out_from_training, Mapping)
+            else bool(held_out_from_training)
+        )
+        mine = [r for r in rows if r["family"] == family.name]
+        report_families[family.name] = summarise_family(
+            mine, held, next(r["about"] for r in mine if r["about"] is not None)
+        )
+    report = {
+        "metric": GATE_METRIC,
+        "reference_policy": REFERENCE_POLICY,
+        "families": report_families,
+        "policy_params": {n: params[n] for n in policies if n not in unavailable},
+        "seeds": seeds,
+        "windows": list(range(windows)),
+        "train_fraction": train_fraction,
+        "timing": {
+            "seconds": round(time.perf_counter() - began, 2),
+            "simulation_seconds": round(cell_seconds, 2),
+            "replays": len(rows),
+            "workers": workers,
+        },
+        "simulation": asdict(config),
+        "unavailable": unavailable,
+        "training": dict(training or {}),
+    }
+    if output is not None:
+        report_path, log_path, plot_path = report_paths(output)
+        report["assignment_log"] = log_path.name
+        report["plot"] = plot_path.name
+        _write_outputs(report, rows, report_path, log_path, plot_path)
+        _log_plot_to_active_run(plot_path)
+    return report
+
+
+def _run_all(tasks: list[_Task], workers: int, progress: bool) -> list[dict]:
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), desc="evaluate placement", unit="replay set")
+    rows: list[dict] = []
+    try:
+        if workers <= 1:
+            for task in tasks:
+                rows.extend(_run_task(task))
+                if bar is not None:
+                    bar.update()
+        else:
+            with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
+                futures = [pool.submit(_run_task, task) for task in tasks]
+                for future in as_completed(futures):
+                    rows.extend(future.result())
+                    if bar is not None:
+                        bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+    order = {(t.family.name, t.policy, t.seed): i for i, t in enumerate(tasks)}
+    rows.sort(key=lambda r: (order[(r["family"], r["policy"], r["seed"])], r["window"]))
+    return rows
+
+
+def _draw_summary(
+    family: FamilySource, workload: Workload, cluster: Cluster, cuts: list[tuple[int, int]]
+) -> tuple[dict, list]:
+    """The first seed's draw and its test windows, for the report."""
+    about = {
+        "pods": workload.n_pods,
+        "steps": workload.n_steps,
+        "step_seconds": workload.step_seconds,
+        "nodes": len(cluster.nodes),
+        "start": workload.start.isoformat(),
+        "fixed_across_seeds": family.fixed is not None,
+    }
+    spans = [
+        {
+            "window": i,
+            "first_step": a,
+            "end_step": b,
+            "start": workload.time_of(a).isoformat(),
+            "end": workload.time_of(b).isoformat(),
+        }
+        for i, (a, b) in enumerate(cuts)
+    ]
+    return about, spans
+
+
+def summarise_family(rows: list[dict], held_out: bool, about: tuple[dict, list]) -> dict:
+    """One family's block of the report from its cells' metrics (``rows``)."""
+    by_policy: dict[str, dict[tuple[int, int], dict]] = {}
+    for row in rows:
+        by_policy.setdefault(row["policy"], {})[(row["seed"], row["window"])] = row["metrics"]
+    summaries = {
+        policy: {
+            metric: t_interval([cells[key][metric] for key in sorted(cells)])
+            for metric in REPORTED_METRICS
+        }
+        for policy, cells in by_policy.items()
+    }
+    paired = {}
+    reference = by_policy.get(REFERENCE_POLICY)
+    if reference is not None:
+        for policy, cells in by_policy.items():
+            if policy == REFERENCE_POLICY:
+                continue
+            keys = sorted(set(cells) & set(reference))
+            paired[policy] = {
+                "metric": GATE_METRIC,
+                **paired_difference(
+                    [cells[k][GATE_METRIC] for k in keys],
+                    [reference[k][GATE_METRIC] for k in keys],
+                ),
+            }
+    workload, spans = about
+    return {
+        "held_out_from_training": bool(held_out),
+        "workload": workload,
+        "windows": spans,
+        "policies": summaries,
+        "paired": paired,
+        "goals": goal_checks(summaries, paired),
+        "cells": [
+            {
+                "policy": row["policy"],
+                "seed": row["seed"],
+                "window": row["window"],
+                **{m: row["metrics"][m] for m in (*REPORTED_METRICS, "bursts")},
+            }
+            for row in rows
+        ],
+    }
+
+
+def goal_checks(summaries: Mapping[str, Mapping], paired: Mapping[str, Mapping]) -> dict:
+    """Issue 14's goals for the reference (DQN) on one family, on means and paired intervals.
+
+    The best heuristic is the policy (not random, not the DQN) with the lowest mean overload.
+    ``goal_met``: the DQN's mean is >= 34 % below random's and >= 10 % below the best
+    heuristic's, its paired interval against the best heuristic excludes zero in its favour,
+    and its mean pods pending are no more than kube-default's.
+    """
+
+    def mean(policy: str, metric: str = GATE_METRIC) -> float:
+        return float(summaries[policy][metric]["mean"])
+
+    heuristics = [p for p in summaries if p not in HEURISTIC_EXCLUDED]
+    checks: dict[str, object] = {}
+    if heuristics:
+        best = min(sorted(heuristics), key=mean)
+        checks["best_heuristic"] = best
+        checks["best_heuristic_overload_node_minutes"] = mean(best)
+    if REFERENCE_POLICY not in summaries:
+        return checks
+    ours = mean(REFERENCE_POLICY)
+
+    def below(reference: float) -> float | None:
+        return None if reference <= 0 else float(1 - ours / reference)
+
+    if "random" in summaries:
+        checks["overload_below_random"] = below(mean("random"))
+    if heuristics:
+        checks["overload_below_best_heuristic"] = below(
+            checks["best_heuristic_overload_node_minutes"]
+        )
+        checks["best_heuristic_verdict"] = paired[checks["best_heuristic"]]["verdict"]
+    if "kube-default" in summaries:
+        checks["pods_pending_vs_kube_default"] = mean(REFERENCE_POLICY, "pods_pending") - mean(
+            "kube-default", "pods_pending"
+        )
+    checks["goal_met"] = bool(
+        (checks.get("overload_below_random") or 0) >= GOAL_BELOW_RANDOM
+        and (checks.get("overload_below_best_heuristic") or 0) >= GOAL_BELOW_BEST_HEURISTIC
+        and checks.get("best_heuristic_verdict") == "reference better"
+        and checks.get("pods_pending_vs_kube_default", 1) <= 0
+    )
+    return checks
+
+
+def report_paths(output: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """(report, assignment log, plot) paths for ``output`` (a ``.json`` path or a folder)."""
     path = Path(output)
     if path.suffix.lower() != ".json":
         path = path / "report.json"
@@ -67,148 +504,11 @@ def _report_paths(output: str | os.PathLike) -> tuple[Path, Path, Path]:
     return path, Path(f"{stem}.assignments.csv"), Path(f"{stem}.png")
 
 
-def goal_checks(metrics: dict[str, dict[str, float]], learned: str = "dqn") -> dict[str, object]:
-    """How ``learned`` compares with random, the best heuristic and LeastAllocated.
-
-    The best heuristic is the baseline (not random, not a learned policy) with the fewest
-    overload node-minutes.
-    """
-    heuristics = {
-        name: m["overload_node_minutes"]
-        for name, m in metrics.items()
-        if name not in HEURISTIC_EXCLUDED
-    }
-    checks: dict[str, object] = {}
-    if heuristics:
-        best = min(sorted(heuristics), key=heuristics.get)
-        checks["best_heuristic"] = best
-        checks["best_heuristic_overload_node_minutes"] = heuristics[best]
-    if learned not in metrics:
-        return checks
-    ours = metrics[learned]["overload_node_minutes"]
-
-    def below(reference: float) -> float | None:
-        return None if reference <= 0 else float(1 - ours / reference)
-
-    if "random" in metrics:
-        checks["overload_below_random"] = below(metrics["random"]["overload_node_minutes"])
-    if heuristics:
-        checks["overload_below_best_heuristic"] = below(heuristics[checks["best_heuristic"]])
-    if "least-allocated" in metrics:
-        checks["pods_pending_vs_least_allocated"] = int(
-            metrics[learned]["pods_pending"] - metrics["least-allocated"]["pods_pending"]
-        )
-    parts = [
-        (checks.get("overload_below_random") or 0) >= GOAL_BELOW_RANDOM,
-        (checks.get("overload_below_best_heuristic") or 0) >= GOAL_BELOW_BEST_HEURISTIC,
-        checks.get("pods_pending_vs_least_allocated", 1) <= 0,
-    ]
-    checks["goal_met"] = bool(all(parts))
-    return checks
-
-
-def evaluate_placement(
-    workload: pd.DataFrame | Workload,
-    nodes: pd.DataFrame | Cluster,
-    policies: Sequence[str],
-    *,
-    train_fraction: float = 0.5,
-    seed: int = 0,
-    output: str | os.PathLike = "report.json",
-    train_dqn: TrainDQN | None = None,
-    dqn_unavailable: str | None = None,
-    config: SimulationConfig | None = None,
-    forecaster: Forecaster | None = None,
-    progress: bool = False,
-) -> dict:
-    """Replay every policy on the test part and write the report, log and plot.
-
-    Args:
-        workload: a validated workload-trace frame, or a :class:`Workload`.
-        nodes: a validated nodes-table frame, or a :class:`Cluster`.
-        policies: registered policy names; ``dqn`` is trained with ``train_dqn`` on the first
-            part (reported as unavailable, with ``dqn_unavailable`` or a default reason, when
-            ``train_dqn`` is None).
-        train_fraction: share of the steps used for training; the rest is the test replay.
-        seed: seeds every policy and the simulator's tie-breaking.
-        output: the report's path (``*.json``) or a folder to hold ``report.json``.
-        config: simulator knobs; forecaster: optional P90 forecaster for the state.
-
-    Returns:
-        The report (also written as JSON).
-    """
-    if not policies:
-        raise MlschedError("no placement policies to evaluate")
-    full = _as_workload(workload)
-    cluster = _as_cluster(nodes)
-    train, test = full.split(train_fraction)
-    config = config or SimulationConfig()
-    report_path, log_path, plot_path = _report_paths(output)
-
-    results: dict[str, SimulationResult] = {}
-    unavailable: dict[str, str] = {}
-    training: dict[str, object] = {}
-    for name in dict.fromkeys(policies):
-        if name == "dqn":
-            if train_dqn is None:
-                unavailable[name] = dqn_unavailable or "no DQN training function was given"
-                continue
-            trained = train_dqn(train, cluster, seed=seed)
-            policy, info = trained if isinstance(trained, tuple) else (trained, {})
-            training[name] = info
-        else:
-            policy = make_policy(name)
-        results[name] = simulate(
-            test,
-            cluster,
-            policy,
-            seed=seed,
-            config=config,
-            forecaster=forecaster,
-            progress=progress,
-        )
-    metrics = {name: result.metrics for name, result in results.items()}
-    report = {
-        "workload": {
-            "pods": full.n_pods,
-            "steps": full.n_steps,
-            "step_seconds": full.step_seconds,
-            "start": full.start.isoformat(),
-            "train_fraction": train_fraction,
-            "train_steps": train.n_steps,
-            "train_pods": train.n_pods,
-            "test_start": test.start.isoformat(),
-            "test_steps": test.n_steps,
-            "test_pods": test.n_pods,
-        },
-        "nodes": len(cluster.nodes),
-        "seed": seed,
-        "simulation": {
-            "history_window": config.history_window,
-            "cpu_overload": config.cpu_overload,
-            "memory_overload": config.memory_overload,
-            "gpu_aware": config.gpu_aware,
-        },
-        "policies": metrics,
-        "unavailable": unavailable,
-        "training": training,
-        "comparison": goal_checks(metrics),
-        "assignment_log": log_path.name,
-        "plot": plot_path.name,
-    }
-    _write_outputs(report, results, report_path, log_path, plot_path)
-    return report
-
-
 def log_to_mlflow(
     report: dict, report_path: str | os.PathLike, client, experiment: str = "placement-evaluation"
 ) -> str:
-    """Record a written report in MLflow: one run, ``<policy>.<metric>`` metrics, the files.
-
-    Args:
-        report: what :func:`evaluate_placement` returned.
-        report_path: where it was written (the log and plot sit beside it).
-        client: an ``mlflow.MlflowClient``.
+    """Record a written report in MLflow: one run, ``<family>.<policy>.<metric>`` means (and
+    ``_low`` / ``_high``), the report, log and plot as artifacts.
 
     Returns:
         The run id.
@@ -218,14 +518,18 @@ def log_to_mlflow(
     run = client.create_run(experiment_id, run_name="evaluate-placement")
     run_id = run.info.run_id
     try:
-        client.log_param(run_id, "seed", report["seed"])
-        client.log_param(run_id, "train_fraction", report["workload"]["train_fraction"])
-        client.log_param(run_id, "policies", ",".join(report["policies"]))
-        for name, metrics in report["policies"].items():
-            for key, value in metrics.items():
-                client.log_metric(run_id, f"{name}.{key}", float(value))
-        report_path, log_path, plot_path = _report_paths(report_path)
-        for path in (report_path, log_path, plot_path):
+        client.log_param(run_id, "seeds", ",".join(map(str, report["seeds"])))
+        client.log_param(run_id, "windows", len(report["windows"]))
+        client.log_param(run_id, "families", ",".join(report["families"]))
+        client.log_param(run_id, "train_fraction", report["train_fraction"])
+        for family, block in report["families"].items():
+            for policy, metrics in block["policies"].items():
+                for metric, summary in metrics.items():
+                    key = f"{family}.{policy}.{metric}"
+                    client.log_metric(run_id, key, float(summary["mean"]))
+                    client.log_metric(run_id, f"{key}_low", float(summary["low"]))
+                    client.log_metric(run_id, f"{key}_high", float(summary["high"]))
+        for path in report_paths(report_path):
             client.log_artifact(run_id, str(path))
     except Exception:
         client.set_terminated(run_id, status="FAILED")
@@ -234,44 +538,68 @@ def log_to_mlflow(
     return run_id
 
 
-def assignment_log(results: dict[str, SimulationResult]) -> pd.DataFrame:
-    """All runs' assignments in one table, with a ``policy`` column first."""
-    frames = [r.assignments.assign(policy=name) for name, r in results.items()]
+def assignment_log(rows: list[dict]) -> pd.DataFrame:
+    """The kept cells' assignments in one table: family, seed, window, policy first."""
+    keys = ["family", "seed", "window", "policy"]
+    frames = [
+        r["assignments"].assign(**{k: r[k] for k in keys})
+        for r in rows
+        if r.get("assignments") is not None
+    ]
     if not frames:
-        return pd.DataFrame(columns=["policy", "pod", "node", "arrival_time", "placed_time"])
+        return pd.DataFrame(columns=[*keys, "pod", "node", "arrival_time", "placed_time"])
     log = pd.concat(frames, ignore_index=True)
-    return log[["policy"] + [c for c in log.columns if c != "policy"]]
+    return log[keys + [c for c in log.columns if c not in keys]]
 
 
-def plot_comparison(metrics: dict[str, dict[str, float]], path: Path) -> None:
-    """A 2 x 2 bar chart of the main metrics per policy."""
+def plot_comparison(report: dict, path: Path) -> None:
+    """Per family (rows) the main metrics (columns): each policy's mean with its 95 % interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(metrics)
-    figure, axes = plt.subplots(2, 2, figsize=(11, 7))
-    for axis, (key, title) in zip(axes.flat, PLOT_METRICS, strict=True):
-        values = [metrics[n].get(key, np.nan) for n in names]
-        colors = ["tab:red" if n == "dqn" else "tab:blue" for n in names]
-        axis.bar(names, values, color=colors)
-        axis.set_title(title, fontsize=10)
-        axis.tick_params(axis="x", rotation=35, labelsize=8)
-    figure.suptitle("placement policies on the test replay")
+    families = list(report["families"])
+    figure, axes = plt.subplots(
+        len(families),
+        len(PLOT_METRICS),
+        figsize=(3.4 * len(PLOT_METRICS), 2.9 * len(families)),
+        squeeze=False,
+    )
+    for row, family in zip(axes, families, strict=True):
+        summaries = report["families"][family]["policies"]
+        names = list(summaries)
+        for axis, (metric, title) in zip(row, PLOT_METRICS, strict=True):
+            means = np.array([summaries[n][metric]["mean"] for n in names])
+            lows = np.array([summaries[n][metric]["low"] for n in names])
+            highs = np.array([summaries[n][metric]["high"] for n in names])
+            colors = ["tab:red" if n == REFERENCE_POLICY else "tab:blue" for n in names]
+            axis.bar(names, means, color=colors, yerr=[means - lows, highs - means], capsize=3)
+            axis.set_title(f"{family}: {title}", fontsize=9)
+            axis.tick_params(axis="x", rotation=45, labelsize=7)
+    figure.suptitle("placement policies: mean and 95 % interval over (seed, window) cells")
     figure.tight_layout()
-    figure.savefig(path, dpi=110, format="png")
+    figure.savefig(path, dpi=100, format="png")
     plt.close(figure)
 
 
-def _write_outputs(report, results, report_path: Path, log_path: Path, plot_path: Path) -> None:
-    log = assignment_log(results)
+def _log_plot_to_active_run(plot_path: Path) -> None:
+    try:
+        import mlflow
+    except ImportError:
+        return
+    if mlflow.active_run() is not None:
+        mlflow.log_artifact(str(plot_path))
+
+
+def _write_outputs(report, rows, report_path: Path, log_path: Path, plot_path: Path) -> None:
+    log = assignment_log(rows)
     for column in ("arrival_time", "placed_time"):
         if column in log:
             log[column] = pd.to_datetime(log[column], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     # The report goes last: where it is new, so are the log and the plot.
     replace_path(log_path, lambda tmp: log.to_csv(tmp, index=False))
-    replace_path(plot_path, lambda tmp: plot_comparison(report["policies"], tmp))
+    replace_path(plot_path, lambda tmp: plot_comparison(report, tmp))
     write_text(report_path, json.dumps(report, indent=1, default=_json_default))
 
 
@@ -283,3 +611,14 @@ def _json_default(value: object) -> object:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+__all__ = [
+    "FamilySource",
+    "custom_family",
+    "evaluate_placement",
+    "goal_checks",
+    "log_to_mlflow",
+    "summarise_family",
+    "cut_test_windows",
+]

@@ -18,7 +18,7 @@ from components.errors import MlschedError
 from components.generate.cluster import make_nodes, nodes_table
 from components.generate.workload import WorkloadConfig, generate_workload
 from components.placement.cli import add_evaluate_placement_parser
-from components.placement.evaluate import evaluate_placement, goal_checks
+from components.placement.evaluate import custom_family, evaluate_placement, goal_checks
 from components.placement.policy import BasePolicy
 
 START = int(pd.Timestamp("2026-01-01T00:00:00Z").timestamp())
@@ -54,8 +54,12 @@ def test_end_to_end_report_log_and_plot(files, tmp_path, capsys):
         "random,least-allocated,trimaran-lvrb",
         "--train-fraction",
         "0.4",
-        "--seed",
-        "3",
+        "--seeds",
+        "2",
+        "--windows",
+        "2",
+        "--workers",
+        "2",
         "--output",
         str(report_path),
         "--mlflow-uri",
@@ -64,36 +68,47 @@ def test_end_to_end_report_log_and_plot(files, tmp_path, capsys):
     )
     assert code == 0
     report = json.loads(report_path.read_text())
-    assert list(report["policies"]) == ["random", "least-allocated", "trimaran-lvrb"]
-    assert (
-        report["workload"]["train_steps"] + report["workload"]["test_steps"]
-        == (report["workload"]["steps"])
-    )
-    assert report["comparison"]["best_heuristic"] in ("least-allocated", "trimaran-lvrb")
+    assert list(report["families"]) == ["custom"]
+    family = report["families"]["custom"]
+    assert list(family["policies"]) == ["random", "least-allocated", "trimaran-lvrb"]
+    assert family["paired"] == {} and report["unavailable"] == {}
+    # the test windows cut the steps after the training part, disjoint and adjacent
+    windows = family["windows"]
+    steps = family["workload"]["steps"]
+    assert windows[0]["first_step"] == round(steps * 0.4)
+    assert windows[0]["end_step"] == windows[1]["first_step"] and windows[1]["end_step"] == steps
+    assert family["goals"]["best_heuristic"] in ("least-allocated", "trimaran-lvrb")
+    summary = family["policies"]["random"]["overload_node_minutes"]
+    cells = [c for c in family["cells"] if c["policy"] == "random"]
+    assert summary["n"] == len(cells) == 4
+    assert summary["mean"] == pytest.approx(np.mean([c["overload_node_minutes"] for c in cells]))
+    assert summary["low"] <= summary["mean"] <= summary["high"]
     assert (tmp_path / "out" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     log = pd.read_csv(tmp_path / "out" / "report.assignments.csv", keep_default_na=False)
     assert set(log["policy"]) == {"random", "least-allocated", "trimaran-lvrb"}
-    assert "overload" in capsys.readouterr().out
+    assert set(log["seed"]) == {0} and set(log["window"]) == {0, 1}
+    out = capsys.readouterr().out
+    assert "overload node-min" in out and "[custom]" in out
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("placement-evaluation")
     (run,) = client.search_runs([experiment.experiment_id])
-    assert (
-        run.data.metrics["random.overload_node_minutes"]
-        == (report["policies"]["random"]["overload_node_minutes"])
-    )
+    assert run.data.metrics["custom.random.overload_node_minutes"] == summary["mean"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {"report.json", "report.assignments.csv", "report.png"}
-    for name in report["policies"]:
-        recomputed = overload_from_log(files, log[log["policy"] == name], report)
-        assert recomputed == report["policies"][name]["overload_node_minutes"]
+    for cell in family["cells"]:
+        if cell["seed"] != 0:
+            continue
+        window = windows[cell["window"]]
+        mine = log[(log["policy"] == cell["policy"]) & (log["window"] == cell["window"])]
+        recomputed = overload_from_log(files, mine, window["start"], window["end"])
+        assert recomputed == cell["overload_node_minutes"]
 
 
-def overload_from_log(files, log: pd.DataFrame, report: dict) -> float:
-    """Overload node-minutes recomputed from the trace and the log alone, with pandas."""
+def overload_from_log(files, log: pd.DataFrame, start: str, end: str) -> float:
+    """Overload node-minutes of one window recomputed from the trace and the log alone."""
     trace = pd.read_parquet(files / "workload.parquet")
     nodes = pd.read_csv(files / "nodes.csv").set_index("node")
-    test_start = pd.Timestamp(report["workload"]["test_start"])
-    test_end = test_start + pd.Timedelta(minutes=report["workload"]["test_steps"])
+    test_start, test_end = pd.Timestamp(start), pd.Timestamp(end)
     trace = trace[(trace["timestamp"] >= test_start) & (trace["timestamp"] < test_end)]
     placed = log[log["node"] != ""].set_index("pod")
     trace = trace[trace["pod"].isin(placed.index)].copy()
@@ -182,66 +197,99 @@ def test_train_fraction_must_be_inside_0_and_1(files, capsys):
     assert "must lie strictly between 0 and 1" in capsys.readouterr().err
 
 
-def test_dqn_without_a_trainer_is_reported_unavailable(files, tmp_path):
+def custom(files):
     trace = validate_workload_trace(pd.read_parquet(files / "workload.parquet"))
     nodes = validate_nodes_table(pd.read_csv(files / "nodes.csv"))
+    return custom_family(trace, nodes)
+
+
+def test_dqn_without_a_policy_is_reported_unavailable(files, tmp_path):
     report = evaluate_placement(
-        trace, nodes, ["random", "dqn"], output=tmp_path / "r.json", dqn_unavailable="not built"
+        [custom(files)],
+        ["random", "dqn"],
+        seeds=[0],
+        windows=1,
+        output=tmp_path / "r.json",
+        dqn_unavailable="not built",
+        workers=1,
     )
     assert report["unavailable"] == {"dqn": "not built"}
-    assert list(report["policies"]) == ["random"]
+    assert list(report["families"]["custom"]["policies"]) == ["random"]
 
 
-def test_a_trained_policy_sees_only_the_training_part_and_a_failure_leaves_no_output(
-    files, tmp_path
-):
-    trace = validate_workload_trace(pd.read_parquet(files / "workload.parquet"))
-    nodes = validate_nodes_table(pd.read_csv(files / "nodes.csv"))
-    seen = {}
+class Emptiest(BasePolicy):
+    """Fewest requested cores first (a real policy standing in for a trained DQN)."""
 
-    class Emptiest(BasePolicy):
-        def score(self, pod, state, feasible):
-            return -state.cpu_requested / state.cpu_capacity
+    def score(self, pod, state, feasible):
+        return -state.cpu_requested / state.cpu_capacity
 
-    def train(train_workload, cluster, seed):
-        seen["end"] = train_workload.start + pd.Timedelta(minutes=train_workload.n_steps)
-        return Emptiest(), {"episodes": 1}
 
+def test_the_reference_is_paired_cell_by_cell_and_a_failure_leaves_no_output(files, tmp_path):
     report = evaluate_placement(
-        trace,
-        nodes,
-        ["random", "dqn"],
-        train_fraction=0.5,
+        [custom(files)],
+        ["random", "least-allocated", "dqn"],
+        seeds=[0, 1, 2],
+        windows=2,
+        dqn=Emptiest,
+        held_out_from_training={"custom": True},
         output=tmp_path / "r.json",
-        train_dqn=train,
+        workers=2,
     )
-    assert seen["end"] == pd.Timestamp(report["workload"]["test_start"])
-    assert report["training"] == {"dqn": {"episodes": 1}}
-    assert set(report["comparison"]) >= {"overload_below_random", "goal_met"}
+    family = report["families"]["custom"]
+    assert family["held_out_from_training"] is True
+    cells = {(c["policy"], c["seed"], c["window"]): c for c in family["cells"]}
+    differences = [
+        cells["random", s, w]["overload_node_minutes"] - cells["dqn", s, w]["overload_node_minutes"]
+        for s in (0, 1, 2)
+        for w in (0, 1)
+    ]
+    paired = family["paired"]["random"]
+    assert paired["n"] == 6
+    assert paired["mean_difference"] == pytest.approx(np.mean(differences))
+    assert paired["verdict"] in ("reference better", "reference worse", "not distinguishable")
+    assert paired["distinguishable"] == (paired["low"] > 0 or paired["high"] < 0)
+    assert set(family["goals"]) >= {"overload_below_random", "goal_met", "best_heuristic"}
+    # least-allocated and the Emptiest stand-in score alike on requests: same cells, same figures
+    assert family["paired"]["least-allocated"]["verdict"] == "not distinguishable"
 
-    def broken(train_workload, cluster, seed):
-        raise RuntimeError("training blew up")
+    class Broken(BasePolicy):
+        def score(self, pod, state, feasible):
+            raise RuntimeError("policy blew up")
 
-    with pytest.raises(RuntimeError, match="training blew up"):
+    with pytest.raises(RuntimeError, match="policy blew up"):
         evaluate_placement(
-            trace, nodes, ["random", "dqn"], output=tmp_path / "x" / "r.json", train_dqn=broken
+            [custom(files)],
+            ["random", "dqn"],
+            seeds=[0],
+            windows=1,
+            dqn=Broken,
+            output=tmp_path / "x" / "r.json",
+            workers=1,
         )
     assert not (tmp_path / "x" / "r.json").exists()
 
 
 def test_goal_checks_hand_worked():
-    metrics = {
-        "random": {"overload_node_minutes": 100.0, "pods_pending": 5},
-        "least-allocated": {"overload_node_minutes": 80.0, "pods_pending": 4},
-        "trimaran-lvrb": {"overload_node_minutes": 60.0, "pods_pending": 6},
-        "dqn": {"overload_node_minutes": 50.0, "pods_pending": 4},
+    def summary(mean):
+        return {"mean": mean, "low": mean, "high": mean, "n": 5}
+
+    summaries = {
+        "random": {"overload_node_minutes": summary(100.0), "pods_pending": summary(5)},
+        "kube-default": {"overload_node_minutes": summary(80.0), "pods_pending": summary(4)},
+        "trimaran-lvrb": {"overload_node_minutes": summary(60.0), "pods_pending": summary(6)},
+        "dqn": {"overload_node_minutes": summary(50.0), "pods_pending": summary(4)},
     }
-    checks = goal_checks(metrics)
+    paired = {"trimaran-lvrb": {"verdict": "reference better"}}
+    checks = goal_checks(summaries, paired)
     assert checks["best_heuristic"] == "trimaran-lvrb"
     assert checks["overload_below_random"] == pytest.approx(0.5)
     assert checks["overload_below_best_heuristic"] == pytest.approx(1 / 6)
-    assert checks["pods_pending_vs_least_allocated"] == 0
+    assert checks["pods_pending_vs_kube_default"] == 0
     assert checks["goal_met"] is True
-    metrics["dqn"]["pods_pending"] = 5
-    assert goal_checks(metrics)["goal_met"] is False
+    assert (
+        goal_checks(summaries, {"trimaran-lvrb": {"verdict": "not distinguishable"}})["goal_met"]
+        is False
+    )
+    summaries["dqn"]["pods_pending"] = summary(5)
+    assert goal_checks(summaries, paired)["goal_met"] is False
     assert np.isfinite(checks["best_heuristic_overload_node_minutes"])
