@@ -90,6 +90,7 @@ class DQNPodScorer:
     """
 
     counts_inflight = True
+    name = "dqn"
 
     def __init__(self, network: Any):
         self.network = network.eval()

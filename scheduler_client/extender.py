@@ -27,6 +27,18 @@ kube-scheduler's PodTopologySpread spreads a ReplicaSet's replicas: without it a
 replicas sees the same best node until that node's score drops by the replicas' load, which on
 a large node takes several of them.
 
+GPUs (every mode, like spread; ``nvidia.com/gpu`` in the pod's requests and the Node's
+allocatable, from the inventory, the request's Node objects or the Kubernetes API): the filter
+fails a node without enough whole GPUs free for the pod (allocatable less the GPUs of its bound
+pods, where the node state carries ``gpus_requested``, and of the pods in flight there); a node
+whose allocatable is too small is unresolvable, one that is full for now may be freed by
+preemption. Prioritize applies the simulator's GPU rules (``components/placement/gpu.py``,
+:func:`~components.placement.gpu.gpu_preferred_nodes`): a GPU pod prefers the GPU nodes that
+already run GPU pods (packing, so untouched GPU nodes keep all their GPUs), any other pod prefers
+nodes without GPUs; when the rules prefer some candidates over others, the preferred ones score
+in ``6..10`` and the others in ``0..4`` (each keeping its order), so the preference holds whatever
+the load says, while kube-scheduler's own filters and scores still apply.
+
 The pod's horizon is the annotation ``ml-scheduler.io/horizon`` (e.g. ``30m``): the P90 is the
 max over the forecast horizons up to the first one that covers it; without the annotation, over
 all horizons.
@@ -44,7 +56,9 @@ import numpy as np
 import pandas as pd
 
 from components.errors import MlschedError
+from components.placement.gpu import gpu_preferred_nodes
 from scheduler_client.api import (
+    GPU_RESOURCE,
     MAX_EXTENDER_PRIORITY,
     MIN_EXTENDER_PRIORITY,
     BindingArgs,
@@ -67,6 +81,10 @@ from scheduler_client.resilience import (
 )
 
 log = logging.getLogger("scheduler_client.extender")
+
+GPU_PREFERRED_FLOOR = 6
+"""Preferred candidates of the GPU rules score in GPU_PREFERRED_FLOOR..10, the others in
+0..GPU_PREFERRED_FLOOR - 2."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +141,20 @@ class _Candidates:
     state: CacheState
     rows: np.ndarray
     usable: np.ndarray
+    gpus: np.ndarray
+    gpus_used: np.ndarray
     inflight: InflightLoad | None = None
+
+    @property
+    def gpu_known(self) -> np.ndarray:
+        """Candidates whose allocatable is known (GPUs included)."""
+        return np.isfinite(self.cpu_cores)
+
+    def gpu_fits(self) -> np.ndarray:
+        """Per candidate: enough whole GPUs free for the pod, or allocatable unknown."""
+        if self.pod.gpus <= 0:
+            return np.ones(len(self.names), dtype=bool)
+        return ~self.gpu_known | (self.gpus - self.gpus_used >= self.pod.gpus)
 
 
 class Extender:
@@ -182,20 +213,40 @@ class Extender:
             known, take = positions >= 0, np.maximum(positions, 0)
             cpu = np.where(known, view.cpu_cores[take] if len(view.names) else 0.0, np.nan)
             memory = np.where(known, view.memory_bytes[take] if len(view.names) else 0.0, np.nan)
+            gpus = np.where(known, view.gpus[take] if len(view.names) else 0, 0)
         else:
             assert args.allocatable is not None
             self.inventory.update(args.allocatable)
             cpu = np.array([a.cpu_cores for a in args.allocatable], dtype=np.float64)
             memory = np.array([a.memory_bytes for a in args.allocatable], dtype=np.float64)
+            gpus = np.array([a.gpus for a in args.allocatable], dtype=np.int64)
         state = self.cache.state
         inflight = None
         if self.ledger is not None:
             self.ledger.remember(args.pod)
-            inflight = self.ledger.load(args.node_names, self._metrics_at(state), args.pod.owner)
+            inflight = self.ledger.load(
+                args.node_names, self._metrics_at(state), args.pod.owner, exclude=args.pod.key
+            )
         rows = state.positions(args.node_names)
         usable = state.usable(rows, self.clock(), self.config.max_feature_age_seconds)
         usable &= np.isfinite(cpu)
-        return _Candidates(args.pod, args.node_names, cpu, memory, state, rows, usable, inflight)
+        gpus_used = np.zeros(len(rows))
+        if state.gpus_requested is not None and len(state.nodes):
+            gpus_used = np.where(rows >= 0, state.gpus_requested[np.maximum(rows, 0)], 0.0)
+        if inflight is not None:
+            gpus_used = gpus_used + inflight.gpus
+        return _Candidates(
+            args.pod,
+            args.node_names,
+            cpu,
+            memory,
+            state,
+            rows,
+            usable,
+            gpus.astype(np.int64),
+            gpus_used,
+            inflight,
+        )
 
     def _metrics_at(self, state: CacheState) -> dict[str, float]:
         """Node -> Unix time of its latest features, once per refresh."""
@@ -275,6 +326,38 @@ class Extender:
         spread = np.rint(scores - self.config.spread_weight * c.inflight.same_owner)
         return np.clip(spread, MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY).astype(np.int64)
 
+    def _gpu_preferred(self, c: _Candidates, scores: np.ndarray) -> np.ndarray:
+        """``scores`` banded by the GPU rules: the candidates they prefer above the others."""
+        if c.pod.gpus <= 0 and not c.gpus.any():
+            return scores
+        feasible = c.gpu_known & c.gpu_fits()
+        preferred = gpu_preferred_nodes(c.pod.gpus, c.gpus, c.gpus_used, feasible)
+        if not preferred.any() or (preferred == c.gpu_known).all():
+            return scores
+        top = MAX_EXTENDER_PRIORITY
+        high = GPU_PREFERRED_FLOOR + scores * (top - GPU_PREFERRED_FLOOR) / top
+        low = scores * (GPU_PREFERRED_FLOOR - 2) / top
+        return np.rint(np.where(preferred, high, low)).astype(np.int64)
+
+    def _gpu_filter(self, c: _Candidates) -> tuple[np.ndarray, dict[str, str], dict[str, str]]:
+        """(fits, failed, unresolvable): the whole-GPU filter; a node whose allocatable has too
+        few GPUs is unresolvable, one whose GPUs are taken (bound or in flight) fails."""
+        fits = c.gpu_fits()
+        failed: dict[str, str] = {}
+        unresolvable: dict[str, str] = {}
+        for i in np.flatnonzero(~fits):
+            allocatable, used = int(c.gpus[i]), int(round(c.gpus_used[i]))
+            asked = f"ml-scheduler: pod requests {c.pod.gpus} {GPU_RESOURCE}"
+            if allocatable < c.pod.gpus:
+                unresolvable[c.names[i]] = f"{asked}, node has {allocatable} allocatable"
+            else:
+                free = max(allocatable - used, 0)
+                failed[c.names[i]] = (
+                    f"{asked}, node has {free} free ({allocatable} allocatable, {used} requested "
+                    "by bound pods or in flight)"
+                )
+        return fits, failed, unresolvable
+
     def _count(self, verb: str, mode: str, reason: str | None) -> None:
         self.metrics.decisions.labels(verb, mode).inc()
         if reason is not None:
@@ -289,18 +372,19 @@ class Extender:
 
     # ----------------------------------------------------------------------- filter
 
-    def _ml_filter(self, c: _Candidates) -> tuple[list[int], dict[str, str]]:
+    def _ml_filter(self, c: _Candidates, fits: np.ndarray) -> tuple[list[int], dict[str, str]]:
+        """The ML filter over the candidates that ``fits`` (the GPU filter's survivors)."""
         cpu, memory, horizon = self._loads_after(c)
         anomalous = c.state.anomalous[c.rows]
         over_cpu = cpu > self.config.cpu_threshold
         over_memory = memory > self.config.memory_threshold
-        failing = c.usable & (anomalous | over_cpu | over_memory)
-        if failing.all():
+        failing = fits & c.usable & (anomalous | over_cpu | over_memory)
+        if fits.any() and (failing | ~fits).all():
             log.warning(
                 "every candidate fails the ML filter; passing them all",
-                extra={"fields": {"pod": c.pod.key, "nodes": len(c.names)}},
+                extra={"fields": {"pod": c.pod.key, "nodes": int(fits.sum())}},
             )
-            return list(range(len(c.names))), {}
+            return np.flatnonzero(fits).tolist(), {}
         failed: dict[str, str] = {}
         window = f"{horizon / 60:g}m"
         for i in np.flatnonzero(failing):
@@ -318,27 +402,32 @@ class Extender:
                     f"ml-scheduler: predicted P90 memory with this pod {memory[i]:.0%} > "
                     f"{self.config.memory_threshold:.0%} within {window}"
                 )
-        return np.flatnonzero(~failing).tolist(), failed
+        return np.flatnonzero(fits & ~failing).tolist(), failed
 
     def filter(self, args: ExtenderArgs) -> Decision:
         """Answer a filter call (an ``ExtenderFilterResult``)."""
         c = self._candidates(args)
         use_ml, reason = self._route(c)
-        everyone = range(len(c.names))
+        fits, gpu_failed, unresolvable = self._gpu_filter(c)
+        fitting = np.flatnonzero(fits).tolist()
+        gpu = {"gpu_failed": len(gpu_failed) + len(unresolvable)} if not fits.all() else {}
         fallback_nodes = self._count_nodes("filter", c, use_ml and reason != "shadow")
         if not use_ml:
             self._count("filter", "fallback", reason)
-            return Decision(filter_result(args, everyone), "fallback", reason)
-        passed, failed = self._ml_filter(c)
-        details = {"failed": len(failed), "fallback_nodes": fallback_nodes}
+            body = filter_result(args, fitting, gpu_failed, unresolvable)
+            return Decision(body, "fallback", reason, gpu)
+        passed, failed = self._ml_filter(c, fits)
+        details = {"failed": len(failed), "fallback_nodes": fallback_nodes, **gpu}
         if reason == "shadow":
             self._count("filter", "shadow", reason)
             if failed:
                 self.metrics.shadow_disagreements.labels("filter").inc()
             details["ml_failed_nodes"] = dict(list(failed.items())[:20])
-            return Decision(filter_result(args, everyone), "shadow", reason, details)
+            body = filter_result(args, fitting, gpu_failed, unresolvable)
+            return Decision(body, "shadow", reason, details)
         self._count("filter", "ml", None)
-        return Decision(filter_result(args, passed, failed), "ml", None, details)
+        body = filter_result(args, passed, {**gpu_failed, **failed}, unresolvable)
+        return Decision(body, "ml", None, details)
 
     # ----------------------------------------------------------------------- prioritize
 
@@ -420,13 +509,13 @@ class Extender:
         use_ml, reason = self._route(c)
         fallback_nodes = self._count_nodes("prioritize", c, use_ml and reason != "shadow")
         if not use_ml or reason == "shadow":
-            fallback = self._spread(c, self._fallback_scores(c))
+            fallback = self._gpu_preferred(c, self._spread(c, self._fallback_scores(c)))
             body = host_priority_list(c.names, fallback.tolist())
             if not use_ml:
                 self._count("prioritize", "fallback", reason)
                 return Decision(body, "fallback", reason)
             ml, used_q = self._ml_scores(c)
-            ml = self._spread(c, ml)
+            ml = self._gpu_preferred(c, self._spread(c, ml))
             self._count("prioritize", "shadow", reason)
             details = {"dqn": used_q}
             if len(c.names):
@@ -436,7 +525,7 @@ class Extender:
                     self.metrics.shadow_disagreements.labels("prioritize").inc()
             return Decision(body, "shadow", reason, details)
         ml, used_q = self._ml_scores(c)
-        ml = self._spread(c, ml)
+        ml = self._gpu_preferred(c, self._spread(c, ml))
         self._count("prioritize", "ml", None)
         details = {"dqn": used_q, "fallback_nodes": fallback_nodes}
         if len(c.names):

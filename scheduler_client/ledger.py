@@ -157,10 +157,15 @@ class InflightLedger:
             self._entries.pop(key, None)
 
     def load(
-        self, nodes: Sequence[str], metrics_at: Mapping[str, float], owner: str = ""
+        self,
+        nodes: Sequence[str],
+        metrics_at: Mapping[str, float],
+        owner: str = "",
+        exclude: str = "",
     ) -> InflightLoad | None:
         """The ledger's sums on ``nodes`` (None when nothing is in flight there; pods of
-        ``owner`` counted apart, none when it is empty), after dropping
+        ``owner`` counted apart, none when it is empty; the pod ``exclude``, the one being
+        scheduled again, left out: it is not on its earlier node), after dropping
         the entries past their TTL and those whose node's metrics (``metrics_at``: node -> time
         of its latest features) are newer than the placement plus the margin."""
         if not self._entries:
@@ -176,6 +181,8 @@ class InflightLedger:
                     or seen_at > entry.placed_at + self.margin_seconds
                 ):
                     del self._entries[key]
+                    continue
+                if key == exclude:
                     continue
                 sums = totals.setdefault(entry.node, [0.0] * 6)
                 sums[0] += entry.cpu_cores

@@ -44,6 +44,10 @@ CPU_REQUESTED_RATIO = "cpu_requested_ratio"
 MEMORY_REQUESTED_RATIO = "memory_requested_ratio"
 CPU_UTILIZATION = "cpu_utilization"
 MEMORY_UTILIZATION = "memory_utilization"
+GPUS_REQUESTED = "gpus_requested"
+"""Optional node-state column: whole GPUs requested by the pods bound to the node (e.g. the sum
+of kube-state-metrics' ``kube_pod_container_resource_requests{resource="nvidia_com_gpu"}``);
+0 where the node state does not carry it."""
 DRIFT_FEATURES = ("cpu_utilization", "memory_utilization", "cpu_mean_1h", "memory_mean_1h")
 TIMESTAMP = "timestamp"
 
@@ -118,6 +122,8 @@ class CacheState:
         cpu_cores, memory_bytes, gpus: allocatable from the inventory at refresh time.
         cpu_requested_ratio, memory_requested_ratio: requested / allocatable from the snapshot
             (0 where unknown); what the fallback scores use.
+        gpus_requested: GPUs requested by the node's bound pods, from the snapshot's optional
+            ``gpus_requested`` (0 where unknown).
         cpu_utilization, memory_utilization: latest use from the snapshot (NaN where unknown).
         feature_time: (nodes,) epoch seconds of each node's features, the snapshot's
             ``timestamp`` (NaN where unknown; None or NaN for a snapshot without the column).
@@ -140,6 +146,7 @@ class CacheState:
     memory_requested_ratio: np.ndarray
     cpu_utilization: np.ndarray
     memory_utilization: np.ndarray
+    gpus_requested: np.ndarray | None = None
     feature_time: np.ndarray | None = None
     snapshot_at: float | None = None
     predictions_at: float | None = None
@@ -196,6 +203,7 @@ def empty_state(view: InventoryView) -> CacheState:
         memory_requested_ratio=np.zeros(n),
         cpu_utilization=np.full(n, np.nan),
         memory_utilization=np.full(n, np.nan),
+        gpus_requested=np.zeros(n),
         feature_time=np.full(n, np.nan),
     )
 
@@ -339,6 +347,7 @@ class PredictionCache:
                 memory_requested_ratio=np.nan_to_num(_column(snapshot, MEMORY_REQUESTED_RATIO, n)),
                 cpu_utilization=_column(snapshot, CPU_UTILIZATION, n),
                 memory_utilization=_column(snapshot, MEMORY_UTILIZATION, n),
+                gpus_requested=np.nan_to_num(_column(snapshot, GPUS_REQUESTED, n)),
                 feature_time=feature_times(snapshot),
                 snapshot=snapshot,
             )
@@ -432,6 +441,7 @@ def _carry_over(previous: CacheState, names: tuple[str, ...]) -> dict[str, Any]:
             "memory_requested_ratio": previous.memory_requested_ratio,
             "cpu_utilization": previous.cpu_utilization,
             "memory_utilization": previous.memory_utilization,
+            "gpus_requested": previous.gpus_requested,
             "feature_time": previous.feature_time,
             "drift_psi": previous.drift_psi,
         }
@@ -452,6 +462,9 @@ def _carry_over(previous: CacheState, names: tuple[str, ...]) -> dict[str, Any]:
         "memory_requested_ratio": move(previous.memory_requested_ratio, 0.0),
         "cpu_utilization": move(previous.cpu_utilization, np.nan),
         "memory_utilization": move(previous.memory_utilization, np.nan),
+        "gpus_requested": None
+        if previous.gpus_requested is None
+        else move(previous.gpus_requested, 0.0),
         "feature_time": None
         if previous.feature_time is None
         else move(previous.feature_time, np.nan),

@@ -354,6 +354,7 @@ class RemotePodScorer:
     call per scheduling request, with its own (short) time-out."""
 
     waits_on_network = True
+    name = "remote"
 
     def __init__(
         self, client: V2Client, *, model: str = PLACEMENT_POLICY, timeout_seconds: float = 0.05

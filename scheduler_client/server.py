@@ -317,6 +317,7 @@ class ExtenderApp:
             "last_error": cache.last_error,
             "rollout_percent": self.extender.rollout.percent,
             "shadow": self.extender.rollout.shadow,
+            "pod_scorer": getattr(self.extender.pod_scorer, "name", None),
         }
 
 

@@ -471,8 +471,12 @@ def test_fallback_without_predictor_is_kube_default_scaled():
         POD_MEMORY,
     )
     expected = np.floor(kube / 20 + 0.5).astype(int)
-    assert [e["Score"] for e in decision.body] == expected.tolist()
     assert int(np.argmax(expected)) == 1  # node-b: 20 % CPU and memory requested
+    # the GPU rules keep node-c (2 GPUs) for GPU pods: this CPU pod's scores are banded,
+    # the nodes without GPUs in 6..10 and node-c in 0..4, each keeping kube-default's order
+    gpu_node = np.array([a.gpus > 0 for a in alloc])
+    banded = np.where(gpu_node, expected * 0.4, 6 + expected * 0.4)
+    assert [e["Score"] for e in decision.body] == np.rint(banded).astype(int).tolist()
     filtered = extender.filter(parse_extender_args(cache_capable_body())).body
     assert filtered["NodeNames"] == NAMES and filtered["FailedNodes"] == {}
 
@@ -729,7 +733,9 @@ def test_placement_policies_plug_in_as_pod_scorers():
     )
     # LeastAllocated on the snapshot's requests: node-b (20 % of CPU and memory requested)
     assert max(scores, key=scores.get) == "node-b"
-    assert min(scores, key=scores.get) == "node-d"
+    # node-c has GPUs: kept for GPU pods, below every node without GPUs for this CPU pod
+    assert scores["node-c"] < min(scores[n] for n in ("node-a", "node-b", "node-d"))
+    assert min((n for n in scores if n != "node-c"), key=scores.get) == "node-d"
 
 
 def test_example_kube_scheduler_configuration_matches_the_server():
