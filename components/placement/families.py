@@ -48,7 +48,8 @@ FAMILY_PREFIXES = {
 }
 # the generator's machine types (general, compute, memory, large)
 SYNTHETIC_NODE_SHAPES = ((8, 32), (16, 32), (8, 64), (32, 128))
-NODE_SHAPE_CATALOGUE = ((8, 32), (16, 32), (16, 64), (32, 64), (32, 128), (48, 192), (64, 256))
+NODE_SHAPE_CATALOGUE = ((8, 32), (16, 32), (16, 64), (32, 128), (48, 192))
+RANDOMISED_RUNNING_PODS = (120.0, 220.0)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class FamilyKnobs:
         gpu_node_share: the share of nodes with GPUs (at least enough for the GPU pods).
         gpus_per_node: GPUs on a GPU node.
         min_mean_cpu_cores: streams (VMs) whose mean CPU use is below this are idle and left
-            out.
+            out (None: the family's floor, ``ACTIVITY_FLOORS``).
     """
 
     days: float = 4.0
@@ -104,7 +105,7 @@ class FamilyKnobs:
     gpu_pod_share: float = 0.0
     gpu_node_share: float = 0.0
     gpus_per_node: int = 4
-    min_mean_cpu_cores: float = 0.05
+    min_mean_cpu_cores: float | None = None
 
     def __post_init__(self) -> None:
         checks = (
@@ -123,7 +124,6 @@ class FamilyKnobs:
             ("gpu_pod_share", self.gpu_pod_share, 0.0, 0.9),
             ("gpu_node_share", self.gpu_node_share, 0.0, 1.0),
             ("gpus_per_node", self.gpus_per_node, 1, 16),
-            ("min_mean_cpu_cores", self.min_mean_cpu_cores, 0.0, 64.0),
         )
         for name, value, low, high in checks:
             if not low <= value <= high:
@@ -131,6 +131,10 @@ class FamilyKnobs:
         low, high = self.burst_size
         if not 2 <= low <= high:
             raise MlschedError(f"FamilyKnobs.burst_size = {self.burst_size}: need 2 <= low <= high")
+        if self.min_mean_cpu_cores is not None and not 0 <= self.min_mean_cpu_cores <= 64:
+            raise MlschedError(
+                f"FamilyKnobs.min_mean_cpu_cores = {self.min_mean_cpu_cores}: must lie in [0, 64]"
+            )
         if self.node_count is not None and self.node_count < 1:
             raise MlschedError(f"FamilyKnobs.node_count = {self.node_count}: must be positive")
         if not self.node_shapes or any(c <= 0 or m <= 0 for c, m in self.node_shapes):
@@ -144,8 +148,16 @@ FAMILY_DEFAULTS: dict[str, FamilyKnobs] = {
         node_shapes=SYNTHETIC_NODE_SHAPES, gpu_pod_share=0.03, gpu_node_share=0.1
     ),
     "bitbrains-faststorage": FamilyKnobs(),
-    "bitbrains-rnd": FamilyKnobs(min_mean_cpu_cores=0.15),  # most Rnd VMs are nearly idle
+    "bitbrains-rnd": FamilyKnobs(),
     "nab-ec2": FamilyKnobs(),
+}
+
+# mean cores below which a stream is an idle VM; most Rnd VMs are nearly idle
+ACTIVITY_FLOORS = {
+    "synthetic": 0.0,
+    "bitbrains-faststorage": 0.05,
+    "bitbrains-rnd": 0.15,
+    "nab-ec2": 0.05,
 }
 
 _StreamReader = Callable[[Path, float, np.random.Generator], family_streams.UsageStreams]
@@ -194,7 +206,8 @@ def build_family_frames(
         streams = _READERS[name](folder, knobs.days, rng)
     else:
         streams = family_streams.synthetic_streams(knobs.days, rng)
-    streams = streams.active(knobs.min_mean_cpu_cores, name)
+    floor = knobs.min_mean_cpu_cores
+    streams = streams.active(ACTIVITY_FLOORS[name] if floor is None else floor, name)
     step_hours = streams.step_seconds / 3600
     pods = PodPlan(
         pods=knobs.pods,
@@ -246,13 +259,17 @@ def randomised_knobs(rng: np.random.Generator) -> FamilyKnobs:
         shapes = tuple(NODE_SHAPE_CATALOGUE[int(i)] for i in picks)
     gpus = rng.uniform() < 0.35
     low = int(rng.integers(5, 16))
+    lifetime_hours = float(np.exp(rng.uniform(np.log(4.0), np.log(24.0))))
+    days = FamilyKnobs.days
+    # pods running at once stay in a realistic range whatever the lifetimes
+    running = float(rng.uniform(*RANDOMISED_RUNNING_PODS))
     return FamilyKnobs(
-        pods=int(rng.integers(1000, 2401)),
-        mean_lifetime_hours=float(np.exp(rng.uniform(np.log(1.0), np.log(24.0)))),
+        pods=int(round(running * (lifetime_hours + 24 * days) / lifetime_hours)),
+        mean_lifetime_hours=lifetime_hours,
         burst_share=0.0 if steady else float(rng.uniform(0.2, 0.9)),
         burst_size=(low, int(rng.integers(max(low, 20), 51))),
         request_to_usage=float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))),
-        memory_request_to_usage=float(np.exp(rng.uniform(np.log(0.8), np.log(2.5)))),
+        memory_request_to_usage=float(np.exp(rng.uniform(np.log(0.8), np.log(1.8)))),
         request_signal=float(rng.uniform(0.0, 0.5)),
         request_spread=float(rng.uniform(0.4, 1.2)),
         best_effort_share=float(rng.uniform(0.0, 0.12)),
