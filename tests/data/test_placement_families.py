@@ -233,3 +233,17 @@ def test_cli_writes_a_family(tmp_path, capsys):
     assert len(read_nodes_table(output / "nodes.csv")) >= 2
     assert (trace["owner"] != "").any()
     assert "bursts=" in capsys.readouterr().out
+
+
+def test_generator_usage_streams_follow_the_pod_kinds():
+    from components.generate.workload import POD_KINDS, usage_streams
+
+    cpu, memory, kinds = usage_streams(200, 288, step_seconds=300, start_epoch=0, seed=1)
+    again, _, _ = usage_streams(200, 288, step_seconds=300, start_epoch=0, seed=1)
+    assert cpu.shape == memory.shape == (288, 200)
+    assert np.array_equal(cpu, again)
+    assert set(kinds) == {k.name for k in POD_KINDS}
+    peak = {k.name: k.peak_cores for k in POD_KINDS}
+    for name in peak:
+        assert np.median(cpu[:, kinds == name].max(axis=0)) < 3 * peak[name]
+    assert (cpu > 0).all() and (memory > 0).all()
