@@ -1,10 +1,13 @@
 """Synthetic node-metrics history with the structure of a real cluster, and its anomaly labels.
 
-Per node: a role-shaped load (web daily curves, steady services, night-heavy batch bursts, mixed,
-long GPU training plateaus), weekly cycle, slow trend, correlated cluster- and role-level noise,
-pod churn that moves requests and load in steps, missing scrapes and outages, and labelled
-anomalies. Each node draws from its own seeded stream, so a node's series depends only on the seed,
-the grid and its index.
+Per node: a CPU level drawn from a heavy-tailed distribution (many nearly idle nodes, a few busy
+ones), level shifts about daily, a role-shaped cycle (web daily curves with quiet weekends, steady
+services, night-heavy batch bursts, mixed, long GPU training plateaus), slow drift, correlated
+cluster- and role-level factors, bursts lasting tens of minutes, pod churn that moves requests and
+load in steps, missing scrapes and outages, and labelled anomalies. The statistics these are
+calibrated on (autocorrelation, cycle shares, bursts, per-node means) are in ``realism.py``.
+Each node draws from its own seeded streams, so a node's series depends only on the seed, the
+grid and its index.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from components.generate.signals import (
     ar1,
     bursts,
     daily_curve,
+    level_shifts,
+    lognormal_bursts,
     occupancy,
     smooth,
     weekly_factor,
@@ -32,46 +37,73 @@ DAY = 86_400
 
 @dataclass(frozen=True)
 class RoleProfile:
-    base: float
-    daily_amplitude: float
+    """How one role's nodes load their machines (CPU as a fraction of capacity).
+
+    Calibrated against the public traces (``tests/benchmarks/bench_realism.py`` prints both):
+    node levels are lognormal across nodes (many nearly idle, a few busy), the level moves in
+    shifts that last about a day, bursts last tens of minutes, and only some roles keep a clear
+    daily cycle.
+    """
+
+    level_median: float  # median over the role's nodes of a node's CPU level outside bursts
+    level_log_sd: float  # spread of node levels across nodes (log scale)
+    level_floor: float  # the least level a node of this role runs at
+    daily_amplitude: float  # peak-to-night swing of the daily cycle, relative to the level
     peak_hour: float
     sharpness: float
-    weekend_level: float
-    bursts_per_hour: float
-    burst_seconds: tuple[float, float]
-    burst_height: tuple[float, float]
-    noise_sd: float
+    weekend_level: float  # weekend load relative to weekdays
+    shift_every_seconds: float  # mean time between level shifts
+    shift_log_sd: float  # size of a level shift (each segment's level, log scale)
+    bursts_per_day: float
+    burst_median_seconds: float  # bursts last lognormally, p90 about 3 x the median
+    burst_height_median: float  # added CPU share of capacity, lognormal
+    night_boost: float  # how much likelier a burst starts at night (22:00-06:00)
+    plateaus_per_day: float  # long, high plateaus (training jobs)
+    shared_weight: float  # how strongly the node follows the cluster- and role-wide factors
     live_pods: float
     pod_lifetime_seconds: float
     memory_request_target: float
 
 
 ROLE_PROFILES = {
-    "web": RoleProfile(0.07, 0.48, 14.5, 2.0, 0.55, 0.0, (0, 0), (0, 0), 0.028, 16, 2 * DAY, 0.55),
+    "web": RoleProfile(
+        0.3, 0.25, 0.24, 2.0, 14.5, 2.0, 0.45, 2 * DAY, 0.1,
+        0.7, 15 * 60, 0.15, 1.0, 0.0, 0.5, 16, 2 * DAY, 0.55,
+    ),
     "service": RoleProfile(
-        0.30, 0.10, 13.0, 1.0, 0.9, 0.0, (0, 0), (0, 0), 0.015, 10, 4 * DAY, 0.70
+        0.10, 0.9, 0.01, 0.25, 13.0, 1.0, 0.9, 2 * DAY, 0.25,
+        0.5, 20 * 60, 0.18, 1.0, 0.0, 1.0, 10, 4 * DAY, 0.70,
     ),
     "batch": RoleProfile(
-        0.05, 0.05, 3.0, 1.0, 1.0, 0.9, (600, 5400), (0.12, 0.40), 0.02, 12, 3 * 3600, 0.50
+        0.03, 0.9, 0.005, 0.1, 3.0, 1.0, 1.0, 1.0 * DAY, 0.3,
+        2.0, 40 * 60, 0.30, 2.5, 0.0, 1.0, 12, 3 * 3600, 0.50,
     ),
     "mixed": RoleProfile(
-        0.12, 0.25, 15.0, 1.5, 0.7, 0.4, (600, 3600), (0.08, 0.25), 0.022, 14, DAY, 0.55
+        0.08, 0.8, 0.01, 0.5, 15.0, 1.5, 0.75, 1.5 * DAY, 0.25,
+        1.5, 20 * 60, 0.22, 1.5, 0.0, 1.0, 14, DAY, 0.55,
     ),
     "gpu": RoleProfile(
-        0.04,
-        0.02,
-        12.0,
-        1.0,
-        1.0,
-        0.10,
-        (2 * 3600, 10 * 3600),
-        (0.45, 0.65),
-        0.015,
-        4,
-        10 * 3600,
-        0.60,
+        0.03, 0.6, 0.005, 0.05, 12.0, 1.0, 1.0, 2 * DAY, 0.2,
+        1.0, 20 * 60, 0.15, 1.0, 0.12, 1.0, 4, 10 * 3600, 0.60,
     ),
-}
+}  # fmt: skip
+
+# The node's own slow drift, and its fast fluctuation, as log-scale / relative deviations.
+SLOW_TAU_SECONDS = 8 * 3600
+SLOW_LOG_SD = 0.1
+FAST_TAU_SECONDS = 180
+FAST_RELATIVE_SD = 0.30
+SAMPLE_RELATIVE_SD = 0.15
+SAMPLE_ABSOLUTE_SD = 0.002
+SHARED_TAU_SECONDS = 4 * 3600  # cluster- and role-wide factors (log scale)
+SHARED_LOG_SD = {"cluster": 0.5, "role": 0.3}
+ROLE_FACTOR_WEIGHT = 0.8
+PLATEAU_SECONDS = (2 * 3600, 10 * 3600)
+PLATEAU_HEIGHT = (0.45, 0.65)
+BURST_DURATION_LOG_SD = 0.9
+BURST_HEIGHT_LOG_SD = 0.6
+BURST_MAX_HEIGHT = 0.9
+CPU_FLOOR = 0.003
 
 
 @dataclass(frozen=True)
@@ -109,14 +141,38 @@ class NodeHistory:
     pods: pd.DataFrame = field(repr=False)
 
 
+@dataclass
+class CpuParts:
+    """The hidden state behind one node's CPU before anomalies and clipping:
+
+    ``cpu = (held * calendar * exp(slow + shared) + bursts) * (1 + fast) + sample noise``, where
+    ``held`` (level, level shifts, pod factor) and ``bursts`` stay as they are until the next
+    change, ``calendar`` (daily and weekly cycle, trend) is known ahead, and ``slow``, ``shared``
+    and ``fast`` are AR(1) processes with the time constants above.
+    """
+
+    held: np.ndarray
+    calendar: np.ndarray
+    slow: np.ndarray
+    shared: np.ndarray
+    fast: np.ndarray
+    bursts: np.ndarray
+    sample: np.ndarray
+
+    @property
+    def cpu(self) -> np.ndarray:
+        load = self.held * self.calendar * np.exp(self.slow + self.shared) + self.bursts
+        return load * (1 + self.fast) + self.sample
+
+
 def latent_factors(config: HistoryConfig) -> dict[str, np.ndarray]:
-    """Cluster-wide and per-role slow noise that makes nodes move together."""
+    """Cluster-wide and per-role slow noise (log scale) that makes nodes move together."""
     axis = config.axis
     factors = {}
     for index, name in enumerate(("cluster", *ROLES)):
         rng = np.random.default_rng([config.seed, 2, index])
-        sd = 0.05 if name == "cluster" else 0.04
-        factors[name] = ar1(rng, axis.steps, axis.step_seconds, 2 * 3600, sd)
+        sd = SHARED_LOG_SD["cluster" if name == "cluster" else "role"]
+        factors[name] = ar1(rng, axis.steps, axis.step_seconds, SHARED_TAU_SECONDS, sd)
     return factors
 
 
@@ -149,45 +205,114 @@ def _node_pods(rng: np.random.Generator, axis: TimeAxis, node: SyntheticNode) ->
     )
 
 
+def node_level(config: HistoryConfig, node: SyntheticNode) -> float:
+    """The node's CPU level outside bursts: lognormal across the role's nodes, from its own
+    seeded stream so that it does not depend on the rest of the node's draws."""
+    profile = ROLE_PROFILES[node.role]
+    rng = np.random.default_rng([config.seed, 4, node.index])
+    level = profile.level_median * float(np.exp(rng.normal(0, profile.level_log_sd)))
+    return float(np.clip(level, profile.level_floor, 0.7))
+
+
+def _calendar(rng: np.random.Generator, axis: TimeAxis, profile: RoleProfile) -> np.ndarray:
+    """Daily and weekly cycle around 1 and a slow relative trend."""
+    hour = axis.hour_of_day + rng.normal(0, 0.5)
+    curve = daily_curve(hour, profile.peak_hour, profile.sharpness)
+    one_day = daily_curve(np.arange(0, 24, 0.25), profile.peak_hour, profile.sharpness)
+    swing = (curve - one_day.mean()) / max(float(np.ptp(one_day)), 1e-9)
+    cycle = np.maximum(1 + profile.daily_amplitude * swing, 0.05)
+    cycle *= weekly_factor(axis.day_of_week, profile.weekend_level)
+    trend = 1 + rng.uniform(-0.25, 0.35) * axis.elapsed_fraction
+    return cycle * trend
+
+
+def cpu_parts(
+    config: HistoryConfig,
+    node: SyntheticNode,
+    factors: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    cpu_ratio: np.ndarray,
+) -> CpuParts:
+    """Draw the hidden state of the node's CPU (see :class:`CpuParts`) from ``rng``."""
+    axis = config.axis
+    profile = ROLE_PROFILES[node.role]
+    n = axis.steps
+    calendar = _calendar(rng, axis, profile)
+    shifts = level_shifts(rng, n, axis.step_seconds, profile.shift_every_seconds)
+    shifts = np.exp(profile.shift_log_sd * shifts)
+    pod_factor = 0.6 + 0.4 * cpu_ratio / max(cpu_ratio.mean(), 1e-6)
+    held = node_level(config, node) * shifts * pod_factor
+    slow = ar1(rng, n, axis.step_seconds, SLOW_TAU_SECONDS, SLOW_LOG_SD)
+    shared = factors["cluster"] + ROLE_FACTOR_WEIGHT * factors[node.role]
+    shared *= profile.shared_weight
+    fast = ar1(rng, n, axis.step_seconds, FAST_TAU_SECONDS, FAST_RELATIVE_SD)
+    burst_load = lognormal_bursts(
+        rng,
+        axis,
+        profile.bursts_per_day,
+        profile.burst_median_seconds,
+        BURST_DURATION_LOG_SD,
+        profile.burst_height_median,
+        BURST_HEIGHT_LOG_SD,
+        BURST_MAX_HEIGHT,
+        profile.night_boost,
+    )
+    if profile.plateaus_per_day:
+        burst_load += bursts(
+            rng, axis, profile.plateaus_per_day / 24, PLATEAU_SECONDS, PLATEAU_HEIGHT
+        )
+    level = held * calendar * np.exp(slow + shared) + burst_load
+    sample = rng.standard_normal(n) * (SAMPLE_RELATIVE_SD * level + SAMPLE_ABSOLUTE_SD)
+    return CpuParts(held, calendar, slow, shared, fast, burst_load, sample)
+
+
+@dataclass
+class NodeLoad:
+    """A node's pods, requested ratios and CPU state, and the stream that draws the rest."""
+
+    rng: np.random.Generator
+    pods: pd.DataFrame
+    pod_count: np.ndarray
+    cpu_ratio: np.ndarray
+    memory_ratio: np.ndarray
+    cpu: CpuParts
+
+
+def node_load(
+    config: HistoryConfig, node: SyntheticNode, factors: dict[str, np.ndarray]
+) -> NodeLoad:
+    """Draw the node's pods and CPU state from its seeded stream (the first draws of
+    :func:`generate_node`, which continues the same stream)."""
+    axis = config.axis
+    rng = np.random.default_rng([config.seed, 3, node.index])
+    n = axis.steps
+    pods = _node_pods(rng, axis, node)
+    starts, ends = pods["start_step"].to_numpy(), pods["end_step"].to_numpy()
+    pod_count = occupancy(n, starts, ends, np.ones(len(pods)))
+    cpu_ratio = occupancy(n, starts, ends, pods["cpu_request_cores"].to_numpy())
+    cpu_ratio /= node.machine.cpu_cores
+    memory_ratio = (
+        occupancy(n, starts, ends, pods["memory_request_bytes"].to_numpy())
+        / node.machine.memory_bytes
+    )
+    parts = cpu_parts(config, node, factors, rng, cpu_ratio)
+    return NodeLoad(rng, pods, pod_count, cpu_ratio, memory_ratio, parts)
+
+
 def generate_node(
     config: HistoryConfig, node: SyntheticNode, factors: dict[str, np.ndarray]
 ) -> NodeHistory:
     """Generate one node's full-resolution series."""
     axis = config.axis
-    rng = np.random.default_rng([config.seed, 3, node.index])
     profile = ROLE_PROFILES[node.role]
     n = axis.steps
     cores = node.machine.cpu_cores
+    load = node_load(config, node, factors)
+    rng, pods, pod_count = load.rng, load.pods, load.pod_count
+    cpu_ratio, memory_ratio, parts = load.cpu_ratio, load.memory_ratio, load.cpu
+    cpu = np.clip(parts.cpu, CPU_FLOOR, 1.0)
 
-    pods = _node_pods(rng, axis, node)
-    starts, ends = pods["start_step"].to_numpy(), pods["end_step"].to_numpy()
-    pod_count = occupancy(n, starts, ends, np.ones(len(pods)))
-    cpu_ratio = occupancy(n, starts, ends, pods["cpu_request_cores"].to_numpy()) / cores
-    memory_ratio = (
-        occupancy(n, starts, ends, pods["memory_request_bytes"].to_numpy())
-        / node.machine.memory_bytes
-    )
-
-    hour = axis.hour_of_day + rng.normal(0, 0.5)
-    shape = profile.daily_amplitude * daily_curve(hour, profile.peak_hour, profile.sharpness)
-    shape *= weekly_factor(axis.day_of_week, profile.weekend_level)
-    if profile.bursts_per_hour:
-        shape = shape + bursts(
-            rng, axis, profile.bursts_per_hour, profile.burst_seconds, profile.burst_height, 2.5
-        )
-    pod_factor = 0.6 + 0.4 * cpu_ratio / max(cpu_ratio.mean(), 1e-6)
-    trend = rng.uniform(-0.06, 0.08) * axis.elapsed_fraction
-    cpu = (profile.base + shape) * pod_factor + trend
-    cpu += factors["cluster"] + 0.8 * factors[node.role]
-    cpu += ar1(rng, n, axis.step_seconds, 600, profile.noise_sd)
-    cpu += rng.normal(0, profile.noise_sd * 0.5, n)
-    cpu = np.clip(cpu, 0.005, 1.0)
-
-    efficiency = rng.uniform(0.55, 0.85)
-    memory = 0.06 + memory_ratio * efficiency + 0.08 * smooth(cpu, axis.step_seconds, 1800)
-    memory += rng.uniform(0.0, 0.06) * axis.elapsed_fraction
-    memory += ar1(rng, n, axis.step_seconds, 3600, 0.01) + rng.normal(0, 0.002, n)
-    memory = np.clip(memory, 0.02, 0.93)
+    memory = _memory(rng, axis, profile, memory_ratio, parts.bursts)
 
     present = rng.uniform(size=n) >= config.missing_scrape_ratio
     outages = rng.poisson(config.outages_per_node_week * config.days / 7)
@@ -206,6 +331,28 @@ def generate_node(
     return NodeHistory(
         node, cpu, memory, present, pod_count, cpu_ratio, memory_ratio, network, anomalies, pods
     )
+
+
+def _memory(
+    rng: np.random.Generator,
+    axis: TimeAxis,
+    profile: RoleProfile,
+    memory_ratio: np.ndarray,
+    cpu_bursts: np.ndarray,
+) -> np.ndarray:
+    """Memory in use: the pods' working sets (a node-specific share of their requests) moving in
+    level shifts and slow drift, memory that CPU bursts bring in and release more slowly, a slow
+    creep, and fast fluctuation."""
+    n = axis.steps
+    efficiency = float(np.clip(rng.lognormal(np.log(0.55), 0.45), 0.12, 0.95))
+    shifts = np.exp(0.15 * level_shifts(rng, n, axis.step_seconds, 2 * DAY))
+    drift = np.exp(ar1(rng, n, axis.step_seconds, 6 * 3600, 0.08))
+    memory = (0.03 + memory_ratio * efficiency) * shifts * drift
+    memory += 0.35 * smooth(cpu_bursts, axis.step_seconds, 900)
+    memory += rng.uniform(0.0, 0.06) * axis.elapsed_fraction
+    memory *= 1 + ar1(rng, n, axis.step_seconds, 900, 0.03)
+    memory += rng.normal(0, 0.002, n)
+    return np.clip(memory, 0.02, 0.93)
 
 
 def node_metrics_frame(config: HistoryConfig, histories: list[NodeHistory]) -> pd.DataFrame:

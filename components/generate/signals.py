@@ -58,6 +58,31 @@ def weekly_factor(day_of_week: np.ndarray, weekend_level: float) -> np.ndarray:
     return np.where(day_of_week >= 5, weekend_level, 1.0)
 
 
+def _burst_starts(
+    rng: np.random.Generator, axis: TimeAxis, per_hour: float, night_boost: float
+) -> np.ndarray:
+    """Poisson start steps at ``per_hour`` on average, ``night_boost`` times likelier between
+    22:00 and 06:00 than by day."""
+    hours = axis.steps * axis.step_seconds / 3600
+    expected = per_hour * hours * (1 + night_boost) / 2
+    count = rng.poisson(expected)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    hour = rng.uniform(0, 24, size=count * 3)
+    keep_probability = np.where((hour < 6) | (hour >= 22), 1.0, 1.0 / night_boost)
+    day = rng.integers(0, max(1, int(np.ceil(hours / 24))), size=count * 3)
+    starts_s = day * 86_400 + hour * 3600
+    accepted = starts_s[rng.uniform(size=count * 3) < keep_probability][:count]
+    return np.clip((accepted / axis.step_seconds).astype(np.int64), 0, axis.steps - 1)
+
+
+def _rectangles(steps: int, starts: np.ndarray, lengths: np.ndarray, heights: np.ndarray):
+    delta = np.zeros(steps + 1)
+    np.add.at(delta, starts, heights)
+    np.add.at(delta, np.minimum(starts + lengths, steps), -heights)
+    return np.cumsum(delta)[:-1]
+
+
 def bursts(
     rng: np.random.Generator,
     axis: TimeAxis,
@@ -66,24 +91,45 @@ def bursts(
     height: tuple[float, float],
     night_boost: float = 1.0,
 ) -> np.ndarray:
-    """Sum of rectangular bursts (batch jobs) with Poisson arrivals, heavier at night."""
-    hours = axis.steps * axis.step_seconds / 3600
-    expected = per_hour * hours * (1 + night_boost) / 2
-    count = rng.poisson(expected)
-    if count == 0:
-        return np.zeros(axis.steps)
-    hour = rng.uniform(0, 24, size=count * 3)
-    keep_probability = np.where((hour < 6) | (hour >= 22), 1.0, 1.0 / night_boost)
-    day = rng.integers(0, max(1, int(np.ceil(hours / 24))), size=count * 3)
-    starts_s = day * 86_400 + hour * 3600
-    accepted = starts_s[rng.uniform(size=count * 3) < keep_probability][:count]
-    starts = np.clip((accepted / axis.step_seconds).astype(int), 0, axis.steps - 1)
+    """Sum of rectangular bursts with Poisson arrivals and uniform durations and heights."""
+    starts = _burst_starts(rng, axis, per_hour, night_boost)
     lengths = (rng.uniform(*duration_seconds, size=len(starts)) / axis.step_seconds).astype(int) + 1
     heights = rng.uniform(*height, size=len(starts))
-    delta = np.zeros(axis.steps + 1)
-    np.add.at(delta, starts, heights)
-    np.add.at(delta, np.minimum(starts + lengths, axis.steps), -heights)
-    return np.cumsum(delta)[:-1]
+    return _rectangles(axis.steps, starts, lengths, heights)
+
+
+def lognormal_bursts(
+    rng: np.random.Generator,
+    axis: TimeAxis,
+    per_day: float,
+    median_seconds: float,
+    duration_log_sd: float,
+    height_median: float,
+    height_log_sd: float,
+    max_height: float,
+    night_boost: float = 1.0,
+) -> np.ndarray:
+    """Sum of rectangular bursts with Poisson arrivals and lognormal durations and heights: most
+    last minutes to an hour, a few several hours, as in the public traces."""
+    starts = _burst_starts(rng, axis, per_day / 24, night_boost)
+    seconds = median_seconds * np.exp(duration_log_sd * rng.standard_normal(len(starts)))
+    lengths = (seconds / axis.step_seconds).astype(int) + 1
+    heights = height_median * np.exp(height_log_sd * rng.standard_normal(len(starts)))
+    return _rectangles(axis.steps, starts, lengths, np.minimum(heights, max_height))
+
+
+def level_shifts(
+    rng: np.random.Generator, steps: int, step_seconds: float, mean_seconds: float
+) -> np.ndarray:
+    """Piecewise-constant standard-normal levels whose segments last ``mean_seconds`` on average
+    (exponentially): a level that holds, then shifts to an independent one."""
+    expected = steps * step_seconds / mean_seconds
+    count = rng.poisson(expected)
+    changes = np.sort(rng.integers(1, max(steps, 2), size=count))
+    levels = rng.standard_normal(count + 1)
+    segment = np.zeros(steps, dtype=np.int64)
+    np.add.at(segment, changes, 1)
+    return levels[np.cumsum(segment)]
 
 
 def occupancy(steps: int, starts: np.ndarray, ends: np.ndarray, weights: np.ndarray) -> np.ndarray:
