@@ -206,7 +206,11 @@ def summary_table(report: dict) -> str:
     lines = []
     for family, block in report["families"].items():
         held = (
-            "held out from DQN training" if block["held_out_from_training"] else "seen in training"
+            "no DQN"
+            if "dqn" not in block["policies"]
+            else "held out from DQN training"
+            if block["held_out_from_training"]
+            else "seen in DQN training"
         )
         cells = next(iter(block["policies"].values()))["overload_node_minutes"]["n"]
         lines.append(f"\n[{family}] {cells} cells (seed x window), {held}")

@@ -15,9 +15,10 @@ the DQN ever trained on the family is recorded as ``held_out_from_training``
 (leave-one-family-out: the DQN passed in is trained elsewhere, one per held-out family when a
 mapping is given).
 
-Cells run in parallel (a process pool as large as the cores): policies are built in the worker,
-heuristics from their names and parameters, the DQN from a picklable factory (or a policy object,
-copied per cell).
+Work runs in parallel (a spawned process pool as large as the cores): every (family, seed) draw
+is built once and kept in a temporary file, then each (family, seed, policy) replays its windows.
+Policies are built in the worker, heuristics from their names and parameters, the DQN from a
+picklable factory (or a policy object, copied per cell).
 
 Written side by side, atomically: ``report.json`` (schema below), ``<report>.assignments.csv``
 (for the first seed: one row per (family, window, policy, pod), so a cell can be rechecked) and
@@ -38,7 +39,10 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
 import os
+import pickle
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -148,7 +152,9 @@ def cut_test_windows(
 
 @dataclass(frozen=True)
 class _Task:
-    family: FamilySource
+    family: str
+    draw: str  # the pickled (workload, cluster) of this (family, seed)
+    fixed_across_seeds: bool
     seed: int
     policy: str
     build: str | object  # a registered name, or a PolicyFactory / policy object
@@ -159,16 +165,22 @@ class _Task:
     keep_assignments: bool
 
 
-_DRAWS: dict[tuple[str, int], tuple[Workload, Cluster]] = {}
+_DRAWS: dict[str, tuple[Workload, Cluster]] = {}
 
 
-def _draw(source: FamilySource, seed: int) -> tuple[Workload, Cluster]:
-    key = (source.name, seed)
-    if key not in _DRAWS:
+def _build_draw(source: FamilySource, seed: int, path: str) -> None:
+    """Draw ``source`` with ``seed`` once and keep it in ``path`` for the replays."""
+    with open(path, "wb") as out:
+        pickle.dump(source.build(seed), out, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _draw(path: str) -> tuple[Workload, Cluster]:
+    if path not in _DRAWS:
         if len(_DRAWS) >= 4:
             _DRAWS.pop(next(iter(_DRAWS)))
-        _DRAWS[key] = source.build(seed)
-    return _DRAWS[key]
+        with open(path, "rb") as source:
+            _DRAWS[path] = pickle.load(source)
+    return _DRAWS[path]
 
 
 def _new_policy(task: _Task) -> PlacementPolicy:
@@ -184,9 +196,13 @@ def _new_policy(task: _Task) -> PlacementPolicy:
 
 def _run_task(task: _Task) -> list[dict]:
     """Every test window of one (family, seed) draw under one policy."""
-    workload, cluster = _draw(task.family, task.seed)
+    workload, cluster = _draw(task.draw)
     cuts = cut_test_windows(workload, task.train_fraction, task.windows)
-    about = _draw_summary(task.family, workload, cluster, cuts) if task.keep_assignments else None
+    about = (
+        _draw_summary(task.fixed_across_seeds, workload, cluster, cuts)
+        if task.keep_assignments
+        else None
+    )
     out = []
     for index, (first, end) in enumerate(cuts):
         result = simulate(
@@ -198,7 +214,7 @@ def _run_task(task: _Task) -> list[dict]:
         )
         out.append(
             {
-                "family": task.family.name,
+                "family": task.family,
                 "policy": task.policy,
                 "seed": task.seed,
                 "window": index,
@@ -288,15 +304,22 @@ def evaluate_placement(
                     del builds[family.name, name]
                 else:
                     builds[family.name, name] = built
+    folder = tempfile.TemporaryDirectory(prefix="placement-draws-")
+    draws: dict[tuple[str, int], tuple[FamilySource, str]] = {}
     # Family, then seed, then policy: consecutive tasks share a draw (cached per worker).
     for family in families:
         for seed in seeds:
+            key = (family.name, seeds[0] if family.fixed is not None else seed)
+            if key not in draws:
+                draws[key] = (family, str(Path(folder.name) / f"{len(draws)}.pickle"))
             for name in dict.fromkeys(policies):
                 if (family.name, name) not in builds:
                     continue
                 tasks.append(
                     _Task(
-                        family,
+                        family.name,
+                        draws[key][1],
+                        family.fixed is not None,
                         seed,
                         name,
                         builds[family.name, name],
@@ -307,10 +330,12 @@ def evaluate_placement(
                         keep_assignments=seed == seeds[0],
                     )
                 )
-    workers = min(workers or default_workers(), len(tasks)) if tasks else 1
     if not tasks:
         raise MlschedError(f"no placement policy could be evaluated: {unavailable}")
-    rows = _run_all(tasks, workers, progress)
+    workers = min(workers or default_workers(), len(tasks))
+    with folder:
+        jobs = [(family, key[1], path) for key, (family, path) in draws.items()]
+        rows = _run_all(jobs, tasks, workers, progress)
     cell_seconds = sum(r["metrics"]["simulation_seconds"] for r in rows)
 
     report_families = {}
@@ -351,36 +376,46 @@ def evaluate_placement(
     return report
 
 
-def _run_all(tasks: list[_Task], workers: int, progress: bool) -> list[dict]:
+def _run_all(draws: list[tuple], tasks: list[_Task], workers: int, progress: bool) -> list[dict]:
+    """Build every draw once (``_build_draw``), then run the tasks; in ``workers`` processes
+    (spawned: a parent that ran torch must not be forked)."""
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(tasks), desc="evaluate placement", unit="replay set")
+        bar = tqdm(total=len(draws) + len(tasks), desc="evaluate placement", unit="task")
     rows: list[dict] = []
     try:
         if workers <= 1:
+            for draw in draws:
+                _build_draw(*draw)
+                if bar is not None:
+                    bar.update()
             for task in tasks:
                 rows.extend(_run_task(task))
                 if bar is not None:
                     bar.update()
         else:
-            with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
-                futures = [pool.submit(_run_task, task) for task in tasks]
-                for future in as_completed(futures):
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, context, initializer=_worker_init) as pool:
+                for future in as_completed([pool.submit(_build_draw, *d) for d in draws]):
+                    future.result()
+                    if bar is not None:
+                        bar.update()
+                for future in as_completed([pool.submit(_run_task, t) for t in tasks]):
                     rows.extend(future.result())
                     if bar is not None:
                         bar.update()
     finally:
         if bar is not None:
             bar.close()
-    order = {(t.family.name, t.policy, t.seed): i for i, t in enumerate(tasks)}
+    order = {(t.family, t.policy, t.seed): i for i, t in enumerate(tasks)}
     rows.sort(key=lambda r: (order[(r["family"], r["policy"], r["seed"])], r["window"]))
     return rows
 
 
 def _draw_summary(
-    family: FamilySource, workload: Workload, cluster: Cluster, cuts: list[tuple[int, int]]
+    fixed_across_seeds: bool, workload: Workload, cluster: Cluster, cuts: list[tuple[int, int]]
 ) -> tuple[dict, list]:
     """The first seed's draw and its test windows, for the report."""
     about = {
@@ -389,7 +424,7 @@ def _draw_summary(
         "step_seconds": workload.step_seconds,
         "nodes": len(cluster.nodes),
         "start": workload.start.isoformat(),
-        "fixed_across_seeds": family.fixed is not None,
+        "fixed_across_seeds": fixed_across_seeds,
     }
     spans = [
         {

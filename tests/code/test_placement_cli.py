@@ -233,7 +233,7 @@ def test_the_reference_is_paired_cell_by_cell_and_a_failure_leaves_no_output(fil
         dqn=Emptiest,
         held_out_from_training={"custom": True},
         output=tmp_path / "r.json",
-        workers=2,
+        workers=1,
     )
     family = report["families"]["custom"]
     assert family["held_out_from_training"] is True
