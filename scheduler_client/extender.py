@@ -32,12 +32,14 @@ allocatable, from the inventory, the request's Node objects or the Kubernetes AP
 fails a node without enough whole GPUs free for the pod (allocatable less the GPUs of its bound
 pods, where the node state carries ``gpus_requested``, and of the pods in flight there); a node
 whose allocatable is too small is unresolvable, one that is full for now may be freed by
-preemption. Prioritize applies the simulator's GPU rules (``components/placement/gpu.py``,
-:func:`~components.placement.gpu.gpu_preferred_nodes`): a GPU pod prefers the GPU nodes that
-already run GPU pods (packing, so untouched GPU nodes keep all their GPUs), any other pod prefers
-nodes without GPUs; when the rules prefer some candidates over others, the preferred ones score
-in ``6..10`` and the others in ``0..4`` (each keeping its order), so the preference holds whatever
-the load says, while kube-scheduler's own filters and scores still apply.
+preemption. Then the filter applies the simulator's GPU rules to the nodes left
+(``components/placement/gpu.py``, :func:`~components.placement.gpu.gpu_preferred_nodes`, the
+rules every policy was evaluated under): a GPU pod goes to the GPU nodes that already run GPU
+pods when one fits (packing, so untouched GPU nodes keep all their GPUs), any other pod to nodes
+without GPUs when one is left; like the simulator's, the rules narrow the candidates and never
+empty them, so GPU nodes take other pods only when nothing else passes. Prioritize, for calls
+whose candidates did not come through this filter, gives the candidates the rules would drop 0
+and the others at least 1.
 
 The pod's horizon is the annotation ``ml-scheduler.io/horizon`` (e.g. ``30m``): the P90 is the
 max over the forecast horizons up to the first one that covers it; without the annotation, over
@@ -81,10 +83,6 @@ from scheduler_client.resilience import (
 )
 
 log = logging.getLogger("scheduler_client.extender")
-
-GPU_PREFERRED_FLOOR = 6
-"""Preferred candidates of the GPU rules score in GPU_PREFERRED_FLOOR..10, the others in
-0..GPU_PREFERRED_FLOOR - 2."""
 
 
 @dataclass(frozen=True)
@@ -326,18 +324,37 @@ class Extender:
         spread = np.rint(scores - self.config.spread_weight * c.inflight.same_owner)
         return np.clip(spread, MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY).astype(np.int64)
 
-    def _gpu_preferred(self, c: _Candidates, scores: np.ndarray) -> np.ndarray:
-        """``scores`` banded by the GPU rules: the candidates they prefer above the others."""
+    def _gpu_dropped(self, c: _Candidates, kept: np.ndarray) -> np.ndarray:
+        """The candidates among ``kept`` the GPU rules drop (those whose allocatable is known
+        only; the rules never drop them all)."""
         if c.pod.gpus <= 0 and not c.gpus.any():
+            return np.zeros(len(c.names), dtype=bool)
+        known = kept & c.gpu_known
+        return known & ~gpu_preferred_nodes(c.pod.gpus, c.gpus, c.gpus_used, known)
+
+    def _gpu_preferred(self, c: _Candidates, scores: np.ndarray) -> np.ndarray:
+        """``scores`` with the candidates the GPU rules drop at 0 and the others at least 1."""
+        dropped = self._gpu_dropped(c, c.gpu_fits())
+        if not dropped.any():
             return scores
-        feasible = c.gpu_known & c.gpu_fits()
-        preferred = gpu_preferred_nodes(c.pod.gpus, c.gpus, c.gpus_used, feasible)
-        if not preferred.any() or (preferred == c.gpu_known).all():
-            return scores
-        top = MAX_EXTENDER_PRIORITY
-        high = GPU_PREFERRED_FLOOR + scores * (top - GPU_PREFERRED_FLOOR) / top
-        low = scores * (GPU_PREFERRED_FLOOR - 2) / top
-        return np.rint(np.where(preferred, high, low)).astype(np.int64)
+        return np.where(dropped, 0, np.maximum(scores, 1)).astype(np.int64)
+
+    def _gpu_narrowed(self, c: _Candidates, passed: list[int]) -> tuple[list[int], dict[str, str]]:
+        """The GPU rules on the nodes that passed: (those kept, reasons for those dropped)."""
+        kept = np.zeros(len(c.names), dtype=bool)
+        kept[passed] = True
+        dropped = self._gpu_dropped(c, kept)
+        if not dropped.any():
+            return passed, {}
+        why = (
+            "ml-scheduler: GPU pods pack onto GPU nodes already running GPU pods; this one "
+            "stays whole"
+            if c.pod.gpus > 0
+            else "ml-scheduler: GPU node kept for GPU pods (nodes without GPUs are left)"
+        )
+        return np.flatnonzero(kept & ~dropped).tolist(), {
+            c.names[i]: why for i in np.flatnonzero(dropped)
+        }
 
     def _gpu_filter(self, c: _Candidates) -> tuple[np.ndarray, dict[str, str], dict[str, str]]:
         """(fits, failed, unresolvable): the whole-GPU filter; a node whose allocatable has too
@@ -409,13 +426,14 @@ class Extender:
         c = self._candidates(args)
         use_ml, reason = self._route(c)
         fits, gpu_failed, unresolvable = self._gpu_filter(c)
-        fitting = np.flatnonzero(fits).tolist()
-        gpu = {"gpu_failed": len(gpu_failed) + len(unresolvable)} if not fits.all() else {}
+        fitting, narrowed = self._gpu_narrowed(c, np.flatnonzero(fits).tolist())
+        without_ml = filter_result(args, fitting, {**gpu_failed, **narrowed}, unresolvable)
+        gpu = {"gpu_failed": len(gpu_failed) + len(unresolvable) + len(narrowed)}
+        gpu = gpu if gpu["gpu_failed"] else {}
         fallback_nodes = self._count_nodes("filter", c, use_ml and reason != "shadow")
         if not use_ml:
             self._count("filter", "fallback", reason)
-            body = filter_result(args, fitting, gpu_failed, unresolvable)
-            return Decision(body, "fallback", reason, gpu)
+            return Decision(without_ml, "fallback", reason, gpu)
         passed, failed = self._ml_filter(c, fits)
         details = {"failed": len(failed), "fallback_nodes": fallback_nodes, **gpu}
         if reason == "shadow":
@@ -423,10 +441,10 @@ class Extender:
             if failed:
                 self.metrics.shadow_disagreements.labels("filter").inc()
             details["ml_failed_nodes"] = dict(list(failed.items())[:20])
-            body = filter_result(args, fitting, gpu_failed, unresolvable)
-            return Decision(body, "shadow", reason, details)
+            return Decision(without_ml, "shadow", reason, details)
+        passed, narrowed = self._gpu_narrowed(c, passed)
         self._count("filter", "ml", None)
-        body = filter_result(args, passed, {**gpu_failed, **failed}, unresolvable)
+        body = filter_result(args, passed, {**gpu_failed, **failed, **narrowed}, unresolvable)
         return Decision(body, "ml", None, details)
 
     # ----------------------------------------------------------------------- prioritize

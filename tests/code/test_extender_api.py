@@ -414,6 +414,9 @@ def make_extender(*, predictor=True, rollout=None, pod_scorer=None, clock=None, 
     return extender, source, clock
 
 
+GPU_NODE_KEPT = "ml-scheduler: GPU node kept for GPU pods (nodes without GPUs are left)"
+
+
 def test_ml_filter_removes_anomalous_and_overloaded_nodes():
     extender, _, _ = make_extender()
     decision = extender.filter(parse_extender_args(cache_capable_body()))
@@ -428,7 +431,9 @@ def test_ml_filter_removes_anomalous_and_overloaded_nodes():
 def test_ml_filter_never_removes_every_candidate():
     extender, _, _ = make_extender(config=ScoringConfig(cpu_threshold=0.05))
     answer = extender.filter(parse_extender_args(cache_capable_body())).body
-    assert answer["NodeNames"] == NAMES and answer["FailedNodes"] == {}
+    # ML fails none; the GPU rules keep node-c (2 GPUs) for GPU pods, as in every mode
+    assert answer["NodeNames"] == [n for n in NAMES if n != "node-c"]
+    assert answer["FailedNodes"] == {"node-c": GPU_NODE_KEPT}
 
 
 def test_ml_filter_answers_with_node_objects_when_not_cache_capable():
@@ -472,13 +477,15 @@ def test_fallback_without_predictor_is_kube_default_scaled():
     )
     expected = np.floor(kube / 20 + 0.5).astype(int)
     assert int(np.argmax(expected)) == 1  # node-b: 20 % CPU and memory requested
-    # the GPU rules keep node-c (2 GPUs) for GPU pods: this CPU pod's scores are banded,
-    # the nodes without GPUs in 6..10 and node-c in 0..4, each keeping kube-default's order
+    # the GPU rules keep node-c (2 GPUs) for GPU pods: 0 for this CPU pod, the others as
+    # kube-default scores them (at least 1)
     gpu_node = np.array([a.gpus > 0 for a in alloc])
-    banded = np.where(gpu_node, expected * 0.4, 6 + expected * 0.4)
-    assert [e["Score"] for e in decision.body] == np.rint(banded).astype(int).tolist()
+    assert gpu_node.tolist() == [False, False, True, False]
+    expected = np.where(gpu_node, 0, np.maximum(expected, 1))
+    assert [e["Score"] for e in decision.body] == expected.tolist()
     filtered = extender.filter(parse_extender_args(cache_capable_body())).body
-    assert filtered["NodeNames"] == NAMES and filtered["FailedNodes"] == {}
+    assert filtered["NodeNames"] == [n for n in NAMES if n != "node-c"]
+    assert filtered["FailedNodes"] == {"node-c": GPU_NODE_KEPT}
 
 
 def test_fallback_priorities_hand_worked():
@@ -545,7 +552,8 @@ def test_shadow_mode_returns_fallback_and_records_the_ml_decision():
     assert decision.body == fallback.prioritize(args).body
     assert decision.details["ml_top"] == "node-a" and decision.details["fallback_top"] == "node-b"
     filtered = extender.filter(args)
-    assert filtered.body["NodeNames"] == NAMES
+    assert filtered.body == fallback.filter(args).body  # the GPU rules apply in every mode
+    assert filtered.body["NodeNames"] == [n for n in NAMES if n != "node-c"]
     assert set(filtered.details["ml_failed_nodes"]) == {"node-c", "node-d"}
 
 

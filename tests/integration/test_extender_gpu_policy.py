@@ -98,20 +98,29 @@ def test_whole_gpu_filter_in_both_modes(served):
 
 
 def test_gpu_pods_pack_and_other_pods_keep_off_gpu_nodes(served):
+    gpu_nodes = [served["busy"], served["idle"]]
+    filtered = post(served["base"], "filter", extender_args(gpu_pod("train-0", 1), served["names"]))
+    # both GPU nodes fit one GPU; the one already running GPU pods takes it, the idle one
+    # keeps its 4 GPUs whole
+    assert filtered["NodeNames"] == [served["busy"]]
+    assert "stays whole" in filtered["FailedNodes"][served["idle"]]
     pod = gpu_pod("train-1", 1)
+    ranked = post(served["base"], "prioritize", extender_args(pod, gpu_nodes))
+    scores = {e["Host"]: e["Score"] for e in ranked}
+    assert scores[served["busy"]] >= 1 and scores[served["idle"]] == 0
+    web = make_pod("web-2", cpu="500m", memory="1Gi", uid="uid-web-2")
+    filtered = post(served["base"], "filter", extender_args(web, served["names"]))
+    kept = {n: r for n, r in filtered["FailedNodes"].items() if "GPU node kept" in r}
+    assert set(kept) == set(gpu_nodes) and set(filtered["NodeNames"]) <= set(served["cpu_nodes"])
     scores = {
         e["Host"]: e["Score"]
-        for e in post(
-            served["base"], "prioritize", extender_args(pod, [served["busy"], served["idle"]])
-        )
+        for e in post(served["base"], "prioritize", extender_args(web, served["names"]))
     }
-    # the node that already runs GPU pods first, so the idle one keeps its 4 GPUs
-    assert scores[served["busy"]] >= 6 > 4 >= scores[served["idle"]]
-    web = make_pod("web-2", cpu="500m", memory="1Gi", uid="uid-web-2")
-    ranked = post(served["base"], "prioritize", extender_args(web, served["names"]))
-    scores = {e["Host"]: e["Score"] for e in ranked}
-    assert min(scores[n] for n in served["cpu_nodes"]) >= 6
-    assert max(scores[served["busy"]], scores[served["idle"]]) <= 4
+    assert min(scores[n] for n in served["cpu_nodes"]) >= 1
+    assert scores[served["busy"]] == scores[served["idle"]] == 0
+    # nothing else left: the GPU nodes take the pod rather than none
+    only_gpu = post(served["base"], "filter", extender_args(web, gpu_nodes))
+    assert only_gpu["NodeNames"] == gpu_nodes
 
 
 def test_gpus_in_flight_count_until_the_node_state_shows_them(served):
@@ -120,6 +129,6 @@ def test_gpus_in_flight_count_until_the_node_state_shows_them(served):
     filtered = post(served["base"], "filter", extender_args(gpu_pod("train-3", 1), names))
     assert filtered["NodeNames"] == [served["idle"]]
     assert "0 free (4 allocatable, 4 requested" in filtered["FailedNodes"][served["busy"]]
-    # the pod that holds it, scheduled again, does not block itself
+    # the pod that holds it, scheduled again, does not count itself: 1 free, packed there
     again = post(served["base"], "filter", extender_args(gpu_pod("train-1", 1), names))
-    assert again["NodeNames"] == names
+    assert again["NodeNames"] == [served["busy"]]

@@ -47,6 +47,7 @@ def node_state(tmp_path_factory) -> dict:
         "names": list(nodes["node"]),
         "cpu": dict(zip(nodes["node"], nodes["cpu_cores"], strict=True)),
         "memory": dict(zip(nodes["node"], nodes["memory_bytes"], strict=True)),
+        "gpus": dict(zip(nodes["node"], nodes["gpus"], strict=True)),
         "folder": folder,
     }
 
@@ -84,6 +85,7 @@ def post(base: str, verb: str, body, **kwargs) -> requests.Response:
 
 
 def node_objects(state: dict) -> list[dict]:
+    """The nodes as kube-scheduler sends them (GPUs as the extended resource, where any)."""
     return [
         {
             "metadata": {"name": name},
@@ -92,6 +94,7 @@ def node_objects(state: dict) -> list[dict]:
                     "cpu": f"{int(state['cpu'][name] * 1000)}m",
                     "memory": f"{int(state['memory'][name] // 1024)}Ki",
                     "pods": "110",
+                    **({"nvidia.com/gpu": str(state["gpus"][name])} if state["gpus"][name] else {}),
                 }
             },
         }

@@ -47,6 +47,9 @@ class Cluster:
 def cluster(tmp_path_factory) -> Cluster:
     folder = tmp_path_factory.mktemp("burst")
     snapshot, nodes = synthetic_node_state(12)
+    # CPU nodes only: the GPU rules (test_extender_gpu_policy.py) would keep the GPU node for
+    # GPU pods, and the burst is about load
+    nodes["gpus"] = 0
     # the latest features a scrape ago, as a live online store holds them
     snapshot["timestamp"] = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=30)
     snapshot.to_parquet(folder / "snapshot.parquet")
