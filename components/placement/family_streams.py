@@ -130,6 +130,28 @@ def faststorage_streams(folder: Path, days: float, rng: np.random.Generator) -> 
     )
 
 
+def _epoch_seconds(stamps) -> np.ndarray:
+    return stamps.to_numpy().astype("datetime64[s]").view(np.int64)
+
+
+def _rows_per_step(parquet) -> tuple[int, np.ndarray]:
+    """The first time (epoch seconds) and the rows per step, one row group at a time."""
+    first = [
+        parquet.metadata.row_group(i).column(0).statistics for i in range(parquet.num_row_groups)
+    ]
+    if all(stat is not None and stat.has_min_max for stat in first):
+        t0 = int(min(pd.Timestamp(stat.min).timestamp() for stat in first))
+    else:
+        t0 = int(_epoch_seconds(parquet.read(columns=["timestamp"]).column(0)).min())
+    counts = np.zeros(0, np.int64)
+    for group in range(parquet.num_row_groups):
+        seconds = _epoch_seconds(parquet.read_row_group(group, columns=["timestamp"]).column(0))
+        part = np.bincount((seconds - t0) // STEP_SECONDS)
+        counts = np.pad(counts, (0, max(0, len(part) - len(counts))))
+        counts[: len(part)] += part
+    return t0, counts
+
+
 def rnd_streams(folder: Path, days: float, rng: np.random.Generator) -> UsageStreams:
     """Bitbrains Rnd: each VM's used cores and active memory in ``RND_WINDOWS`` disjoint
     ``days`` stretches of the 91 days that miss the trace's whole-day gaps.
@@ -149,10 +171,7 @@ def rnd_streams(folder: Path, days: float, rng: np.random.Generator) -> UsageStr
     missing = [c for c in columns if c not in names_present]
     if missing:
         raise MlschedError(f"{file}: missing column(s) {', '.join(missing)}")
-    stamps = pq.read_table(file, columns=["timestamp"]).column(0)
-    seconds = stamps.cast(pa.int64()).to_numpy() // 1000
-    t0 = int(seconds.min())
-    per_step = np.bincount((seconds - t0) // STEP_SECONDS)
+    t0, per_step = _rows_per_step(pq.ParquetFile(file))
     reporting = per_step >= 0.5 * np.median(per_step)  # a whole-day gap reports nothing
     length = _steps(days)
     candidates = _side_by_side_starts(len(per_step), length, None, rng)
@@ -170,9 +189,12 @@ def rnd_streams(folder: Path, days: float, rng: np.random.Generator) -> UsageStr
         )
         where = term if where is None else where | term
     table = ds.dataset(file).to_table(columns=columns, filter=where)
-    step = (table.column("timestamp").cast(pa.int64()).to_numpy() // 1000 - t0) // STEP_SECONDS
-    vm = table.column("node").to_pandas().astype(str).to_numpy()
-    vms, vm_codes = np.unique(vm, return_inverse=True)
+    step = (_epoch_seconds(table.column("timestamp")) - t0) // STEP_SECONDS
+    node = table.column("node").to_pandas()
+    if isinstance(node.dtype, pd.CategoricalDtype):  # the file's dictionary: no string work
+        vm_codes, vms = node.cat.codes.to_numpy(), node.cat.categories.astype(str)
+    else:
+        vm_codes, vms = pd.factorize(node.astype(str), sort=True)
     window = np.searchsorted(chosen, step, side="right") - 1
     column = window * len(vms) + vm_codes
     row = step - chosen[window]
