@@ -11,6 +11,7 @@ Readers take only what they need (the Rnd parquet: four columns and the chosen s
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,9 +112,7 @@ def _side_by_side_starts(total: int, length: int, windows: int | None, rng) -> n
 def faststorage_streams(folder: Path, days: float, rng: np.random.Generator) -> UsageStreams:
     """Bitbrains fastStorage: each VM's used cores in every disjoint ``days`` stretch of the 30
     days (memory: none in the trace)."""
-    from components.placement.bitbrains_workload import read_bitbrains_cores
-
-    cores = read_bitbrains_cores(folder)
+    cores = _cached(_faststorage_cores, folder / "trace.parquet", folder)
     length = _steps(days)
     grid = cores.to_numpy()
     blocks, names = [], []
@@ -134,8 +133,45 @@ def _epoch_seconds(stamps) -> np.ndarray:
     return stamps.to_numpy().astype("datetime64[s]").view(np.int64)
 
 
-def _rows_per_step(parquet) -> tuple[int, np.ndarray]:
+def _cached(read, file: Path, *args):
+    """``read(*args)``, read once per process while ``file`` is unchanged (training mixes build
+    the same family many times; what is cached is small and never handed out for writing)."""
+    stat = file.stat() if file.is_file() else None
+    return _read_once(read, (stat.st_mtime_ns, stat.st_size) if stat else None, *args)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_once(read, version, *args):
+    del version  # part of the cache key only
+    return read(*args)
+
+
+def _faststorage_cores(folder: Path) -> pd.DataFrame:
+    from components.placement.bitbrains_workload import read_bitbrains_cores
+
+    cores = read_bitbrains_cores(folder)
+    cores.values.flags.writeable = False
+    return cores
+
+
+def _nab_grid(file: Path) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """One NAB series' CPU share on the 5-minute grid (short gaps repeat the last sample)."""
+    from components.datasets.nab import read_nab_series
+
+    series = read_nab_series(file)
+    stamps = series["timestamp"].dt.floor(f"{STEP_SECONDS}s")
+    values = series["cpu_utilization"].groupby(stamps.to_numpy()).mean()
+    grid = pd.date_range(values.index.min(), values.index.max(), freq=f"{STEP_SECONDS}s")
+    percent = values.reindex(grid).ffill().to_numpy()
+    percent.flags.writeable = False
+    return grid, percent
+
+
+def _rows_per_step(file: Path) -> tuple[int, np.ndarray]:
     """The first time (epoch seconds) and the rows per step, one row group at a time."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(file)
     first = [
         parquet.metadata.row_group(i).column(0).statistics for i in range(parquet.num_row_groups)
     ]
@@ -149,6 +185,7 @@ def _rows_per_step(parquet) -> tuple[int, np.ndarray]:
         part = np.bincount((seconds - t0) // STEP_SECONDS)
         counts = np.pad(counts, (0, max(0, len(part) - len(counts))))
         counts[: len(part)] += part
+    counts.flags.writeable = False
     return t0, counts
 
 
@@ -171,7 +208,7 @@ def rnd_streams(folder: Path, days: float, rng: np.random.Generator) -> UsageStr
     missing = [c for c in columns if c not in names_present]
     if missing:
         raise MlschedError(f"{file}: missing column(s) {', '.join(missing)}")
-    t0, per_step = _rows_per_step(pq.ParquetFile(file))
+    t0, per_step = _cached(_rows_per_step, file, file)
     reporting = per_step >= 0.5 * np.median(per_step)  # a whole-day gap reports nothing
     length = _steps(days)
     candidates = _side_by_side_starts(len(per_step), length, None, rng)
@@ -228,7 +265,7 @@ def nab_streams(folder: Path, days: float, rng: np.random.Generator) -> UsageStr
     Raises:
         MlschedError: no series in ``folder``.
     """
-    from components.datasets.nab import PREFIX, read_nab_series
+    from components.datasets.nab import PREFIX
 
     files = sorted(folder.glob(f"{PREFIX}*.csv"))
     if not files:
@@ -237,11 +274,7 @@ def nab_streams(folder: Path, days: float, rng: np.random.Generator) -> UsageStr
     blocks, names = [], []
     start = None
     for file in files:
-        series = read_nab_series(file)
-        stamps = series["timestamp"].dt.floor(f"{STEP_SECONDS}s")
-        values = series["cpu_utilization"].groupby(stamps.to_numpy()).mean()
-        grid = pd.date_range(values.index.min(), values.index.max(), freq=f"{STEP_SECONDS}s")
-        percent = values.reindex(grid).ffill().to_numpy()
+        grid, percent = _cached(_nab_grid, file, file)
         start = grid[0] if start is None else min(start, grid[0])
         if len(percent) < length:
             raise MlschedError(f"{file}: {len(percent)} steps, fewer than the {length} needed")
