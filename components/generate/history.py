@@ -158,11 +158,11 @@ class CpuParts:
     fast: np.ndarray
     bursts: np.ndarray
     sample: np.ndarray
+    load: np.ndarray  # held * calendar * exp(slow + shared) + bursts
 
     @property
     def cpu(self) -> np.ndarray:
-        load = self.held * self.calendar * np.exp(self.slow + self.shared) + self.bursts
-        return load * (1 + self.fast) + self.sample
+        return self.load * (1 + self.fast) + self.sample
 
 
 def latent_factors(config: HistoryConfig) -> dict[str, np.ndarray]:
@@ -263,7 +263,7 @@ def cpu_parts(
         )
     level = held * calendar * np.exp(slow + shared) + burst_load
     sample = rng.standard_normal(n) * (SAMPLE_RELATIVE_SD * level + SAMPLE_ABSOLUTE_SD)
-    return CpuParts(held, calendar, slow, shared, fast, burst_load, sample)
+    return CpuParts(held, calendar, slow, shared, fast, burst_load, sample, level)
 
 
 @dataclass

@@ -41,8 +41,9 @@ def ar1(rng: np.random.Generator, steps: int, step_seconds: float, tau_seconds: 
     """Stationary AR(1) noise with correlation time ``tau_seconds`` and marginal std ``sd``."""
     phi = float(np.exp(-step_seconds / tau_seconds))
     shocks = rng.standard_normal(steps) * sd * np.sqrt(1 - phi**2)
-    series = lfilter([1.0], [1.0, -phi], shocks)
-    return series + (rng.standard_normal() * sd - series[0]) * phi ** np.arange(steps)
+    # A first value from the stationary distribution makes the whole series stationary.
+    shocks[0] = rng.standard_normal() * sd
+    return lfilter([1.0], [1.0, -phi], shocks)
 
 
 def daily_curve(hour: np.ndarray, peak_hour: float, sharpness: float) -> np.ndarray:

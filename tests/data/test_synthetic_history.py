@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from components.contracts import read_workload_trace, validate_node_metrics
+from components.generate.ceiling import latent_state_ceiling
 from components.generate.cluster import make_nodes
 from components.generate.history import (
     HistoryConfig,
@@ -13,6 +14,7 @@ from components.generate.history import (
     latent_factors,
     node_metrics_frame,
 )
+from components.generate.realism import realism_statistics
 from tests.data.conftest import SMALL
 
 
@@ -139,3 +141,23 @@ def test_workload_requests_differ_from_real_use(small_dataset, small_nodes):
     assert trace["gpus"].max() <= small_nodes["gpus"].max()
     mean_requests = trace.groupby("timestamp")["cpu_request_cores"].sum().mean()
     assert 0.4 < mean_requests / small_nodes["cpu_cores"].sum() < 0.9
+
+
+def test_load_has_the_statistics_of_real_traces(small_metrics):
+    """Ranges measured on the shared real traces (tests/benchmarks/bench_realism.py)."""
+    stats = realism_statistics(small_metrics, "cpu_utilization")
+    assert 0.8 < stats["acf_5m"] < 0.99  # persistent, yet not smooth
+    assert stats["acf_1h"] > 0.3
+    assert 0.05 < stats["between_days_share_median"] < 0.7  # level shifts
+    assert stats["node_mean_p10"] < 0.08 < stats["node_mean_p90"]  # nearly idle and busy nodes
+    assert stats["node_mean_p90"] > 2 * stats["node_mean_p10"]
+    assert 5 <= stats["burst_minutes_median"] <= 60
+
+
+def test_cpu_is_as_forecastable_as_a_real_cluster():
+    """The latent-state oracle (an upper bound for any forecaster) leaves skill to find, unlike
+    white noise, and is bounded, unlike a clean cycle."""
+    ceiling = latent_state_ceiling(
+        HistoryConfig(nodes=6, days=4, seed=1, end_epoch=SMALL.end_epoch)
+    )
+    assert 0.1 < ceiling["15m"] < 0.4
