@@ -15,8 +15,13 @@ import numpy as np
 import pandas as pd
 
 from components.anomaly.calibrate import calibrate_peak, calibrate_threshold
-from components.anomaly.ensemble import EnsembleConfig, IsolationEnsemble, fit_ensemble
-from components.anomaly.events import EventRules, alarm_events
+from components.anomaly.ensemble import (
+    MIN_TRAIN_ROWS,
+    EnsembleConfig,
+    IsolationEnsemble,
+    fit_ensemble,
+)
+from components.anomaly.events import EventRules, alarm_events, merge_incidents
 from components.contracts import NODE, TIMESTAMP
 from components.errors import MlschedError
 from components.features.anomaly_statistics import (
@@ -31,6 +36,7 @@ SCORE_COLUMNS = (NODE, TIMESTAMP, "score", "alarm")
 _MIN_SCALE = 0.002
 # Scores within floating-point noise of the threshold (a constant series) do not alarm.
 ALARM_TOLERANCE = 1e-9
+NODE_WIDTH_FLOOR = 0.35
 
 
 def _scored(frame: pd.DataFrame, score: np.ndarray, threshold: float) -> pd.DataFrame:
@@ -46,13 +52,22 @@ def _scored(frame: pd.DataFrame, score: np.ndarray, threshold: float) -> pd.Data
 
 @dataclass
 class AnomalyDetector:
-    """A fitted ensemble, its alarm threshold and the budget it was calibrated to."""
+    """A fitted ensemble, its alarm threshold and the budget it was calibrated to.
+
+    ``node_calibration`` calibrates the threshold per node: a node's scores are mapped by the
+    affine map that takes its own training median and budget quantile to the pooled ones
+    (``center`` and ``threshold``), so ``threshold`` alarms at every node's false-positive budget
+    and the event peak threshold sits as far above each node's threshold as the pooled one does
+    (nodes training did not see keep the pooled scale).
+    """
 
     ensemble: IsolationEnsemble
     threshold: float
     fpr_budget: float
     rules: EventRules = field(default_factory=EventRules)
     peak_threshold: float = -np.inf
+    center: float = 0.0
+    node_calibration: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def resources(self) -> tuple[str, ...]:
@@ -67,11 +82,31 @@ class AnomalyDetector:
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``node``, ``timestamp``, ``score`` and ``alarm`` (score above the threshold) per row."""
         features = self.features(frame)
-        return _scored(features, self.ensemble.score(features), self.threshold)
+        return _scored(features, self.calibrated(features), self.threshold)
+
+    def calibrated(self, features: pd.DataFrame) -> np.ndarray:
+        """The ensemble score of each row, mapped by its node's calibration."""
+        return self.calibrate(features[NODE].astype(str).to_numpy(), self.ensemble.score(features))
+
+    def calibrate(self, nodes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """``scores`` of ``nodes`` on the pooled scale (see the class docstring)."""
+        calibration = getattr(self, "node_calibration", None)  # absent in older pickles
+        if not calibration:
+            return scores
+        known = pd.Series(nodes).map(calibration)
+        default = (self.center, self.threshold)
+        pairs = np.array([default if not isinstance(v, tuple) else v for v in known], ndmin=2)
+        center, threshold = pairs[:, 0], pairs[:, 1]
+        gain = (self.threshold - self.center) / (threshold - center)
+        return self.threshold + (scores - threshold) * gain
+
+    def alarm_runs(self, scored: pd.DataFrame) -> pd.DataFrame:
+        """Alarm events of :meth:`score`'s output under the event rules, before merging."""
+        return alarm_events(scored, self.rules, min_peak=self.peak_threshold)
 
     def events(self, scored: pd.DataFrame) -> pd.DataFrame:
-        """Alarm events of :meth:`score`'s output under the detector's event rules."""
-        return alarm_events(scored, self.rules, min_peak=self.peak_threshold)
+        """Alarm incidents of :meth:`score`'s output under the event rules."""
+        return merge_incidents(self.alarm_runs(scored), self.rules.merge_seconds)
 
 
 def fit_detector(
@@ -87,13 +122,50 @@ def fit_detector(
     units, multiples of each node's training spread), whatever the calibrated peak threshold:
     on quiet training data the calibrated one alone lets marginal bumps through.
     """
-    rules = rules or EventRules()
     features = features.reset_index(drop=True)
     ensemble = fit_ensemble(features, config, step_seconds)
-    scores = ensemble.score(features)
+    return calibrate_detector(
+        ensemble, features[NODE].astype(str).to_numpy(), ensemble.score(features), fpr_budget, rules
+    )
+
+
+def calibrate_detector(
+    ensemble: IsolationEnsemble,
+    nodes: np.ndarray,
+    scores: np.ndarray,
+    fpr_budget: float,
+    rules: EventRules | None = None,
+) -> AnomalyDetector:
+    """A detector from a fitted ensemble and its scores on the (unlabelled) training rows of
+    ``nodes``: the pooled threshold, the per-node offsets and the event peak threshold."""
+    rules = rules or EventRules()
+    config = ensemble.config
     threshold = calibrate_threshold(scores, fpr_budget)
-    peak = max(calibrate_peak(scores, threshold, rules.peak_factor), config.min_peak_score)
-    return AnomalyDetector(ensemble, threshold, fpr_budget, rules, peak)
+    center = float(np.nanmedian(scores))
+    per_node = {}
+    if config.per_node_threshold:
+        per_node = node_calibration(nodes, scores, fpr_budget, threshold - center)
+    detector = AnomalyDetector(ensemble, threshold, fpr_budget, rules, -np.inf, center, per_node)
+    peak = calibrate_peak(detector.calibrate(nodes, scores), threshold, rules.peak_factor)
+    detector.peak_threshold = max(peak, config.min_peak_score)
+    return detector
+
+
+def node_calibration(
+    nodes: np.ndarray, scores: np.ndarray, fpr_budget: float, pooled_width: float
+) -> dict[str, tuple[float, float]]:
+    """Per node, the median and the ``1 - fpr_budget`` quantile of its training scores, the
+    quantile at least ``NODE_WIDTH_FLOOR`` of ``pooled_width`` above the median (a node quiet in
+    training is not made hypersensitive); nodes with fewer than ``MIN_TRAIN_ROWS`` training
+    scores are left out (they keep the pooled scale)."""
+    calibration = {}
+    for node, rows in pd.Series(scores).groupby(nodes, sort=True).indices.items():
+        if len(rows) >= MIN_TRAIN_ROWS:
+            center = float(np.nanmedian(scores[rows]))
+            quantile = calibrate_threshold(scores[rows], fpr_budget)
+            width = max(quantile - center, NODE_WIDTH_FLOOR * pooled_width, ALARM_TOLERANCE)
+            calibration[str(node)] = (center, center + width)
+    return calibration
 
 
 @dataclass
@@ -124,9 +196,13 @@ class RobustZBaseline:
         ordered = frame.sort_values([NODE, TIMESTAMP], kind="stable").reset_index(drop=True)
         return _scored(ordered, self.raw_score(ordered), self.threshold)
 
-    def events(self, scored: pd.DataFrame) -> pd.DataFrame:
+    def alarm_runs(self, scored: pd.DataFrame) -> pd.DataFrame:
         """Alarm events of :meth:`score`'s output under the same rules as the detector."""
         return alarm_events(scored, self.rules, min_peak=self.peak_threshold)
+
+    def events(self, scored: pd.DataFrame) -> pd.DataFrame:
+        """Alarm incidents of :meth:`score`'s output, merged as the detector's."""
+        return merge_incidents(self.alarm_runs(scored), self.rules.merge_seconds)
 
 
 def fit_baseline(

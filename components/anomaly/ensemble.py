@@ -52,6 +52,10 @@ def member_features(resources: Sequence[str]) -> dict[str, tuple[str, ...]]:
         return tuple(f"{prefix}_{suffix}" for prefix in resources for suffix in suffixes)
 
     members = {f"{prefix}_level": (f"{prefix}_floor", f"{prefix}_floor_rz") for prefix in resources}
+    # CPU alone: memory moves in steps with the pods placed on a node, which its requests
+    # explain (the leak member scores memory against them instead).
+    members["cpu_shift"] = ("cpu_shift_rz",)
+    members["cpu_residual"] = ("cpu_seasonal_rz", "cpu_forecast_rz")
     members["spikes"] = ("cpu_jumps", "cpu_pulses")
     members["frozen"] = FROZEN_FEATURES
     members["trend"] = ("cpu_rise_1h", "cpu_rise_6h")
@@ -74,6 +78,8 @@ class EnsembleConfig:
     range_margin: float = 1.0
     min_peak_score: float = 2.0
     node_spread_floor: float = 0.35
+    node_ranges: bool = True
+    per_node_threshold: bool = True
     seed: int = 0
 
 
@@ -96,6 +102,7 @@ class Member:
     lower: np.ndarray = field(default_factory=lambda: np.zeros(0))
     upper: np.ndarray = field(default_factory=lambda: np.zeros(0))
     scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    node_ranges: dict[str, np.ndarray] = field(default_factory=dict)
 
     def raw(self, features: pd.DataFrame) -> np.ndarray:
         return -self.forest.score_samples(features[list(self.features)].to_numpy(np.float64))
@@ -108,8 +115,22 @@ class Member:
         outside what training saw.
         """
         data = features[list(self.features)].to_numpy(np.float64)
-        beyond = np.maximum(data - self.upper, self.lower - data) / self.scale
+        lower, upper, scale = self._ranges(features[NODE].astype(str).to_numpy())
+        beyond = np.maximum(data - upper, lower - data) / scale
         return np.maximum(beyond, 0.0).max(axis=1)
+
+    def _ranges(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: the lower and upper end and the unit of the range its node took in
+        training (rows ``[lower, upper, scale]`` of :attr:`node_ranges`), the pooled range for
+        nodes training did not have."""
+        pooled = np.stack([self.lower, self.upper, self.scale])
+        ranges = getattr(self, "node_ranges", {})  # absent in older pickles
+        known = sorted(ranges)
+        table = np.stack([*(ranges[n] for n in known), pooled])
+        index = pd.Index(known).get_indexer(nodes)
+        index[index < 0] = len(known)
+        rows = table[index]
+        return rows[:, 0], rows[:, 1], rows[:, 2]
 
     def score(self, features: pd.DataFrame) -> np.ndarray:
         nodes = features[NODE].astype(str)
@@ -199,9 +220,16 @@ def fit_ensemble(
         member.scale = config.range_margin * np.maximum(spread, [feature_unit(c) for c in columns])
         raw = member.raw(features)
         floor = config.node_spread_floor * member.spread
+        units = np.array([feature_unit(c) for c in columns])
         for node, rows in features.groupby(NODE, sort=True).indices.items():
             center, spread = _standardisation(raw[rows], q)
             member.node_center[str(node)] = center
             member.node_spread[str(node)] = max(spread, floor)
+            if config.node_ranges:
+                own = data[rows]
+                width = np.quantile(own, 0.99, axis=0) - np.quantile(own, 0.01, axis=0)
+                member.node_ranges[str(node)] = np.stack(
+                    [own.min(axis=0), own.max(axis=0), np.maximum(width, units)]
+                )
         ensemble.members.append(member)
     return ensemble

@@ -21,7 +21,7 @@ from components.anomaly.detector import (
 )
 from components.anomaly.ensemble import MIN_TRAIN_ROWS, EnsembleConfig
 from components.anomaly.evaluation import evaluate_alarms
-from components.anomaly.events import EventRules, event_alarm_mask
+from components.anomaly.events import EventRules, event_alarm_mask, merge_incidents
 from components.contracts import MEMORY_UTILIZATION, NODE, TIMESTAMP, AnomalyLabels
 from components.errors import MlschedError
 from components.features.anomaly_statistics import (
@@ -33,7 +33,9 @@ from components.features.anomaly_statistics import (
 
 DEFAULT_TRAIN_FRACTION = 0.3
 DEFAULT_FPR_BUDGET = 0.01
-DEFAULT_RULES = EventRules(min_gap_seconds=600, min_duration_seconds=120, peak_factor=1.75)
+DEFAULT_RULES = EventRules(
+    min_gap_seconds=600, min_duration_seconds=120, peak_factor=1.75, merge_seconds=6 * 3600
+)
 CPU_ONLY = ("cpu",)
 
 
@@ -78,9 +80,11 @@ def check_metrics(metrics: pd.DataFrame, resources: Sequence[str], source: str) 
 
 
 def apply_events(detector, scored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``scored`` with ``alarm`` set to the rows inside the detector's events, and the events."""
-    events = detector.events(scored)
-    return scored.assign(alarm=event_alarm_mask(scored, events)), events
+    """``scored`` with ``alarm`` set to the rows inside the detector's events (before they merge
+    into incidents, so a merge never turns quiet samples into alarms), and the incidents."""
+    events = detector.alarm_runs(scored)
+    incidents = merge_incidents(events, detector.rules.merge_seconds)
+    return scored.assign(alarm=event_alarm_mask(scored, events)), incidents
 
 
 def run_anomaly_evaluation(

@@ -3,7 +3,13 @@
 * event precision: alarm events overlapping a labelled window of their node / all alarm events;
 * window recall: labelled windows overlapped by an alarm event / all labelled windows;
 * point FPR: normal points (outside every labelled window) inside an alarm event / normal points;
-* event F1: the harmonic mean of event precision and window recall.
+* event F1: the harmonic mean of event precision and window recall;
+* detection delay: per window an alarm event overlaps, minutes from the window's start to its
+  first alarmed sample (0 when the event began before the window), reported as the median over
+  those windows (``detection_delay_minutes``) beside each one (``delays_minutes``).
+
+Alarms follow NAB's convention: an event counts as true when it overlaps a labelled window of its
+node.
 
 Only windows that overlap the evaluated time span of their node count. A ratio with nothing to
 count (no events, no windows) is ``None``.
@@ -21,6 +27,14 @@ from components.atomic import write_text
 from components.contracts import NODE, TIMESTAMP, AnomalyLabels
 
 METRICS = ("event_precision", "window_recall", "point_fpr", "event_f1")
+COUNT_KEYS = (
+    "events",
+    "true_events",
+    "windows",
+    "hit_windows",
+    "normal_points",
+    "false_alarm_points",
+)
 
 
 def _nanos(values) -> np.ndarray:
@@ -75,19 +89,29 @@ def _counts(
     true_events = sum(
         any(s <= we and e >= ws for ws, we in spans) for s, e in zip(starts, ends, strict=True)
     )
-    hit_windows = sum(bool(np.any((starts <= we) & (ends >= ws))) for ws, we in spans)
+    hit = [bool(np.any((starts <= we) & (ends >= ws))) for ws, we in spans]
     normal = ~anomalous
-    return {
+    counts = {
         "events": len(node_events),
         "true_events": int(true_events),
         "windows": len(spans),
-        "hit_windows": int(hit_windows),
+        "hit_windows": int(sum(hit)),
         "normal_points": int(normal.sum()),
         "false_alarm_points": int((alarmed & normal).sum()),
     }
+    hit_spans = [span for span, h in zip(spans, hit, strict=True) if h]
+    delays = [_delay_minutes(ws, we, starts, ends) for ws, we in hit_spans]
+    return counts, delays
 
 
-def _figures(counts: dict[str, int]) -> dict[str, float | int | None]:
+def _delay_minutes(start: int, end: int, starts: np.ndarray, ends: np.ndarray) -> float:
+    """Minutes from a window's start to the first alarmed moment inside it."""
+    overlapping = (starts <= end) & (ends >= start)
+    first = max(int(starts[overlapping].min()), start)
+    return (first - start) / 60e9
+
+
+def _figures(counts: dict[str, int], delays: list[float]) -> dict:
     precision = _ratio(counts["true_events"], counts["events"])
     recall = _ratio(counts["hit_windows"], counts["windows"])
     return {
@@ -95,7 +119,9 @@ def _figures(counts: dict[str, int]) -> dict[str, float | int | None]:
         "window_recall": recall,
         "point_fpr": _ratio(counts["false_alarm_points"], counts["normal_points"]),
         "event_f1": _f1(precision, recall),
+        "detection_delay_minutes": float(np.median(delays)) if delays else None,
         **counts,
+        "delays_minutes": [round(d, 1) for d in delays],
     }
 
 
@@ -119,15 +145,24 @@ def evaluate_alarms(
     alarms = scored[alarm].to_numpy(dtype=bool)
     per_node = {}
     totals: dict[str, int] = {}
+    all_delays: list[float] = []
     for node in sorted(pd.unique(nodes)):
         rows = nodes == node
-        counts = _counts(
+        counts, delays = _counts(
             node, nanos[rows], alarms[rows], anomalous[rows], events, labels.get(node, [])
         )
-        per_node[str(node)] = _figures(counts)
+        per_node[str(node)] = _figures(counts, delays)
+        all_delays += delays
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + value
-    return {"overall": _figures(totals), "per_node": per_node}
+    return {"overall": _figures(totals, all_delays), "per_node": per_node}
+
+
+def pool_figures(per_node: dict[str, dict]) -> dict:
+    """Overall figures from per-node figures of :func:`evaluate_alarms` (pooled counts)."""
+    totals = {key: sum(f[key] for f in per_node.values()) for key in COUNT_KEYS}
+    delays = [d for f in per_node.values() for d in f["delays_minutes"]]
+    return _figures(totals, delays)
 
 
 def write_report(report: dict, path: Path) -> Path:

@@ -1,5 +1,5 @@
 """Alarmed samples merged into events: gaps shorter than ``min_gap`` are bridged, short events
-dropped."""
+dropped, and events closer than ``merge_seconds`` counted as one incident."""
 
 from __future__ import annotations
 
@@ -18,11 +18,18 @@ class EventRules:
     """How alarms become events: bridge gaps up to ``min_gap_seconds``, keep events lasting at
     least ``min_duration_seconds`` (first to last alarmed sample) whose peak score reaches the
     detector's peak threshold (set by ``peak_factor``, see
-    :func:`components.anomaly.calibrate.calibrate_peak`)."""
+    :func:`components.anomaly.calibrate.calibrate_peak`).
+
+    Together they are the hysteresis of the alarm: an event opens where the score crosses the
+    alarm threshold, stays open through dips shorter than the gap, and is raised only if its
+    peak clears the higher peak threshold. Events of a node that follow each other within
+    ``merge_seconds`` are then one incident (:func:`merge_incidents`): an operator is paged once
+    for a node that keeps misbehaving, while only the samples that alarmed count as alarms."""
 
     min_gap_seconds: int = 600
     min_duration_seconds: int = 120
     peak_factor: float = 1.0
+    merge_seconds: int = 0
 
 
 def alarm_events(
@@ -66,6 +73,31 @@ def alarm_events(
     duration = (events["end"] - events["start"]).dt.total_seconds()
     keep = (duration >= rules.min_duration_seconds) & (events["peak_score"] >= min_peak)
     return events[keep].reset_index(drop=True)
+
+
+def merge_incidents(events: pd.DataFrame, merge_seconds: int) -> pd.DataFrame:
+    """Events of :func:`alarm_events` with those of a node starting within ``merge_seconds`` of
+    the previous one's end merged into one (samples summed, the highest peak)."""
+    if events.empty or merge_seconds <= 0:
+        return events
+    ordered = events.sort_values([NODE, "start"], kind="stable").reset_index(drop=True)
+    nodes = ordered[NODE].to_numpy()
+    starts = ordered["start"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    ends = ordered["end"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    new = np.ones(len(ordered), dtype=bool)
+    reach = np.maximum.accumulate(ends)  # within a node, as rows are sorted by node then start
+    new[1:] = (nodes[1:] != nodes[:-1]) | (starts[1:] - reach[:-1] > merge_seconds * 10**9)
+    incident = np.cumsum(new) - 1
+    grouped = ordered.groupby(incident, sort=True)
+    return pd.DataFrame(
+        {
+            NODE: grouped[NODE].first().to_numpy(),
+            "start": grouped["start"].min().to_numpy(),
+            "end": grouped["end"].max().to_numpy(),
+            "samples": grouped["samples"].sum().to_numpy(),
+            "peak_score": grouped["peak_score"].max().to_numpy(),
+        }
+    )
 
 
 def _empty() -> pd.DataFrame:

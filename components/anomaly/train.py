@@ -12,6 +12,7 @@ model becomes a candidate version of ``node-anomaly-detector``.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -73,7 +74,9 @@ RULE_FLAGS = {
     "min_duration_seconds": None,
     "peak_factor": "an event must peak at median + factor x (threshold - median) of training "
     "scores",
+    "merge_seconds": "events of a node within this many seconds of each other are one incident",
 }
+PLOTTED_NODES = 8
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _metrics(run: AnomalyRun, seconds: float) -> dict[str, float]:
     overall = run.report["overall"]
     baseline = run.report["baseline"]["overall"]
-    metrics = {name: _number(overall[name]) for name in METRICS}
+    metrics = {name: _number(overall[name]) for name in (*METRICS, "detection_delay_minutes")}
     metrics |= {f"baseline_{name}": _number(baseline[name]) for name in METRICS}
     return {**metrics, "train_seconds": round(seconds, 2)}
 
@@ -166,7 +169,8 @@ def log_to_mlflow(tracked: TrackedRun, run: AnomalyRun, metrics: pd.DataFrame, l
     from components.anomaly.plots import pick_nodes, score_timeline
 
     tracked.log_dict(run.report, "evaluation/report.json")
-    nodes = pick_nodes(run.scored, labels)
+    tracked.log_metrics(per_node_metrics(run.report))
+    nodes = pick_nodes(run.scored, labels, PLOTTED_NODES)
     tracked.log_figure(
         score_timeline(
             run.scored, run.events, labels, run.detector.threshold, nodes, "ensemble score"
@@ -196,6 +200,17 @@ def log_to_mlflow(tracked: TrackedRun, run: AnomalyRun, metrics: pd.DataFrame, l
             signature=signature,
             input_example=example,
         )
+
+
+def per_node_metrics(report: dict) -> dict[str, float]:
+    """Each node's (each trace's) figures as MLflow metrics ``node_<node>_<figure>``."""
+    out = {}
+    for node, figures in report["per_node"].items():
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(node))
+        for figure in (*METRICS, "detection_delay_minutes"):
+            if figures[figure] is not None:
+                out[f"node_{name}_{figure}"] = float(figures[figure])
+    return out
 
 
 def _input_example(metrics: pd.DataFrame, rows: int = 20) -> pd.DataFrame:

@@ -19,6 +19,16 @@ training and online scoring. Statistics are per node, so one model serves nodes 
   minimum or maximum are clipped, idle or full resources; shorter runs come from rate() windows
   sliding over a flat series);
 * rise: the positive part of the 1 h and 6 h least-squares slopes;
+* level shift: how far the last hour's median has moved from the trailing 24 h median that ended
+  an hour earlier, in units of that window's robust spread (either direction: a service that
+  drops to a lower level is as anomalous as one that saturates);
+* seasonal residual: how far each sample lies outside the range the node took within 30 minutes
+  of the same time yesterday, in robust spread units, averaged over the short window (a daily
+  job's spike is no anomaly; the same spike at an hour it never ran is);
+* forecast residual: how far each sample lies outside the P90 interval of a robust one-step
+  forecast (the median of the previous hour, with the 90 % quantile of its absolute errors over
+  the trailing 24 h as the interval's half-width), in interval widths, averaged over the short
+  window;
 * memory excess: memory above what the node's memory requests explain (a leak raises memory
   with no matching change in requests; a rise that follows more pods or requests is normal): the
   residual of a trailing 24 h least-squares fit of memory on the requested-memory ratio, averaged
@@ -62,6 +72,9 @@ _MAX_REQUEST_SLOPE = 2.0
 EQUAL_TOLERANCE = 1e-9
 REPEAT_NOISE_SHARE = 0.01
 FROZEN_MIN_RUN_SECONDS = 300
+SEASON_SECONDS = 86_400
+SEASON_NEIGHBOURHOOD_SECONDS = 1800
+FORECAST_INTERVAL_QUANTILE = 0.9
 
 # Lookback the detector needs before the first scored sample for its features to be complete.
 LOOKBACK_SECONDS = 2 * ROBUST_WINDOW_SECONDS
@@ -76,6 +89,9 @@ def resource_features(prefix: str) -> tuple[str, ...]:
         f"{prefix}_pulses",
         f"{prefix}_rise_1h",
         f"{prefix}_rise_6h",
+        f"{prefix}_shift_rz",
+        f"{prefix}_seasonal_rz",
+        f"{prefix}_forecast_rz",
     )
 
 
@@ -137,6 +153,45 @@ def _pulses(grid: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     return np.where(size > threshold, size, 0.0)
 
 
+def _lagged(values: np.ndarray, steps: int) -> np.ndarray:
+    """``values`` shifted ``steps`` later (NaN before)."""
+    out = np.full(len(values), np.nan)
+    if 0 < steps < len(values):
+        out[steps:] = values[:-steps]
+    elif steps == 0:
+        out[:] = values
+    return out
+
+
+def _residuals(
+    grid: np.ndarray, median: np.ndarray, scale: np.ndarray, step: int, short: int
+) -> dict[str, np.ndarray]:
+    """Level shift, seasonal residual and forecast residual of one node's resource grid."""
+    window = max(2, ROBUST_WINDOW_SECONDS // step)
+    hour = max(1, -(-HOUR_SECONDS // step))
+    recent = _rolling(grid, hour, "median")
+    shift = np.abs(recent - _lagged(median, hour)) / _lagged(scale, hour)
+    near = max(1, SEASON_NEIGHBOURHOOD_SECONDS // step)
+    day = max(1, SEASON_SECONDS // step)
+    high = _lagged(_rolling(grid, 2 * near + 1, "max"), day - near)
+    low = _lagged(_rolling(grid, 2 * near + 1, "min"), day - near)
+    outside = np.fmax(grid - high, low - grid) / scale
+    seasonal = _rolling(np.maximum(outside, 0.0), short, "mean")
+    forecast = _lagged(recent, 1)
+    error = np.abs(grid - forecast)
+    spread = pd.Series(error, copy=False).rolling(
+        window, min_periods=max(1, int(window * _MIN_PERIODS_SHARE))
+    )
+    width = _lagged(spread.quantile(FORECAST_INTERVAL_QUANTILE).to_numpy(np.float64), 1)
+    width = np.maximum(width, _MIN_SCALE)
+    beyond = np.maximum(error / width - 1.0, 0.0)
+    return {
+        "shift_rz": shift,
+        "seasonal_rz": seasonal,
+        "forecast_rz": _rolling(beyond, short, "mean"),
+    }
+
+
 def _node_resource(
     columns: np.ndarray, values: np.ndarray, n_steps: int, step: int
 ) -> dict[str, np.ndarray]:
@@ -154,7 +209,9 @@ def _node_resource(
     low, high = _rolling(grid, window, "min"), _rolling(grid, window, "max")
     jumps = _rolling((diff > JUMP_SIGMAS * noise).astype(np.float64), short, "sum")
     pulses = _rolling(_pulses(grid, JUMP_SIGMAS * noise), short, "sum")
+    residuals = _residuals(grid, median, scale, step, short)
     return {
+        **{key: values[columns] for key, values in residuals.items()},
         "median": median[columns],
         "scale": scale[columns],
         "floor": floor[columns],
@@ -205,7 +262,8 @@ def _node_flaps(columns: np.ndarray, n_steps: int, step: int) -> dict[str, np.nd
     return out
 
 
-_NODE_STATS = ("median", "scale", "floor", "jumps", "pulses", "repeat", "inside")
+RESIDUAL_STATS = ("shift_rz", "seasonal_rz", "forecast_rz")
+_NODE_STATS = ("median", "scale", "floor", "jumps", "pulses", "repeat", "inside", *RESIDUAL_STATS)
 
 
 def anomaly_features(
@@ -255,6 +313,8 @@ def anomaly_features(
         columns[f"{prefix}_floor_rz"] = np.maximum((stats["floor"] - median) / scale, 0.0)
         columns[f"{prefix}_jumps"] = stats["jumps"]
         columns[f"{prefix}_pulses"] = stats["pulses"]
+        for key in RESIDUAL_STATS:
+            columns[f"{prefix}_{key}"] = stats[key]
         repeat = stats["repeat"] if repeat is None else np.minimum(repeat, stats["repeat"])
         inside = stats["inside"] if inside is None else np.maximum(inside, stats["inside"])
         for window in ("1h", "6h"):
