@@ -139,7 +139,9 @@ def _compare(
             f"{family_name}: paired entry of {other} lacks mean_difference, low, high"
         ) from None
     finite = all(math.isfinite(v) for v in (mean, low, high))
-    wins = finite and (low > 0 if higher_is_better else high < 0)
+    # the report's own flag too: with fewer than two cells the interval is a point
+    separated = paired.get("distinguishable", True) is not False
+    wins = finite and separated and (low > 0 if higher_is_better else high < 0)
     return _Comparison(family_name, other, mean, low, high, wins)
 
 

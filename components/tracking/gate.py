@@ -6,17 +6,26 @@ data (the champion is re-scored by the caller's function, so a champion trained 
 is judged on today's data). :func:`promote` acts on the decision (the promote stage, the only
 place the alias moves) and logs it, with its numbers, to the candidate's run
 (``promotion/<alias>.json`` and ``promotion.*`` tags) and to the model version's tags.
+
+A decision may also serve something other than the candidate (the placement gate,
+``components/placement/selection.py``): ``serve_policy`` names a heuristic that :func:`promote`
+registers as a version (through the caller's ``register_serving``) unless ``serve_version``
+already serves it, and the alias moves there; the candidate stays registered, not promoted.
+``evaluation`` (the validation report) and ``evaluated_policy`` (the served policy's name in it)
+go into ``promotion/<alias>.json``, and the version the alias then points at is tagged
+``promotion.decision_run`` with the run that holds them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from components.errors import MlschedError
 from components.model_contracts import CHAMPION_ALIAS as CHAMPION
 
 
@@ -35,6 +44,11 @@ class PromotionDecision:
     champion: float | None
     champion_version: str | None
     beats_baselines: bool
+    serve_policy: str = ""
+    serve_params: dict = field(default_factory=dict)
+    serve_version: str | None = None
+    evaluation: dict | None = None
+    evaluated_policy: str = ""
 
 
 def _beats(candidate: float, other: float, higher_is_better: bool, margin: float) -> bool:
@@ -133,23 +147,50 @@ def evaluate_candidate(
     return decided(True, reason, champion, version)
 
 
+RegisterServing = Callable[[MlflowClient, PromotionDecision], str]
+"""Registers the decision's ``serve_policy`` as a version of its model; returns the version."""
+
+
 def promote(
     client: MlflowClient,
     decision: PromotionDecision,
     run_id: str | None = None,
     alias: str = CHAMPION,
-) -> None:
-    """Move ``alias`` to the candidate when the decision says so; record the decision on the
-    model version (``promotion.<alias>`` tag) and on ``run_id`` (JSON artifact, tags)."""
+    register_serving: RegisterServing | None = None,
+) -> str | None:
+    """Move ``alias`` to the candidate when the decision says so, or to the version serving
+    its ``serve_policy`` (registered with ``register_serving`` when ``serve_version`` is None);
+    record the decision on the model versions (``promotion.<alias>`` tag) and on ``run_id``
+    (JSON artifact, tags). Returns the version the alias points at afterwards.
+
+    Raises:
+        MlschedError: a ``serve_policy`` to register and no ``register_serving``.
+    """
     name, version = decision.model_name, decision.candidate_version
+    reason = decision.reason[:5000]
     if decision.promoted:
         client.set_registered_model_alias(name, alias, version)
-    client.set_model_version_tag(name, version, f"promotion.{alias}", decision.reason[:5000])
+    elif decision.serve_policy:
+        served = decision.serve_version
+        if served is None:
+            if register_serving is None:
+                raise MlschedError(
+                    f"{name}: serving {decision.serve_policy} needs a version; "
+                    "no function was given to register it"
+                )
+            served = register_serving(client, decision)
+        client.set_registered_model_alias(name, alias, served)
+        client.set_model_version_tag(name, served, f"promotion.{alias}", reason)
+    client.set_model_version_tag(name, version, f"promotion.{alias}", reason)
+    now = alias_version(client, name, alias)
     if run_id is not None:
         client.log_dict(run_id, asdict(decision), f"promotion/{alias}.json")
         client.set_tag(run_id, "promotion.promoted", str(decision.promoted).lower())
-        client.set_tag(run_id, "promotion.reason", decision.reason[:5000])
+        client.set_tag(run_id, "promotion.reason", reason)
         client.set_tag(run_id, "promotion.metric", decision.metric)
+        if decision.evaluation is not None and now is not None:
+            client.set_model_version_tag(name, now, "promotion.decision_run", run_id)
+    return now
 
 
 def registry_state(client: MlflowClient, model_names, alias: str = CHAMPION) -> dict[str, dict]:

@@ -121,6 +121,13 @@ def test_a_missing_paired_comparison_means_no_win():
     assert "no paired comparison with kube-default (synthetic)" in choice.reason
 
 
+def test_a_single_cell_is_no_distinguishable_win():
+    data = report(synthetic=family(MEANS, 0, 0))
+    for entry in data["families"]["synthetic"]["paired"].values():
+        entry.update(n=1, distinguishable=False, verdict="not distinguishable")
+    assert select_champion(data).policy == "trimaran-tlp"
+
+
 def test_candidates_restrict_the_pool():
     data = report(synthetic=family({**MEANS, "dqn": 100.0}, 10, 8))
     choice = select_champion(data, candidates=["dqn", "kube-default", "least-allocated"])
