@@ -76,7 +76,8 @@ class FamilyKnobs:
         max_peak_utilization: nodes are added until the 99th percentile of the cluster's real
             CPU use per step is at most this share of the cores (traces whose VMs peak together,
             such as Rnd, then run below the target on average).
-        max_request_fill: nodes are added until mean requests fill at most this share.
+        max_request_fill: nodes are added until the busiest step's requests (CPU and memory)
+            fill at most this share of what the nodes offer (so bursts rarely wait for room).
         node_count: a fixed node count instead (the utilisation is then what it is).
         node_shapes: (cores, GiB memory) of the node types, used in turn (one shape:
             homogeneous).
@@ -99,7 +100,7 @@ class FamilyKnobs:
     best_effort_share: float = 0.05
     target_cpu_utilization: float = 0.45
     max_peak_utilization: float = 0.9
-    max_request_fill: float = 0.85
+    max_request_fill: float = 0.95
     node_count: int | None = None
     node_shapes: tuple[tuple[float, float], ...] = ((16, 64), (16, 64), (32, 128))
     gpu_pod_share: float = 0.0

@@ -7,8 +7,8 @@ activity). Requests are set per pod template (a single pod or a whole ReplicaSet
 people set them: a guess that follows use only weakly, scaled so that the cluster's requests add
 up to a chosen multiple of its real use, snapped to the usual sizes; a few BestEffort templates
 request nothing. The nodes are as many as make the mean real CPU use the target share of the
-cores, keep the busiest steps' use (99th percentile) under ``max_peak_utilization`` and mean
-requests under ``max_request_fill`` of what the nodes offer.
+cores, keep the busiest steps' use (99th percentile) under ``max_peak_utilization`` and the
+busiest step's requests under ``max_request_fill`` of what the nodes offer.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ MEMORY_USE_TARGET = 0.6  # at most this share of node memory used on average
 GPU_FILL = 0.6  # GPU nodes hold the mean GPU demand at this share of their GPUs
 GPU_CHOICES = (1, 1, 2, 4)
 MIN_LIFETIME_STEPS = 2
-MAX_REPLICA_SET_SHARE = 0.15  # of the cluster's expected CPU use, per ReplicaSet
+MAX_REPLICA_SET_SHARE = 0.15  # of the cluster's expected CPU use and requests, per ReplicaSet
 
 
 @dataclass(frozen=True)
@@ -193,11 +193,11 @@ def build_pods(
     smallest_memory = min(shape[1] for shape in nodes.node_shapes) * GIB
     cpu_request = _requests(
         cpu, pod_of_row, template_of, pods.request_to_usage, pods.request_signal,
-        pods.request_spread, rng, CPU_MENU, smallest_cores / 2,
+        pods.request_spread, rng, CPU_MENU, smallest_cores / 2, n_steps,
     )  # fmt: skip
     memory_request = _requests(
         memory, pod_of_row, template_of, pods.memory_request_to_usage, MEMORY_SIGNAL,
-        MEMORY_SPREAD, rng, MEMORY_MENU, smallest_memory / 2,
+        MEMORY_SPREAD, rng, MEMORY_MENU, smallest_memory / 2, n_steps,
     )  # fmt: skip
     best_effort = (rng.uniform(size=n_templates) < pods.best_effort_share) & (templates.gpus == 0)
     cpu_request[best_effort[template_of]] = 0.0
@@ -222,13 +222,21 @@ def build_pods(
     demand = {
         "cpu_use": float(cpu.sum()) / n_steps,
         "cpu_use_p99": float(np.quantile(np.bincount(step_of_row, cpu, n_steps), 0.99)),
-        "cpu_request": float((cpu_request * life).sum()) / n_steps,
+        "cpu_request_peak": _busiest(arrival, life, cpu_request, n_steps),
         "memory_use": float(memory.sum()) / n_steps,
-        "memory_request": float((memory_request * life).sum()) / n_steps,
+        "memory_request_peak": _busiest(arrival, life, memory_request, n_steps),
         "gpus": float((gpus * life).sum()) / n_steps,
         "largest_gpu_request": int(gpus.max(initial=0)),
     }
     return trace, _nodes(nodes, demand, rng, prefix)
+
+
+def _busiest(arrival: np.ndarray, life: np.ndarray, amount: np.ndarray, n_steps: int) -> float:
+    """The largest total of ``amount`` over pods alive in one step."""
+    change = np.bincount(arrival, amount, n_steps + 1) - np.bincount(
+        arrival + life, amount, n_steps + 1
+    )
+    return float(np.cumsum(change)[:n_steps].max())
 
 
 def _requests(
@@ -241,6 +249,7 @@ def _requests(
     rng: np.random.Generator,
     menu: np.ndarray,
     ceiling: float,
+    n_steps: int,
 ) -> np.ndarray:
     """Per-pod requests (one value per template) summing to about ``ratio`` x the use."""
     n_pods = len(template_of)
@@ -255,7 +264,12 @@ def _requests(
     )
     raw = _guess(template_use, signal, spread, rng)[template_of]
     alive = np.bincount(pod_of_row, minlength=n_pods).astype(np.float64)
-    raw *= ratio * float(use.sum()) / float((raw * alive).sum())
+    wanted = ratio * float(use.sum())
+    # a ReplicaSet asks for at most its share of the cluster's requests, like its use
+    replicas = np.bincount(template_of)[template_of]
+    cap = MAX_REPLICA_SET_SHARE * wanted / n_steps / replicas
+    for _ in range(4):  # scale to the wanted total, keeping every ReplicaSet under its cap
+        raw = np.minimum(raw * wanted / float((raw * alive).sum()), cap)
     return _snap(raw, menu, ceiling)
 
 
@@ -280,10 +294,11 @@ def _nodes(plan: NodePlan, demand: dict, rng: np.random.Generator, prefix: str) 
     cores_needed = max(
         demand["cpu_use"] / plan.target_cpu_utilization,
         demand["cpu_use_p99"] / plan.max_peak_utilization,
-        demand["cpu_request"] / plan.max_request_fill,
+        demand["cpu_request_peak"] / plan.max_request_fill,
     )
     memory_needed = max(
-        demand["memory_use"] / MEMORY_USE_TARGET, demand["memory_request"] / plan.max_request_fill
+        demand["memory_use"] / MEMORY_USE_TARGET,
+        demand["memory_request_peak"] / plan.max_request_fill,
     )
     count = plan.node_count
     if count is None:
