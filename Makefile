@@ -39,6 +39,7 @@ run: install system-deps
 	$(BIN)/mlsched stack serve --feast-home data/feast
 	$(BIN)/mlsched replay --extender http://127.0.0.1:8888 $(REPLAY) --output data/replay/report.json
 	$(BIN)/mlsched live-check --nodes data/synthetic/nodes.csv --workload data/synthetic/workload.parquet
+	$(BIN)/mlsched serving placement-champion --tracking-uri http://127.0.0.1:5000
 
 lint: install
 	$(BIN)/ruff check .

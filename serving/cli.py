@@ -171,7 +171,30 @@ def add_manifests_parser(subparsers) -> argparse.ArgumentParser:
         help="MLflow tracking URI as the predictors reach it inside the cluster",
     )
     manifests.set_defaults(handler=cmd_manifests)
+    champion = actions.add_parser(
+        "placement-champion",
+        help="the placement policy the registry's alias serves, why, and its validation figures",
+        description=(
+            "Print which policy the placement model's alias serves (the DQN or a heuristic), "
+            "the gate's reason and every policy's validation figures with 95 % intervals."
+        ),
+    )
+    champion.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)"
+    )
+    champion.add_argument("--alias", default="champion", help="registry alias")
+    champion.set_defaults(handler=cmd_placement_champion)
     return manifests
+
+
+def cmd_placement_champion(args: argparse.Namespace) -> int:
+    from mlflow import MlflowClient
+
+    from components.placement.champion import champion_summary
+
+    uri = _tracking_uri(args)
+    print(champion_summary(MlflowClient(tracking_uri=uri, registry_uri=uri), args.alias))
+    return 0
 
 
 def cmd_manifests(args: argparse.Namespace) -> int:

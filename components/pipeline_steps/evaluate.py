@@ -36,6 +36,8 @@ def evaluate_candidates(
         metrics.log_metric(f"{kind}_{decision['metric']}", decision["candidate"])
         metrics.log_metric(f"{kind}_beats_baselines", float(decision["beats_baselines"]))
         metrics.log_metric(f"{kind}_promotable", float(decision["promoted"]))
+        if decision.get("serve_policy"):  # the placement gate serves a heuristic instead
+            metrics.log_metric(f"{kind}_serves_heuristic", 1.0)
     return all(decision["beats_baselines"] for decision in decided.values())
 
 

@@ -255,11 +255,18 @@ def train_step(
 
 def evaluate_candidate_result(client, result: Mapping[str, Any]):
     """The gate's decision on one training result: the candidate against its baselines and the
-    current champion, the champion re-scored on the candidate's held-out data."""
+    current champion, the champion re-scored on the candidate's held-out data. A placement
+    candidate with a model goes through the placement gate instead
+    (:func:`components.placement.champion.placement_decision`: intervals over validation cells;
+    a DQN that does not win is registered but not promoted, and the best heuristic is served)."""
     import importlib
 
     from components.tracking.gate import evaluate_candidate
 
+    if result["kind"] == "placement" and result.get("model_uri"):
+        from components.placement.champion import placement_decision
+
+        return placement_decision(client, result)
     spec = MODEL_SPECS[result["kind"]]
     score_model = importlib.import_module(spec.entrypoint).score_model
     value = result["value"]
@@ -320,12 +327,16 @@ def promote_step(evaluation: str | os.PathLike, tracking_uri: str) -> dict[str, 
     for kind, fields in decisions.items():
         run_id = fields.pop("run_id")
         decision = PromotionDecision(**fields)
+        register = None
+        if kind == "placement":
+            from components.placement.champion import register_heuristic_champion as register
         if decision.candidate_version:
-            promote(client, decision, run_id)
+            promote(client, decision, run_id, register_serving=register)
         entry = {
             "model_name": decision.model_name,
             "candidate_version": decision.candidate_version or None,
             "promoted": decision.promoted and bool(decision.candidate_version),
+            "serves": decision.serve_policy or None,
             "reason": decision.reason,
             **registry_state(client, [decision.model_name])[decision.model_name],
         }
@@ -346,7 +357,13 @@ def evaluation_markdown(decisions: Mapping[str, Mapping[str, Any]]) -> str:
             f"| {kind} | {d['metric']} | {d['candidate']:.4g} | {baselines} | {champion} | "
             f"{d['beats_baselines']} | {d['reason']} |"
         )
-    return "\n".join(lines) + "\n"
+    tables = []
+    for d in decisions.values():
+        if d.get("evaluation"):  # the placement gate's validation, served policy first
+            from components.placement.selection import champion_table
+
+            tables.append(champion_table(d["evaluation"], d.get("evaluated_policy", "")))
+    return "\n".join([*lines, *("\n" + t for t in tables)]) + "\n"
 
 
 def render_serving_step(

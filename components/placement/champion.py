@@ -283,3 +283,41 @@ def register_heuristic_champion(client: MlflowClient, decision: PromotionDecisio
     source = f"{run.info.artifact_uri}/{POLICY_SPEC_ARTIFACT}"
     tags = {POLICY_TAG: spec.policy}
     return str(client.create_model_version(name, source, run_id=run_id, tags=tags).version)
+
+
+def champion_summary(client: MlflowClient, alias: str = CHAMPION_ALIAS) -> str:
+    """What the placement model's ``alias`` serves, why, and the validation figures it was
+    chosen on (every policy's mean [95 % interval], the served one first), as text."""
+    import json
+
+    from components.placement.selection import champion_table
+
+    name = PLACEMENT_DQN.registered_name
+    version = alias_version(client, name, alias)
+    if version is None:
+        return f"placement: no {alias} yet ({name} has no such alias)"
+    found = client.get_model_version(name, version)
+    tags = found.tags or {}
+    policy = tags.get(POLICY_TAG, LEARNED_POLICY)
+    lines = [f"placement {alias}: {policy} ({name} version {version})"]
+    if tags.get(f"promotion.{alias}"):
+        lines.append(f"why: {tags[f'promotion.{alias}']}")
+    run_id = tags.get("promotion.decision_run")
+    decision = None
+    if run_id:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run_id, f"promotion/{alias}.json", tmp)
+            decision = json.loads(Path(path).read_text())
+    if not decision or not decision.get("evaluation"):
+        lines.append("no validation report recorded for this version")
+        return "\n".join(lines) + "\n"
+    evaluation = decision["evaluation"]
+    served = decision.get("evaluated_policy") or policy
+    cells = evaluation["families"][VALIDATION_FAMILY]["policies"][served]
+    n = next(iter(cells.values()))["n"]
+    lines += [
+        f"validation: {n} cells (seeds x windows), mean [95 % interval]",
+        "",
+        champion_table(evaluation, served, family=VALIDATION_FAMILY),
+    ]
+    return "\n".join(lines)

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from components.model_contracts import PLACEMENT_MODEL
 from components.placement.champion import (
     POLICY_TAG,
+    champion_summary,
     VALIDATION_FAMILY,
     placement_decision,
     register_heuristic_champion,
@@ -116,6 +117,11 @@ def test_a_losing_dqn_stays_registered_and_the_best_heuristic_is_served(client, 
     finally:
         mlflow.set_tracking_uri(None)
     assert model == PolicySpec("trimaran-tlp", {}, decision.reason)
+    summary = champion_summary(client)
+    assert summary.startswith(f"placement champion: trimaran-tlp ({PLACEMENT_MODEL} version 2)")
+    assert f"why: {decision.reason}" in summary
+    assert "validation: 6 cells (seeds x windows), mean [95 % interval]" in summary
+    assert "| **trimaran-tlp** (champion) | 80 [" in summary and "| dqn | 160 [" in summary
     # the next losing candidate finds the heuristic already served: no new version
     again = candidate(client, tmp_path)
     stand.dqn_means[again["model_uri"]] = 150.0
