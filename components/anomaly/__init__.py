@@ -4,5 +4,6 @@ Modules: ``features`` (robust per-node statistics), ``ensemble`` (the forests an
 score), ``calibrate`` (the alarm threshold), ``events`` (alarms to events), ``evaluation`` (event
 precision, window recall, point FPR), ``detector`` (the fitted detector and the z-score
 baseline), ``evaluate`` (fit on the first part, evaluate on the rest), ``model`` (saving and
-loading, MLflow pyfunc), ``train`` (the entrypoint), ``cli`` (``mlsched evaluate anomaly``).
+loading, MLflow pyfunc), ``train`` (the entrypoint), ``cli`` (``mlsched evaluate anomaly``),
+``heldout`` (leave-one-series-out choice of the alarm settings on labelled real series).
 """

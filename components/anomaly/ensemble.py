@@ -4,7 +4,9 @@ Each member is an :class:`~sklearn.ensemble.IsolationForest` over a small subset
 :mod:`components.features.anomaly_statistics`, each over its own time window: the sustained level of
 each resource (15 minutes against the trailing 24 h), CPU jumps and short pulses (15 minutes), a
 frozen exporter (15 minutes), the CPU rise (1 h and 6 h), memory beyond what its requests explain (a
-leak, 1 h against a 2 h rise) and the scrape health (15 minutes and 1 h). A member's raw score is
+leak, 1 h against a 2 h rise), the scrape health (15 minutes and 1 h), and for CPU the level shift
+(the last hour against the trailing day) and the residuals beyond a seasonal (same time yesterday)
+and a robust one-step forecast's P90 interval (15 minutes). A member's raw score is
 ``-score_samples`` (higher is more anomalous), standardised per node by the median and the distance
 to a high quantile of that node's training scores (at least a share of the pooled distance, so a
 node that was quiet in training is not hypersensitive), plus how far the row lies beyond the
@@ -78,7 +80,6 @@ class EnsembleConfig:
     range_margin: float = 1.0
     min_peak_score: float = 2.0
     node_spread_floor: float = 0.35
-    node_ranges: bool = True
     per_node_threshold: bool = True
     seed: int = 0
 
@@ -102,7 +103,6 @@ class Member:
     lower: np.ndarray = field(default_factory=lambda: np.zeros(0))
     upper: np.ndarray = field(default_factory=lambda: np.zeros(0))
     scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    node_ranges: dict[str, np.ndarray] = field(default_factory=dict)
 
     def raw(self, features: pd.DataFrame) -> np.ndarray:
         return -self.forest.score_samples(features[list(self.features)].to_numpy(np.float64))
@@ -115,22 +115,8 @@ class Member:
         outside what training saw.
         """
         data = features[list(self.features)].to_numpy(np.float64)
-        lower, upper, scale = self._ranges(features[NODE].astype(str).to_numpy())
-        beyond = np.maximum(data - upper, lower - data) / scale
+        beyond = np.maximum(data - self.upper, self.lower - data) / self.scale
         return np.maximum(beyond, 0.0).max(axis=1)
-
-    def _ranges(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per row: the lower and upper end and the unit of the range its node took in
-        training (rows ``[lower, upper, scale]`` of :attr:`node_ranges`), the pooled range for
-        nodes training did not have."""
-        pooled = np.stack([self.lower, self.upper, self.scale])
-        ranges = getattr(self, "node_ranges", {})  # absent in older pickles
-        known = sorted(ranges)
-        table = np.stack([*(ranges[n] for n in known), pooled])
-        index = pd.Index(known).get_indexer(nodes)
-        index[index < 0] = len(known)
-        rows = table[index]
-        return rows[:, 0], rows[:, 1], rows[:, 2]
 
     def score(self, features: pd.DataFrame) -> np.ndarray:
         nodes = features[NODE].astype(str)
@@ -220,16 +206,9 @@ def fit_ensemble(
         member.scale = config.range_margin * np.maximum(spread, [feature_unit(c) for c in columns])
         raw = member.raw(features)
         floor = config.node_spread_floor * member.spread
-        units = np.array([feature_unit(c) for c in columns])
         for node, rows in features.groupby(NODE, sort=True).indices.items():
             center, spread = _standardisation(raw[rows], q)
             member.node_center[str(node)] = center
             member.node_spread[str(node)] = max(spread, floor)
-            if config.node_ranges:
-                own = data[rows]
-                width = np.quantile(own, 0.99, axis=0) - np.quantile(own, 0.01, axis=0)
-                member.node_ranges[str(node)] = np.stack(
-                    [own.min(axis=0), own.max(axis=0), np.maximum(width, units)]
-                )
         ensemble.members.append(member)
     return ensemble
