@@ -146,7 +146,7 @@ class FamilyKnobs:
 
 FAMILY_DEFAULTS: dict[str, FamilyKnobs] = {
     "synthetic": FamilyKnobs(
-        node_shapes=SYNTHETIC_NODE_SHAPES, gpu_pod_share=0.03, gpu_node_share=0.1
+        node_shapes=SYNTHETIC_NODE_SHAPES, gpu_pod_share=0.03, gpu_node_share=0.1, gpus_per_node=8
     ),
     "bitbrains-faststorage": FamilyKnobs(),
     "bitbrains-rnd": FamilyKnobs(),

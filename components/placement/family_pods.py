@@ -32,7 +32,7 @@ MIN_MEMORY_BYTES = 16 * MIB
 SYNTHETIC_MEMORY_MEDIAN = 2 * GIB  # memory level of pods whose trace has no memory use
 MEMORY_SIGNAL, MEMORY_SPREAD = 0.6, 0.4  # memory requests follow use more closely (OOM kills)
 MEMORY_USE_TARGET = 0.6  # at most this share of node memory used on average
-GPU_FILL = 0.6  # GPU nodes hold the mean GPU demand at this share of their GPUs
+GPU_FILL = 0.8  # GPU nodes hold the busiest step's GPU demand at this share of their GPUs
 GPU_CHOICES = (1, 1, 2, 4)
 MIN_LIFETIME_STEPS = 2
 MAX_REPLICA_SET_SHARE = 0.15  # of the cluster's expected CPU use and requests, per ReplicaSet
@@ -225,7 +225,7 @@ def build_pods(
         "cpu_request_peak": _busiest(arrival, life, cpu_request, n_steps),
         "memory_use": float(memory.sum()) / n_steps,
         "memory_request_peak": _busiest(arrival, life, memory_request, n_steps),
-        "gpus": float((gpus * life).sum()) / n_steps,
+        "gpus_peak": _busiest(arrival, life, gpus.astype(np.float64), n_steps),
         "largest_gpu_request": int(gpus.max(initial=0)),
     }
     return trace, _nodes(nodes, demand, rng, prefix)
@@ -309,11 +309,11 @@ def _nodes(plan: NodePlan, demand: dict, rng: np.random.Generator, prefix: str) 
             count += 1
     chosen = [shapes[i % len(shapes)] for i in range(count)]
     gpus = np.zeros(count, np.int64)
-    if plan.gpu_node_share > 0 or demand["gpus"] > 0:
+    if plan.gpu_node_share > 0 or demand["gpus_peak"] > 0:
         per_node = max(plan.gpus_per_node, demand["largest_gpu_request"])
         wanted = max(
             int(np.ceil(plan.gpu_node_share * count)),
-            int(np.ceil(demand["gpus"] / (per_node * GPU_FILL))),
+            int(np.ceil(demand["gpus_peak"] / (per_node * GPU_FILL))),
             1,
         )
         gpus[rng.choice(count, min(wanted, count), replace=False)] = per_node
