@@ -365,7 +365,10 @@ class NodeAnomalyModel(ServedModel):
 
 
 class PlacementDqnModel(ServedModel):
-    """The DQN placement policy (:class:`components.placement.dqn.policy.DQNPolicy`).
+    """The placement model's registered version: the DQN policy
+    (:class:`components.placement.dqn.policy.DQNPolicy`) or a heuristic champion the gate chose
+    (``policy.json``, :class:`components.placement.policy_spec.PolicySpec`), which answers the
+    ``node_state`` form with its own scores in place of Q-values (the native form is the DQN's).
 
     v2, the extender's form: ``node_state`` FP32 [k, 19] or [b, k, 19] (NODE_STATE_COLUMNS, the
     per-node record the DQN was trained on), and ``pod`` FP32 [1, 3] or [b, 3] (POD_COLUMNS),
@@ -382,13 +385,17 @@ class PlacementDqnModel(ServedModel):
 
     @classmethod
     def load_model(cls, source: str | os.PathLike, tracking_uri: str | None = None) -> Any:
-        from components.placement.dqn.policy import CONFIG_FILE, WEIGHTS_FILE, load_dqn_policy
+        from components.placement.policy_spec import find_policy_spec, read_policy_spec
 
-        return load_via_local_copy(
-            source,
-            lambda path: load_dqn_policy(find_folder(path, CONFIG_FILE, WEIGHTS_FILE)),
-            tracking_uri=tracking_uri,
-        )
+        def load(path: Path) -> Any:
+            spec = find_policy_spec(path)
+            if spec is not None:
+                return read_policy_spec(spec)
+            from components.placement.dqn.policy import CONFIG_FILE, WEIGHTS_FILE, load_dqn_policy
+
+            return load_dqn_policy(find_folder(path, CONFIG_FILE, WEIGHTS_FILE))
+
+        return load_via_local_copy(source, load, tracking_uri=tracking_uri)
 
     @staticmethod
     def _sizes() -> tuple[int, int]:
@@ -476,6 +483,16 @@ class PlacementDqnModel(ServedModel):
         if k == 0:
             out = np.zeros((b, 0), dtype=np.float32)
             return out[0] if single else out
+        from components.placement.policy_spec import PolicySpec
+
+        if isinstance(self.model, PolicySpec):
+            if native:
+                raise InvalidInput(
+                    f"model {self.name}: serves the heuristic {self.model.policy}, which scores "
+                    f"node_state [k, {len(NODE_STATE_COLUMNS)}] + pod, not the DQN's features"
+                )
+            values = self._heuristic_scores(batch, self._pod_specs(batch, pods), mask)
+            return values[0] if single else values
         if native:
             node_features, pod_features = batch, pods
         else:
@@ -484,10 +501,36 @@ class PlacementDqnModel(ServedModel):
         values = np.asarray(values, dtype=np.float32).reshape(b, k)
         return values[0] if single else values
 
+    def _heuristic_scores(self, batch: np.ndarray, specs: list, mask: np.ndarray | None):
+        """The served heuristic's scores per batch item (infeasible nodes at the DQN's masked
+        value, so a client ranks both kinds alike)."""
+        from components.placement.dqn.inputs import NodeState
+        from components.placement.dqn.network import MASKED_Q
+        from components.placement.policy_spec import score_node_state
+
+        policy = self.model.build()
+        values = np.stack(
+            [
+                score_node_state(policy, NodeState(state.astype(np.float64)), spec)
+                for state, spec in zip(batch, specs, strict=True)
+            ]
+        ).astype(np.float32)
+        return values if mask is None else np.where(mask, values, np.float32(MASKED_Q))
+
     def _features_from_state(
         self, batch: np.ndarray, pods: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         from components.placement.dqn.inputs import NodeState, policy_inputs
+
+        pod_rows, node_rows = [], []
+        for state, spec in zip(batch, self._pod_specs(batch, pods), strict=True):
+            pod_row, node_row = policy_inputs(NodeState(state), spec)
+            pod_rows.append(pod_row)
+            node_rows.append(node_row)
+        return np.stack(node_rows), np.stack(pod_rows)
+
+    def _pod_specs(self, batch: np.ndarray, pods: np.ndarray) -> list:
+        """The pods of a ``node_state`` request, after checking both inputs' values."""
         from components.placement.policy import PodSpec
 
         bad = ~np.isfinite(pods).all(axis=1) | (pods < 0).any(axis=1)
@@ -505,13 +548,10 @@ class PlacementDqnModel(ServedModel):
                 + (f" of batch item {int(where[0])}" if len(batch) > 1 else "")
                 + f": values must be finite, {' and '.join(_CAPACITIES)} must be positive"
             )
-        pod_rows, node_rows = [], []
-        for state, pod in zip(batch, pods, strict=True):
-            spec = PodSpec("request", float(pod[0]), float(pod[1]), int(round(float(pod[2]))))
-            pod_row, node_row = policy_inputs(NodeState(state), spec)
-            pod_rows.append(pod_row)
-            node_rows.append(node_row)
-        return np.stack(node_rows), np.stack(pod_rows)
+        return [
+            PodSpec("request", float(pod[0]), float(pod[1]), int(round(float(pod[2]))))
+            for pod in pods
+        ]
 
     def predict_v1(self, instances: list) -> list:
         node_width, pod_width = self._sizes()

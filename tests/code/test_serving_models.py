@@ -507,3 +507,39 @@ def test_serve_flags_pick_the_model_sources(tmp_path):
         sources("--models-from", str(tmp_path / "absent"))
     with pytest.raises(SystemExit):
         sources("--model-uri", "no-equals-sign")
+
+
+def test_a_heuristic_champion_serves_its_scores_on_the_node_state(tmp_path):
+    from components.placement.dqn.inputs import NodeState
+    from components.placement.dqn.network import MASKED_Q
+    from components.placement.policy import PodSpec, make_policy
+    from components.placement.policy_spec import PolicySpec, save_policy_spec, score_node_state
+
+    save_policy_spec(PolicySpec("trimaran-tlp", {"target_percent": 50.0}), tmp_path / "policy")
+    served = PlacementDqnModel(source=tmp_path)
+    assert served.load()
+    state = node_state(5)
+    feasible = np.array([True, True, False, True, True])
+    pod = np.array([[2.0, 4 * GIB, 0.0]], dtype=np.float32)
+    request = v2_request(
+        PLACEMENT_POLICY,
+        tensor("node_state", state),
+        tensor("pod", pod),
+        tensor("feasible", feasible),
+    )
+    scores = outputs_of(call(served, request))["q_values"]
+    policy = make_policy("trimaran-tlp", target_percent=50.0)
+    want = score_node_state(
+        policy, NodeState(state.astype(np.float64)), PodSpec("request", 2.0, 4 * GIB)
+    )
+    np.testing.assert_allclose(scores[feasible], want[feasible], rtol=1e-6)
+    assert scores[2] == pytest.approx(MASKED_Q)
+    from components.placement.dqn.inputs import N_NODE_FEATURES, N_POD_FEATURES
+
+    native = v2_request(
+        PLACEMENT_POLICY,
+        tensor("node_features", np.zeros((2, N_NODE_FEATURES), np.float32)),
+        tensor("pod_features", np.zeros((1, N_POD_FEATURES), np.float32)),
+    )
+    with pytest.raises(InvalidInput, match="serves the heuristic trimaran-tlp"):
+        call(served, native)
