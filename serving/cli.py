@@ -190,7 +190,7 @@ def add_manifests_parser(subparsers) -> argparse.ArgumentParser:
 def cmd_placement_champion(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
-    from components.placement.champion import champion_summary
+    from components.placement.selection import champion_summary
 
     uri = _tracking_uri(args)
     print(champion_summary(MlflowClient(tracking_uri=uri, registry_uri=uri), args.alias))

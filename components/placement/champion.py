@@ -17,7 +17,8 @@ candidate DQN, random and every heuristic on the validation part of the candidat
   :mod:`components.placement.policy_spec`) unless the champion already serves it.
 
 The decision carries the validation report, so the promote stage records it beside the reason
-and ``mlsched serving placement-champion`` prints the served policy's figures with intervals.
+and ``mlsched serving placement-champion`` prints the served policy's figures with intervals
+(:func:`components.placement.selection.champion_summary`).
 """
 
 from __future__ import annotations
@@ -36,18 +37,22 @@ from components.placement.intervals import paired_difference
 from components.placement.policy import PlacementPolicy
 from components.placement.policy_spec import (
     POLICY_SPEC_ARTIFACT,
+    POLICY_TAG,
     PolicySpec,
     read_policy_spec,
     save_policy_spec,
 )
-from components.placement.selection import LEARNED_POLICY, ChampionChoice, figure, select_champion
+from components.placement.selection import (
+    LEARNED_POLICY,
+    VALIDATION_FAMILY,
+    ChampionChoice,
+    figure,
+    select_champion,
+)
 from components.tracking.gate import PromotionDecision, alias_version
 
-VALIDATION_FAMILY = "validation"
 VALIDATION_WINDOWS = 3
 VALIDATION_POLICIES = (LEARNED_POLICY, "random", *PLACEMENT_HEURISTICS)
-POLICY_TAG = "placement_policy"
-"""Model-version tag naming the heuristic a version serves (absent on DQN versions)."""
 
 Evaluate = Callable[[Mapping[str, Any], PlacementPolicy, Sequence[str]], dict]
 """``evaluate(held_out, dqn_policy, policies)`` -> the validation report."""
@@ -283,41 +288,3 @@ def register_heuristic_champion(client: MlflowClient, decision: PromotionDecisio
     source = f"{run.info.artifact_uri}/{POLICY_SPEC_ARTIFACT}"
     tags = {POLICY_TAG: spec.policy}
     return str(client.create_model_version(name, source, run_id=run_id, tags=tags).version)
-
-
-def champion_summary(client: MlflowClient, alias: str = CHAMPION_ALIAS) -> str:
-    """What the placement model's ``alias`` serves, why, and the validation figures it was
-    chosen on (every policy's mean [95 % interval], the served one first), as text."""
-    import json
-
-    from components.placement.selection import champion_table
-
-    name = PLACEMENT_DQN.registered_name
-    version = alias_version(client, name, alias)
-    if version is None:
-        return f"placement: no {alias} yet ({name} has no such alias)"
-    found = client.get_model_version(name, version)
-    tags = found.tags or {}
-    policy = tags.get(POLICY_TAG, LEARNED_POLICY)
-    lines = [f"placement {alias}: {policy} ({name} version {version})"]
-    if tags.get(f"promotion.{alias}"):
-        lines.append(f"why: {tags[f'promotion.{alias}']}")
-    run_id = tags.get("promotion.decision_run")
-    decision = None
-    if run_id:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(run_id, f"promotion/{alias}.json", tmp)
-            decision = json.loads(Path(path).read_text())
-    if not decision or not decision.get("evaluation"):
-        lines.append("no validation report recorded for this version")
-        return "\n".join(lines) + "\n"
-    evaluation = decision["evaluation"]
-    served = decision.get("evaluated_policy") or policy
-    cells = evaluation["families"][VALIDATION_FAMILY]["policies"][served]
-    n = next(iter(cells.values()))["n"]
-    lines += [
-        f"validation: {n} cells (seeds x windows), mean [95 % interval]",
-        "",
-        champion_table(evaluation, served, family=VALIDATION_FAMILY),
-    ]
-    return "\n".join(lines)

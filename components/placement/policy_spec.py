@@ -37,6 +37,8 @@ from components.placement.policy import ClusterState, PlacementPolicy, PodSpec, 
 POLICY_SPEC_FILE = "policy.json"
 POLICY_SPEC_ARTIFACT = "policy"
 """The artifact folder of a registered heuristic (beside the DQN's ``dqn``)."""
+POLICY_TAG = "placement_policy"
+"""Model-version tag naming the heuristic a version serves (absent on DQN versions)."""
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.errors import MlschedError
-from components.model_contracts import PLACEMENT_DQN, PLACEMENT_HEURISTICS
+from components.model_contracts import CHAMPION_ALIAS, PLACEMENT_DQN, PLACEMENT_HEURISTICS
 
 LEARNED_POLICY = "dqn"
+VALIDATION_FAMILY = "validation"
+"""The family name of the pipeline's validation evaluation (``champion.py``)."""
 NEVER_CANDIDATES = ("random",)
 SIMPLICITY_ORDER = PLACEMENT_HEURISTICS
 """Heuristics from the simplest (kube-default) to the most demanding; breaks exact ties."""
@@ -287,3 +289,45 @@ def champion_table(
         label = f"**{policy}** (champion)" if policy == champion else policy
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def champion_summary(client, alias: str = CHAMPION_ALIAS) -> str:
+    """What the placement model's ``alias`` serves, why, and the validation figures it was
+    chosen on (every policy's mean [95 % interval], the served one first), as text; ``client``
+    is an ``mlflow.MlflowClient`` of the registry."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from components.placement.policy_spec import POLICY_TAG
+    from components.tracking.gate import alias_version
+
+    name = PLACEMENT_DQN.registered_name
+    version = alias_version(client, name, alias)
+    if version is None:
+        return f"placement: no {alias} yet ({name} has no such alias)"
+    found = client.get_model_version(name, version)
+    tags = found.tags or {}
+    policy = tags.get(POLICY_TAG, LEARNED_POLICY)
+    lines = [f"placement {alias}: {policy} ({name} version {version})"]
+    if tags.get(f"promotion.{alias}"):
+        lines.append(f"why: {tags[f'promotion.{alias}']}")
+    run_id = tags.get("promotion.decision_run")
+    decision = None
+    if run_id:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run_id, f"promotion/{alias}.json", tmp)
+            decision = json.loads(Path(path).read_text())
+    if not decision or not decision.get("evaluation"):
+        lines.append("no validation report recorded for this version")
+        return "\n".join(lines) + "\n"
+    evaluation = decision["evaluation"]
+    served = decision.get("evaluated_policy") or policy
+    cells = evaluation["families"][VALIDATION_FAMILY]["policies"][served]
+    n = next(iter(cells.values()))["n"]
+    lines += [
+        f"validation: {n} cells (seeds x windows), mean [95 % interval]",
+        "",
+        champion_table(evaluation, served, family=VALIDATION_FAMILY),
+    ]
+    return "\n".join(lines)

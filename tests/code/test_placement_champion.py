@@ -9,15 +9,10 @@ import pytest
 from mlflow import MlflowClient
 
 from components.model_contracts import PLACEMENT_MODEL
-from components.placement.champion import (
-    POLICY_TAG,
-    champion_summary,
-    VALIDATION_FAMILY,
-    placement_decision,
-    register_heuristic_champion,
-)
+from components.placement.champion import placement_decision, register_heuristic_champion
 from components.placement.evaluate import REPORTED_METRICS, summarise_family
-from components.placement.policy_spec import PolicySpec, load_placement_model
+from components.placement.policy_spec import POLICY_TAG, PolicySpec, load_placement_model
+from components.placement.selection import VALIDATION_FAMILY, champion_summary
 from components.tracking.gate import alias_version, promote
 
 HEURISTIC_MEANS = {
