@@ -48,7 +48,8 @@ FAMILY_PREFIXES = {
 }
 # the generator's machine types (general, compute, memory, large)
 SYNTHETIC_NODE_SHAPES = ((8, 32), (16, 32), (8, 64), (32, 128))
-NODE_SHAPE_CATALOGUE = ((8, 32), (16, 32), (16, 64), (32, 128), (48, 192))
+# 4-8 GiB per core: memory-poor shapes with memory-heavy pods leave the CPU idle
+NODE_SHAPE_CATALOGUE = ((8, 32), (16, 64), (8, 64), (32, 128), (48, 192))
 RANDOMISED_RUNNING_PODS = (120.0, 220.0)
 
 
