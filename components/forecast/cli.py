@@ -39,6 +39,18 @@ def add_evaluate_forecast_parser(evaluate_subparsers) -> argparse.ArgumentParser
     forecast.add_argument(
         "--resources", default="cpu,memory", help="comma-separated subset of cpu,memory"
     )
+    forecast.add_argument(
+        "--reference",
+        action="store_true",
+        help="also train the fixed reference model (issue 16) on the same split and report its "
+        "skill and the model's skill ratio",
+    )
+    forecast.add_argument(
+        "--reference-rows",
+        type=int,
+        default=None,
+        help="train the reference on at most this many rows per booster (default: all)",
+    )
     forecast.add_argument("--output", required=True, help="report JSON file")
     forecast.add_argument("--quiet", action="store_true", help="no progress bar")
     forecast.set_defaults(handler=cmd_evaluate_forecast)
@@ -60,6 +72,17 @@ def write_report(report: dict, path: Path) -> Path:
     return write_text(path, json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
 
 
+def _reference_text(entry: dict) -> str:
+    if "reference" not in entry:
+        return ""
+    skill, ratio = entry["reference"]["skill"], entry["skill_ratio"]
+    return (
+        "; reference skill "
+        + ("n/a" if skill is None else f"{skill:.3f}")
+        + ("" if ratio is None else f" (ratio {ratio:.2f})")
+    )
+
+
 def cmd_evaluate_forecast(args: argparse.Namespace) -> int:
     """Handle ``mlsched evaluate forecast``; prints a short table, writes the report."""
     from components.contracts import read_node_metrics
@@ -70,7 +93,13 @@ def cmd_evaluate_forecast(args: argparse.Namespace) -> int:
         raise MlschedError("--resources: give cpu, memory or both")
     metrics = read_node_metrics(args.metrics)
     report = evaluate_forecast(
-        metrics, args.horizons, args.train_fraction, resources=resources, progress=not args.quiet
+        metrics,
+        args.horizons,
+        args.train_fraction,
+        resources=resources,
+        progress=not args.quiet,
+        reference=args.reference,
+        reference_rows=args.reference_rows,
     )
     report["data"]["metrics"] = str(args.metrics)
     write_report(report, Path(args.output))
@@ -83,6 +112,7 @@ def cmd_evaluate_forecast(args: argparse.Namespace) -> int:
                 f"{entry['persistence']['mae']:.4f}, seasonal naive "
                 f"{entry['seasonal_naive']['mae']:.4f}; skill "
                 + ("n/a" if skill is None else f"{skill:.3f}")
+                + _reference_text(entry)
             )
     print(f"report: {args.output}")
     return 0

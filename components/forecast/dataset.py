@@ -175,6 +175,16 @@ class Split:
         nanos = dataset.nanos
         return (nanos >= self.validation_cut) & (nanos + horizon.seconds * NS < self.train_cut)
 
+    def early_stopping(self, dataset: ForecastDataset, horizon: Horizon) -> np.ndarray:
+        """The first half (in time) of the validation rows: they choose the number of trees."""
+        middle = self.validation_cut + (self.train_cut - self.validation_cut) // 2
+        return self.validation(dataset, horizon) & (dataset.nanos < middle)
+
+    def calibration(self, dataset: ForecastDataset, horizon: Horizon) -> np.ndarray:
+        """The second half of the validation rows: held out from fitting and early stopping,
+        they calibrate the P90 (conformal)."""
+        return self.validation(dataset, horizon) & ~self.early_stopping(dataset, horizon)
+
     def train(self, dataset: ForecastDataset, horizon: Horizon) -> np.ndarray:
         """Fit and validation rows together (targets before the train cut)."""
         return dataset.nanos + horizon.seconds * NS < self.train_cut

@@ -27,6 +27,7 @@ from components.forecast.dataset import (
     time_split,
 )
 from components.forecast.model import ForecastParams, LoadForecaster, column_name, train_forecaster
+from components.forecast.reference import ReferenceForecaster, train_reference
 
 METHODS = ("model", *BASELINES)
 
@@ -40,6 +41,7 @@ class ForecastExperiment:
     forecaster: LoadForecaster
     report: dict
     predictions: dict[str, np.ndarray]  # column -> predicted level per dataset row (test rows)
+    reference: ReferenceForecaster | None = None
 
 
 def _clean(value: float) -> float | None:
@@ -163,9 +165,16 @@ def run_forecast_experiment(
     step_seconds: int | None = None,
     features: pd.DataFrame | None = None,
     progress: bool = False,
+    reference: bool = False,
+    reference_rows: int | None = None,
 ) -> ForecastExperiment:
     """Build the dataset (from ``features``, the feature table of ``metrics_frame``, when
-    given), split it by time, train, predict and score (see the module doc)."""
+    given), split it by time, train, predict and score (see the module doc).
+
+    With ``reference``, the fixed reference model (:mod:`components.forecast.reference`) is
+    trained on the same split (on at most ``reference_rows`` rows, a seeded sample, when given)
+    and scored on the same rows: each report entry gains ``reference`` (its metrics and skill)
+    and ``skill_ratio`` (the model's skill over the reference's)."""
     params = params or ForecastParams()
     resources = tuple(resources or RESOURCES)
     unknown = [r for r in resources if r not in RESOURCES]
@@ -181,7 +190,38 @@ def run_forecast_experiment(
     forecaster = train_forecaster(dataset, split, params, resources=resources, progress=progress)
     predictions = predict_levels(forecaster, dataset, split.test(dataset))
     report = build_report(dataset, split, forecaster, predictions, train_fraction)
-    return ForecastExperiment(dataset, split, forecaster, report, predictions)
+    trained_reference = None
+    if reference:
+        trained_reference = train_reference(
+            dataset,
+            split,
+            resources,
+            seed=params.seed,
+            threads=max(1, params.n_jobs),
+            max_train_rows=reference_rows,
+        )
+        add_reference(report, dataset, split, trained_reference)
+    return ForecastExperiment(dataset, split, forecaster, report, predictions, trained_reference)
+
+
+def add_reference(
+    report: dict, dataset: ForecastDataset, split: Split, reference: ReferenceForecaster
+) -> None:
+    """Score the reference on each entry's rows; add ``reference`` and ``skill_ratio``."""
+    report["data"]["reference_rows"] = reference.train_rows
+    for resource in report["data"]["resources"]:
+        for horizon in report["data"]["horizons"]:
+            rows = evaluation_rows(dataset, split, resource, horizon)
+            actual = dataset.targets[resource, horizon][rows]
+            forecast = reference.predict(resource, horizon, dataset.current[resource], rows)
+            values = {k: _clean(v) for k, v in m.point_metrics(actual, forecast).items()}
+            entry = report[resource][horizon]
+            values["skill"] = _clean(m.skill(values["mae"], entry["persistence"]["mae"]))
+            entry["reference"] = values
+            ratio = None
+            if entry["skill"] is not None and values["skill"] not in (None, 0.0):
+                ratio = _clean(entry["skill"] / values["skill"])
+            entry["skill_ratio"] = ratio
 
 
 def evaluate_forecast(
@@ -192,6 +232,8 @@ def evaluate_forecast(
     params: ForecastParams | None = None,
     resources: Sequence[str] | None = None,
     progress: bool = False,
+    reference: bool = False,
+    reference_rows: int | None = None,
 ) -> dict:
     """Train on the first ``train_fraction`` of each node's history and report on the rest.
 
@@ -211,5 +253,7 @@ def evaluate_forecast(
         params=params,
         resources=resources,
         progress=progress,
+        reference=reference,
+        reference_rows=reference_rows,
     )
     return experiment.report

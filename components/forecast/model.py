@@ -2,8 +2,10 @@
 
 Each point model learns ``level(t + h) - level(t)`` (the change: persistence is the zero
 prediction, so the model only has to learn what moves); an upper-quantile model
-(``reg:quantileerror``) learns the 90th percentile of the same change. Early stopping uses the
-time-ordered validation fold of :class:`components.forecast.dataset.Split`.
+(``reg:quantileerror``) learns the 90th percentile of the same change, and a split-conformal
+offset, measured on held-out rows, shifts it so that its coverage holds on unseen data. Early
+stopping uses the first half of the time-ordered validation fold of
+:class:`components.forecast.dataset.Split`; the conformal calibration uses the second half.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class ForecastParams:
     colsample_bytree: float = 0.8
     min_child_weight: float = 1.0
     huber_slope: float = 0.01
-    max_train_rows: int = 20_000
+    max_train_rows: int = 100_000
     quantile_alpha: float = 0.9
     validation_fraction: float = 0.2
     max_bin: int = 64
@@ -95,6 +97,7 @@ class LoadForecaster:
     params: dict = field(default_factory=dict)
     best_iterations: dict[str, int] = field(default_factory=dict)
     persistence_fallback: tuple[str, ...] = ()
+    p90_offsets: dict[str, float] = field(default_factory=dict)
 
     @property
     def output_columns(self) -> list[str]:
@@ -120,6 +123,7 @@ class LoadForecaster:
                         out[key] = np.zeros(len(matrix), dtype=np.float32)
                     else:
                         out[key] = self.boosters[key].predict(data)
+                    out[key] = out[key] + np.float32(self.p90_offsets.get(key, 0.0))
         return out
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -167,6 +171,7 @@ class LoadForecaster:
             "params": self.params,
             "best_iterations": self.best_iterations,
             "persistence_fallback": list(self.persistence_fallback),
+            "p90_offsets": self.p90_offsets,
         }
 
         def write(staging: Path) -> None:
@@ -203,6 +208,7 @@ class LoadForecaster:
             params=manifest.get("params", {}),
             best_iterations=manifest.get("best_iterations", {}),
             persistence_fallback=tuple(manifest.get("persistence_fallback", ())),
+            p90_offsets={k: float(v) for k, v in manifest.get("p90_offsets", {}).items()},
         )
 
 
@@ -244,6 +250,17 @@ def load_forecaster(
         except (MlflowException, OSError) as error:
             raise MlschedError(f"{text}: cannot download the model: {error}") from None
         return LoadForecaster.load_directory(_find_manifest(Path(path)))
+
+
+def conformal_offset(actual: np.ndarray, upper: np.ndarray, alpha: float) -> float:
+    """The split-conformal shift of an upper quantile forecast: the smallest ``q`` such that
+    ``actual <= upper + q`` for the ``ceil((n + 1) alpha)``-th smallest calibration row, so that
+    the shifted bound covers a share ``alpha`` of exchangeable unseen rows (0 without rows)."""
+    scores = np.sort(np.asarray(actual, np.float64) - np.asarray(upper, np.float64))
+    if scores.size == 0:
+        return 0.0
+    rank = min(scores.size, int(np.ceil((scores.size + 1) * alpha)))
+    return float(scores[rank - 1])
 
 
 def _sample(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -316,6 +333,7 @@ def train_forecaster(
     boosters: dict[str, xgb.Booster] = {}
     best: dict[str, int] = {}
     fallback: list[str] = []
+    offsets: dict[str, float] = {}
     jobs = [(r, h) for r in resources for h in dataset.horizons]
     matrix, matrix_resource = raw, None
     for resource, horizon in tqdm(jobs, desc="boosters", unit="pair", disable=not progress):
@@ -326,7 +344,8 @@ def train_forecaster(
         target = dataset.targets[resource, horizon.name]
         usable = np.isfinite(current) & np.isfinite(target)
         fit_rows = np.flatnonzero(split.fit(dataset, horizon) & usable)
-        validation_rows = np.flatnonzero(split.validation(dataset, horizon) & usable)
+        validation_rows = np.flatnonzero(split.early_stopping(dataset, horizon) & usable)
+        calibration_rows = np.flatnonzero(split.calibration(dataset, horizon) & usable)
         if len(fit_rows) == 0 or len(validation_rows) == 0:
             raise MlschedError(
                 f"horizon {horizon.name}: no {'fit' if len(fit_rows) == 0 else 'validation'} rows "
@@ -343,6 +362,12 @@ def train_forecaster(
         for upper, objective in ((False, "reg:pseudohubererror"), (True, "reg:quantileerror")):
             key = column_name(resource, horizon.name, upper)
             boosters[key], best[key] = _fit(params, objective, train, validation)
+        upper_key = column_name(resource, horizon.name, True)
+        offsets[upper_key] = conformal_offset(
+            change[calibration_rows],
+            boosters[upper_key].predict(xgb.DMatrix(matrix[calibration_rows], feature_names=names)),
+            params.quantile_alpha,
+        )
         point = column_name(resource, horizon.name)
         expected = change[validation_rows]
         model_mae = np.mean(np.abs(boosters[point].predict(validation) - expected))
@@ -357,4 +382,5 @@ def train_forecaster(
         params=asdict(params),
         best_iterations=best,
         persistence_fallback=tuple(fallback),
+        p90_offsets=offsets,
     )
