@@ -8,6 +8,14 @@ the generator's hidden state at ``t`` (the daily and weekly shape ahead, pod fac
 cluster and role factors, the AR(1) noise value, the bursts running) and predicts their expected
 value at ``t + h``. No forecaster that sees only the scraped series can beat it by much, so it
 bounds what the goals can ask of the synthetic default.
+With ``--real`` it evaluates on the shared real traces (issue 16; skipped when ``../shared/data``
+is absent): Bitbrains Rnd (the 60 most active VMs, first 30 days; CPU and memory), Bitbrains
+fastStorage (CPU) and NAB EC2 (CPU), each split per node (first 70 % trains, the rest scores), with
+the fixed reference model (:mod:`components.forecast.reference`) trained beside ours on the same
+split, and prints per trace, resource and horizon: skill vs persistence of ours and the reference,
+their ratio, accuracy (1 - WAPE) and P90 coverage, then the issue's goals met or not.
+``--real-only`` skips the synthetic default; ``--max-train-rows`` caps both models' rows per
+booster.
 Run from the repository root: ``.venv/bin/python -m tests.benchmarks.bench_forecast``.
 """
 
@@ -33,7 +41,11 @@ from components.generate.signals import ar1, bursts, daily_curve, occupancy, wee
 from components.generate.synthetic import generate_synthetic_cluster
 
 END = 1_767_225_600  # 2026-01-01T00:00:00Z
-BITBRAINS = Path(__file__).resolve().parents[2].parent / "shared/data/bitbrains-faststorage-50vm"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared/data"
+BITBRAINS = SHARED / "bitbrains-faststorage-50vm"
+RND = SHARED / "bitbrains-rnd-500vm"
+NAB = SHARED / "nab-ec2-cpu"
+ACCURACY_FLOORS = {"cpu": 0.89, "memory": 0.86}
 TARGET_SECONDS = 120.0
 CEILING_HORIZONS = {"5m": 300, "15m": 900, "30m": 1800}
 AR_TAU_SECONDS = 600  # components/generate/history.py: the node's AR(1) noise
@@ -134,14 +146,106 @@ def timed_experiment(metrics, resources):
     return experiment, time.perf_counter() - began
 
 
+def real_traces(names: list[str]):
+    """(label, metrics, resources) of each shared real trace asked for and present."""
+    from components.datasets.bitbrains import read_bitbrains
+    from components.datasets.bitbrains_rnd import read_bitbrains_rnd
+    from components.datasets.nab import read_nab
+
+    loaders = {
+        "rnd": (RND, lambda: (read_bitbrains_rnd(RND, top=60, days=30), ("cpu", "memory"))),
+        "faststorage": (BITBRAINS, lambda: (read_bitbrains(BITBRAINS), ("cpu",))),
+        "nab": (NAB, lambda: (read_nab(NAB)[0], ("cpu",))),
+    }
+    for name in names:
+        folder, load = loaders[name]
+        if not folder.is_dir():
+            print(f"{name}: skipped, {folder} not found")
+            continue
+        metrics, resources = load()
+        yield name, metrics, resources
+
+
+def print_real_report(label: str, report: dict) -> list[str]:
+    """Print one trace's table; return the goals it misses."""
+    data = report["data"]
+    print(f"== {label}: {data['nodes']} nodes, {data['rows']} rows, step {data['step']}")
+    print(
+        "per resource and horizon: skill (ours, reference, ratio), accuracy (ours, reference, "
+        "persistence), P90 coverage"
+    )
+    missed = []
+    for resource in data["resources"]:
+        for horizon in data["horizons"]:
+            e = report[resource][horizon]
+            ours, ref = e["skill"], e["reference"]["skill"]
+            ratio = e["skill_ratio"]
+            accuracy, persistence = e["model"]["accuracy"], e["persistence"]["accuracy"]
+            print(
+                f"{label}_{resource}_{horizon}: skill={ours:.4f} reference_skill={ref:.4f} "
+                f"ratio={'n/a' if ratio is None else f'{ratio:.2f}'} accuracy={accuracy:.4f} "
+                f"reference_accuracy={e['reference']['accuracy']:.4f} "
+                f"persistence_accuracy={persistence:.4f} p90_coverage={e['p90_coverage']:.3f}"
+            )
+            where = f"{label} {resource} {horizon}"
+            if not ours > 0:
+                missed.append(f"{where}: skill {ours:.4f} <= 0")
+            if ours < ref:
+                missed.append(f"{where}: skill {ours:.4f} below the reference's {ref:.4f}")
+            if horizon == "15m" and ref > 0 and ours < 1.2 * ref:
+                missed.append(f"{where}: skill {ours:.4f} < 1.2 x reference ({1.2 * ref:.4f})")
+            floor = ACCURACY_FLOORS[resource]
+            if persistence >= floor - 0.05 and accuracy < floor:
+                missed.append(f"{where}: accuracy {accuracy:.4f} < floor {floor}")
+            if abs(e["p90_coverage"] - 0.9) > 0.02:
+                missed.append(f"{where}: P90 coverage {e['p90_coverage']:.3f} outside 0.90 +- 0.02")
+    return missed
+
+
+def run_real(names: list[str], max_train_rows: int, threads: int) -> None:
+    from components.forecast.model import ForecastParams
+
+    params = ForecastParams(max_train_rows=max_train_rows, n_jobs=threads)
+    missed: list[str] = []
+    for name, metrics, resources in real_traces(names):
+        began = time.perf_counter()
+        experiment = run_forecast_experiment(
+            metrics,
+            resources=resources,
+            params=params,
+            reference=True,
+            reference_rows=max_train_rows,
+        )
+        missed += print_real_report(name, experiment.report)
+        print(f"{name}_train_and_evaluate_seconds={time.perf_counter() - began:.1f}")
+    print("goals (issue 16): " + ("all met" if not missed else f"{len(missed)} NOT met"))
+    for line in missed:
+        print(f"  NOT met: {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bitbrains", action="store_true", help="also the real Bitbrains trace")
     parser.add_argument(
         "--ceiling", action="store_true", help="also the latent-state oracle's CPU skill"
     )
+    parser.add_argument("--real", action="store_true", help="also the shared real traces")
+    parser.add_argument("--real-only", action="store_true", help="only the shared real traces")
+    parser.add_argument(
+        "--traces", default="rnd,faststorage,nab", help="real traces: rnd, faststorage, nab"
+    )
+    parser.add_argument(
+        "--max-train-rows", type=int, default=100_000, help="real traces: rows per booster"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="real traces: XGBoost threads")
     args = parser.parse_args()
     print(f"load_average_before={' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.real or args.real_only:
+        names = [n.strip() for n in args.traces.split(",") if n.strip()]
+        run_real(names, args.max_train_rows, args.threads)
+        if args.real_only:
+            print(f"load_average_after={' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            return
     with tempfile.TemporaryDirectory() as tmp:
         generate_synthetic_cluster(
             HistoryConfig(end_epoch=END), Path(tmp) / "cluster", openmetrics=False, progress=False
