@@ -1,12 +1,12 @@
 """Placement simulator speed and the policy comparison.
 
 1. Speed: 2,000 pods x 1,000 steps x 50 nodes in under 30 s per policy run (synthetic pods).
-2. Comparison: ``evaluate_placement`` (train fraction 0.5) on the synthetic workload (50 nodes,
-   2 days at 1-minute steps) and, when ``../shared/data`` is present, on the Bitbrains workload;
-   overload node-minutes and the other metrics per policy. ``--with-dqn`` trains the DQN through
-   ``components.placement.dqn.train_for_evaluation`` when it exists (minutes of CPU).
+2. Comparison: ``evaluate_placement`` (train fraction 0.5, ``--seeds`` x 2 test windows) on the
+   synthetic workload (50 nodes, 2 days at 1-minute steps) and, when ``../shared/data`` is
+   present, on the Bitbrains workload: every metric per policy with its 95 % interval.
+   ``--with-dqn`` trains the DQN on each workload's first half (minutes of CPU).
 
-    .venv/bin/python -m tests.benchmarks.bench_placement [--skip-speed] [--with-dqn]
+    .venv/bin/python -m tests.benchmarks.bench_placement [--skip-speed] [--with-dqn] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from components.contracts import validate_nodes_table, validate_workload_trace
 from components.generate.cluster import make_nodes, nodes_table
 from components.generate.workload import WorkloadConfig, generate_workload
 from components.placement.bitbrains_workload import build_bitbrains_workload
-from components.placement.cli import dqn_trainer
-from components.placement.evaluate import evaluate_placement
+from components.placement.cli import dqn_trainer, summary_table
+from components.placement.evaluate import custom_family, evaluate_placement
 from components.placement.policy import make_policy, policy_names
 from components.placement.simulator import simulate
 from components.placement.workload import cluster_from_nodes, workload_from_trace
@@ -70,40 +70,30 @@ def bench_speed() -> None:
     print(f"speed_target_met={worst < TARGET_SECONDS}")
 
 
-def compare(label: str, trace, table, policies: list[str], trainer, output: Path) -> None:
+def compare(label: str, trace, table, policies: list[str], dqn, output: Path, seeds: int) -> None:
     began = time.perf_counter()
     report = evaluate_placement(
-        trace,
-        table,
+        [custom_family(trace, table, name=label)],
         policies,
+        seeds=list(range(seeds)),
+        windows=2,
         train_fraction=0.5,
-        seed=0,
-        output=output / f"{label}.json",
-        train_dqn=trainer,
+        dqn=dqn,
         dqn_unavailable="not requested (--with-dqn)",
+        output=output / f"{label}.json",
     )
-    w = report["workload"]
-    print(
-        f"\n[{label}] pods={w['pods']} test_pods={w['test_pods']} nodes={report['nodes']} "
-        f"test_steps={w['test_steps']} step_seconds={w['step_seconds']} "
-        f"({time.perf_counter() - began:.0f}s, report {output / f'{label}.json'})"
-    )
-    header = (
-        "overload_node_minutes",
-        "pods_pending",
-        "pods_never_placed",
-        "mean_pending_minutes",
-        "mean_cpu_utilization_nonempty",
-        "mean_nodes_used",
-        "load_imbalance",
-        "throttled_pod_steps",
-    )
-    print(f"{'policy':>18} " + " ".join(f"{h[:14]:>14}" for h in header))
-    for name, metrics in report["policies"].items():
-        print(f"{name:>18} " + " ".join(f"{metrics[h]:14.3f}" for h in header))
-    for name, why in report["unavailable"].items():
-        print(f"{name:>18} unavailable: {why}")
-    print(f"[{label}] comparison={report['comparison']}")
+    print(summary_table(report))
+    print(f"[{label}] {time.perf_counter() - began:.0f}s, report {output / f'{label}.json'}")
+
+
+def trained_dqn(trace, table):
+    """The DQN trained on the first half of the workload (what the test windows follow)."""
+    trainer, why = dqn_trainer()
+    if trainer is None:
+        return None
+    workload, cluster = workload_from_trace(trace), cluster_from_nodes(table)
+    trained = trainer(workload.window(0, workload.n_steps // 2), cluster, seed=0)
+    return trained[0] if isinstance(trained, tuple) else trained
 
 
 def main() -> None:
@@ -111,6 +101,7 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-compare", action="store_true")
     parser.add_argument("--with-dqn", action="store_true")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per comparison")
     parser.add_argument("--output", help="folder for the reports (default: a temporary one)")
     args = parser.parse_args()
     if not args.skip_speed:
@@ -118,15 +109,17 @@ def main() -> None:
     if args.skip_compare:
         return
     policies = baselines() + (["dqn"] if args.with_dqn else [])
-    trainer = dqn_trainer()[0] if args.with_dqn else None
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(args.output) if args.output else Path(tmp)
         output.mkdir(parents=True, exist_ok=True)
-        compare("synthetic", *synthetic(50, 2), policies, trainer, output)
+        trace, table = synthetic(50, 2)
+        dqn = trained_dqn(trace, table) if args.with_dqn else None
+        compare("synthetic", trace, table, policies, dqn, output, args.seeds)
         if (SHARED / "bitbrains-faststorage-50vm").is_dir():
             trace, table = build_bitbrains_workload(SHARED / "bitbrains-faststorage-50vm")
             trace, table = validate_workload_trace(trace), validate_nodes_table(table)
-            compare("bitbrains", trace, table, policies, trainer, output)
+            dqn = trained_dqn(trace, table) if args.with_dqn else None
+            compare("bitbrains", trace, table, policies, dqn, output, args.seeds)
         else:
             print(f"\n[bitbrains] skipped: {SHARED} is absent")
 
