@@ -293,6 +293,12 @@ def family_stats(workload: Workload, cluster: Cluster) -> dict[str, float]:
         workload.cpu_usage[np.repeat(workload.offset, workload.length) + within],
         workload.n_steps,
     )
+    pod_cpu = np.bincount(
+        np.repeat(np.arange(workload.n_pods), workload.length),
+        workload.cpu_usage[np.repeat(workload.offset, workload.length) + within],
+        workload.n_pods,
+    )
+    cpu_nodes = cluster.gpus == 0
     owners = pd.DataFrame({"owner": workload.owner, "arrival": workload.arrival})
     sized = owners[owners["owner"] != ""].groupby(["owner", "arrival"]).size()
     return {
@@ -303,6 +309,12 @@ def family_stats(workload: Workload, cluster: Cluster) -> dict[str, float]:
         "cores": float(cluster.cpu_cores.sum()),
         "mean_cpu_use_share": float(cpu_per_step.mean() / cluster.cpu_cores.sum()),
         "peak_cpu_use_share": float(cpu_per_step.max() / cluster.cpu_cores.sum()),
+        # pods without GPUs on the nodes without GPUs (the GPU rules keep the two apart)
+        "cpu_pool_use_share": float(
+            pod_cpu[workload.gpus == 0].sum()
+            / workload.n_steps
+            / max(cluster.cpu_cores[cpu_nodes].sum(), 1e-9)
+        ),
         "cpu_request_to_use": float(
             (workload.cpu_request * workload.length).sum() / cpu_per_step.sum()
         ),

@@ -219,12 +219,22 @@ def build_pods(
         }
     )
     trace = trace.sort_values([TIMESTAMP, POD], kind="stable").reset_index(drop=True)
+    # GPU pods run on GPU nodes only and other pods avoid those (gpu.py), so the CPU pool is
+    # sized on the other pods and the GPU nodes come on top
+    cpu_pool = gpus == 0
+    row_in_pool = cpu_pool[pod_of_row]
     demand = {
-        "cpu_use": float(cpu.sum()) / n_steps,
-        "cpu_use_p99": float(np.quantile(np.bincount(step_of_row, cpu, n_steps), 0.99)),
-        "cpu_request_peak": _busiest(arrival, life, cpu_request, n_steps),
-        "memory_use": float(memory.sum()) / n_steps,
-        "memory_request_peak": _busiest(arrival, life, memory_request, n_steps),
+        "cpu_use": float(cpu[row_in_pool].sum()) / n_steps,
+        "cpu_use_p99": float(
+            np.quantile(np.bincount(step_of_row[row_in_pool], cpu[row_in_pool], n_steps), 0.99)
+        ),
+        "cpu_request_peak": _busiest(
+            arrival[cpu_pool], life[cpu_pool], cpu_request[cpu_pool], n_steps
+        ),
+        "memory_use": float(memory[row_in_pool].sum()) / n_steps,
+        "memory_request_peak": _busiest(
+            arrival[cpu_pool], life[cpu_pool], memory_request[cpu_pool], n_steps
+        ),
         "gpus_peak": _busiest(arrival, life, gpus.astype(np.float64), n_steps),
         "largest_gpu_request": int(gpus.max(initial=0)),
     }
@@ -311,12 +321,19 @@ def _nodes(plan: NodePlan, demand: dict, rng: np.random.Generator, prefix: str) 
     gpus = np.zeros(count, np.int64)
     if plan.gpu_node_share > 0 or demand["gpus_peak"] > 0:
         per_node = max(plan.gpus_per_node, demand["largest_gpu_request"])
+        share = plan.gpu_node_share
         wanted = max(
-            int(np.ceil(plan.gpu_node_share * count)),
+            int(np.ceil(share * count / (1 - share))) if share < 1 else count,
             int(np.ceil(demand["gpus_peak"] / (per_node * GPU_FILL))),
             1,
         )
-        gpus[rng.choice(count, min(wanted, count), replace=False)] = per_node
+        if plan.node_count is None:  # GPU machines on top of the CPU pool, the largest shape
+            largest = max(plan.node_shapes)
+            chosen += [largest] * wanted
+            gpus = np.concatenate([gpus, np.full(wanted, per_node)])
+            count += wanted
+        else:
+            gpus[rng.choice(count, min(wanted, count), replace=False)] = per_node
     return pd.DataFrame(
         {
             NODE: [f"{prefix}-node-{i + 1:02d}" for i in range(count)],

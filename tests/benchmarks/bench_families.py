@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         "nodes",
         "cores",
         "mean_cpu_use_share",
+        "cpu_pool_use_share",
         "peak_cpu_use_share",
         "cpu_request_to_use",
         "bursts",

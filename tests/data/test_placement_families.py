@@ -61,7 +61,7 @@ def test_family_builds_a_valid_loaded_bursty_workload(small_frames, name):
     assert workload.step_seconds == 300
     assert workload.n_steps == round(SMALL.days * 288)
     assert 0.5 * SMALL.pods < stats["pods"] < 1.5 * SMALL.pods
-    assert 0.2 < stats["mean_cpu_use_share"] < 0.6, stats
+    assert 0.25 < stats["cpu_pool_use_share"] < 0.6, stats
     assert stats["peak_cpu_use_share"] <= 1.5
     # ReplicaSet bursts: replicas share an owner and one arrival step, 5 to 50 of them
     sizes = _bursts(trace)
