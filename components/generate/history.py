@@ -102,7 +102,7 @@ PLATEAU_SECONDS = (2 * 3600, 10 * 3600)
 PLATEAU_HEIGHT = (0.45, 0.65)
 BURST_DURATION_LOG_SD = 0.9
 BURST_HEIGHT_LOG_SD = 0.6
-BURST_MAX_HEIGHT = 0.9
+BURST_MAX_HEIGHT = 0.7
 CPU_FLOOR = 0.003
 
 
@@ -348,7 +348,7 @@ def _memory(
     shifts = np.exp(0.15 * level_shifts(rng, n, axis.step_seconds, 2 * DAY))
     drift = np.exp(ar1(rng, n, axis.step_seconds, 6 * 3600, 0.08))
     memory = (0.03 + memory_ratio * efficiency) * shifts * drift
-    memory += 0.35 * smooth(cpu_bursts, axis.step_seconds, 900)
+    memory += 0.15 * smooth(cpu_bursts, axis.step_seconds, 900)
     memory += rng.uniform(0.0, 0.06) * axis.elapsed_fraction
     memory *= 1 + ar1(rng, n, axis.step_seconds, 900, 0.03)
     memory += rng.normal(0, 0.002, n)
