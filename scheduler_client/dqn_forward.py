@@ -6,8 +6,9 @@ node features, the pod's features and a context pooled over the candidates' embe
 input layers (``embed.0`` and ``score.0``) are linear in the node features, and most node
 features do not depend on the pod: :meth:`SplitQNetwork.prepare` multiplies those columns once
 per refresh, and :meth:`SplitQNetwork.q_values` adds only the pod-dependent columns, the pod and
-the context, then runs the remaining small layers. The result equals the torch forward pass with
-every candidate valid and feasible, to float32 rounding.
+the context, then runs the remaining small layers, and mixes in the heuristic prior with the
+network's weights (``prior_weight``, ``learned_weight``). The result equals the torch forward pass
+with every candidate valid and feasible, to float32 rounding.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from components.placement.dqn.inputs import PRIOR_COLUMNS, heuristic_prior
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,13 @@ class SplitQNetwork:
         self.hidden_bias = weights["score.2.bias"]
         self.out = np.ascontiguousarray(weights["score.4.weight"].T)
         self.out_bias = weights["score.4.bias"]
+        self.prior_weight = np.float32(getattr(network.config, "prior_weight", 0.0))
+        self.learned_weight = np.float32(getattr(network.config, "learned_weight", 1.0))
+        self._prior = [column - pod_columns.start for column in PRIOR_COLUMNS]
+        if self.prior_weight and not all(
+            0 <= c < pod_columns.stop - pod_columns.start for c in self._prior
+        ):
+            raise ValueError("the heuristic prior's columns must be among the per-pod columns")
 
     def prepare(self, node_features: np.ndarray) -> PreparedNodes:
         """The pod-independent columns of every node's features through both input layers."""
@@ -93,4 +103,8 @@ class SplitQNetwork:
         shared = shared + context @ self.score_context
         hidden = np.maximum(prepared.score[rows] + dependent @ self.score_pod_columns + shared, 0.0)
         hidden = np.maximum(hidden @ self.hidden + self.hidden_bias, 0.0)
-        return (hidden @ self.out + self.out_bias).reshape(-1)
+        learned = (hidden @ self.out + self.out_bias).reshape(-1)
+        if self.prior_weight == 0 and self.learned_weight == 1:
+            return learned
+        prior = heuristic_prior(dependent[:, self._prior[0]], dependent[:, self._prior[1]])
+        return self.prior_weight * prior + self.learned_weight * learned

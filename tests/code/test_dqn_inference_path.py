@@ -20,9 +20,9 @@ from components.placement.dqn.inputs import (
     node_state_from_cluster,
     policy_inputs,
 )
-from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
+from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork, with_weights
 from components.placement.dqn.policy import DQNPolicy
-from components.placement.policy import BasePolicy, ClusterState, PodSpec
+from components.placement.policy import BasePolicy, ClusterState, PodSpec, make_policy
 from components.placement.simulator import simulate
 from components.placement.workload import Cluster, workload_from_trace
 from scheduler_client.api import PodRequest
@@ -133,6 +133,39 @@ def test_the_simulator_the_kserve_predictor_and_the_extender_give_the_same_q_val
         np.testing.assert_allclose(kserve, simulator, **TOLERANCE, err_msg=pod.pod)
         np.testing.assert_allclose(extender, simulator, **TOLERANCE, err_msg=pod.pod)
         assert len(set(np.round(simulator, 4))) > 1  # the nodes differ: the check has teeth
+
+
+def test_the_three_paths_agree_when_the_network_mixes_in_the_heuristic_prior():
+    policy, state, tracker = midway()
+    mixed = DQNPolicy(network=with_weights(policy.network, 1.0, 0.5))
+    nodes = node_state_from_cluster(state, tracker)
+    served = PlacementDqnModel(model=mixed)
+    scorer = DQNPodScorer(mixed.network)
+    prepared = scorer.prepare_nodes(nodes)
+    everywhere = np.ones(state.n_nodes, dtype=bool)
+    for pod in PODS:
+        mixed.tracker = copy.deepcopy(tracker)
+        simulator = mixed.score(pod, state, everywhere)
+        plain = policy.q_values(*policy_inputs(nodes, pod))
+        assert not np.allclose(simulator, plain)  # the prior is in the scores
+        kserve = served_q_values(served, nodes, pod)
+        extender = scorer.q_values(pod_request(pod), prepared, np.arange(state.n_nodes))
+        np.testing.assert_allclose(kserve, simulator, **TOLERANCE, err_msg=pod.pod)
+        np.testing.assert_allclose(extender, simulator, **TOLERANCE, err_msg=pod.pod)
+
+
+def test_the_prior_alone_is_the_greedy_predictive_score():
+    policy, state, tracker = midway()
+    prior_only = DQNPolicy(network=with_weights(policy.network, 1.0, 0.0))
+    greedy = make_policy("greedy-predictive")
+    greedy.reset(0)
+    everywhere = np.ones(state.n_nodes, dtype=bool)
+    for pod in PODS:
+        prior_only.tracker = copy.deepcopy(tracker)
+        expected = greedy.score(pod, state, everywhere)
+        np.testing.assert_allclose(
+            prior_only.score(pod, state, everywhere), expected, rtol=1e-5, err_msg=pod.pod
+        )
 
 
 def test_the_extender_reads_the_record_from_the_node_features():

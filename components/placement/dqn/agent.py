@@ -1,4 +1,8 @@
-"""Double DQN: an online and a target scoring network, epsilon-greedy actions, Huber loss."""
+"""Double DQN: an online and a target scoring network, epsilon-greedy actions, Huber loss.
+
+The loss fits the network's learned values; actions (and the next action of the target) follow
+the policy's scores, which mix in the heuristic prior when the network has one.
+"""
 
 from __future__ import annotations
 
@@ -91,14 +95,16 @@ class DQNAgent:
         if len(self.replay) < max(self.config.warmup_transitions, self.config.batch_size):
             return None
         batch = self.replay.sample(self.config.batch_size)
-        q = self.online(batch.nodes, batch.pod, batch.feasible, batch.valid)
+        q = self.online.learned(batch.nodes, batch.pod, batch.feasible, batch.valid)
         chosen = q.gather(1, batch.action.unsqueeze(1)).squeeze(1)
         with torch.no_grad():
+            # the next action is the policy's (learned values mixed with the prior), its value
+            # the target network's learned one
             next_online = self.online(
                 batch.next_nodes, batch.next_pod, batch.next_feasible, batch.next_valid
             )
             best = next_online.argmax(dim=1, keepdim=True)
-            next_target = self.target(
+            next_target = self.target.learned(
                 batch.next_nodes, batch.next_pod, batch.next_feasible, batch.next_valid
             )
             bootstrap = next_target.gather(1, best).squeeze(1)

@@ -106,7 +106,7 @@ class LearningPolicy(BasePolicy):
         return scores
 
     def observe(self, feedback: StepFeedback, state: ClusterState) -> None:
-        self.tracker.record(feedback.cpu_utilization, feedback.memory_utilization)
+        self.tracker.record_feedback(feedback)
         self.cpu_util.append(feedback.cpu_utilization.copy())
         self.memory_util.append(feedback.memory_utilization.copy())
         self.pending.append(feedback.pending)
@@ -150,6 +150,7 @@ def thin_workload(workload: Workload, keep: np.ndarray) -> Workload:
         memory_request=workload.memory_request[keep],
         gpus=workload.gpus[keep],
         cpu_limit=workload.cpu_limit[keep],
+        owner=workload.owner[keep],
     )
 
 

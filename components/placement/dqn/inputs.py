@@ -29,7 +29,7 @@ from components.features.definitions import (
     WINDOWS,
 )
 from components.model_contracts import NODE_STATE_COLUMNS
-from components.placement.policy import ClusterState, PodSpec
+from components.placement.policy import ClusterState, PodSpec, StepFeedback
 
 GIB = 1024.0**3
 CPU_OVERLOAD = 0.90
@@ -84,6 +84,11 @@ POD_DEPENDENT_COLUMNS = slice(
 """Where the pod-dependent features sit in a node-feature row."""
 FEATURE_CLIP = 10.0
 _COLUMN = {name: i for i, name in enumerate(NODE_STATE_COLUMNS)}
+PRIOR_COLUMNS = (
+    NODE_FEATURE_NAMES.index("cpu_after_p90_vs_threshold"),
+    NODE_FEATURE_NAMES.index("memory_after_vs_threshold"),
+)
+"""The node-feature columns the heuristic prior reads (both pod-dependent)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,14 @@ class UsageTracker:
         self._memory[self._next] = memory_util
         self._next = (self._next + 1) % self.steps
         self._filled = min(self._filled + 1, self.steps)
+
+    def record_feedback(self, feedback: StepFeedback) -> None:
+        """Record a step's utilisation as a live cluster shows it (the observation lag applied
+        when the simulator has one), never the truth the rewards are computed from."""
+        cpu = feedback.observed_cpu_utilization
+        memory = feedback.observed_memory_utilization
+        if cpu is not None and memory is not None:
+            self.record(cpu, memory)
 
     def long_stats(self, n_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(cpu mean, cpu max, memory max) over the long window; zeros before any record."""
@@ -320,6 +333,14 @@ def node_features(nodes: NodeState, pod: PodSpec) -> np.ndarray:
         pod_count / cpu_cap,
     ]
     return np.clip(np.column_stack(columns), -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
+
+
+def heuristic_prior(cpu_after_vs_threshold, memory_after_vs_threshold, maximum=np.maximum):
+    """The greedy-predictive score from its two node features: minus the larger of the node's
+    predicted P90 CPU and memory after the pod, each over its overload threshold (higher is
+    better; the ``greedy-predictive`` baseline's rule). ``maximum`` is ``np.maximum`` or
+    ``torch.maximum``: the network and the extender's numpy forward pass share this formula."""
+    return -maximum(cpu_after_vs_threshold, memory_after_vs_threshold)
 
 
 def policy_inputs(nodes: NodeState, pod: PodSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ from components.placement.policy import (
 
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
-MODEL_URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/", "s3://", "gs://", "http")
+MODEL_URI_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/", "s3://", "gs://", "http", "file:")
 
 
 def save_dqn_model(network: NodeScoringNetwork, directory: str | os.PathLike, **extra) -> Path:
@@ -124,7 +124,7 @@ class DQNPolicy(BasePolicy):
     def observe(self, feedback: StepFeedback, state: ClusterState) -> None:
         if self.tracker.steps == 1:
             self.tracker = UsageTracker.for_step(state.step_seconds)
-        self.tracker.record(feedback.cpu_utilization, feedback.memory_utilization)
+        self.tracker.record_feedback(feedback)
 
     def q_values(
         self,

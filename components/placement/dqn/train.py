@@ -1,11 +1,16 @@
-"""Train the DQN placement policy on the early part of a workload and judge it on the rest.
+"""Train the DQN placement policy on a randomised mix of generated workloads and judge it on a
+workload it never trained on.
 
-``python -m components.placement.dqn.train --workload FILE --nodes FILE [--episodes N]
-[--learning-rate LR] [--gamma G] [--train-fraction F] [--time-budget SECONDS]`` plus the shared
-training flags (:mod:`components.tracking.entrypoint`) prints ``metric=value`` lines (Katib's
-StdOut format): the DQN's test metrics (mean over ``--eval-seeds`` replays), every heuristic's,
-and the improvements the goal is stated in. When tracked, the run logs its parameters,
-per-episode training curves, test metrics, a curves plot and the model (``dqn/weights.pt`` +
+``python -m components.placement.dqn.train --workload FILE --nodes FILE [--train-on mix|workload|
+both] [--mix-sources N] [--episodes N] [--learning-rate LR] [--gamma G] [--train-fraction F]
+[--time-budget CPU_SECONDS]`` plus the shared training flags (:mod:`components.tracking.entrypoint`)
+prints ``metric=value`` lines (Katib's StdOut format): the DQN's test metrics on the last
+``1 - F`` of the workload (mean over ``--eval-seeds`` replays), every heuristic's, and the
+improvements the goal is stated in. With ``--train-on mix`` (the default) the DQN trains on
+generated workloads only (:mod:`~components.placement.dqn.mix`), so the given workload is a held-out
+family; ``workload`` trains on its first ``F`` instead, ``both`` on the two. When tracked, the run
+logs its parameters, per-episode training curves (validation overload relative to the heuristic
+prior included), test metrics, a curves plot and the model (``dqn/weights.pt`` +
 ``dqn/config.json``); ``--register`` registers it as a candidate version of ``placement-dqn``.
 """
 
@@ -22,8 +27,9 @@ import numpy as np
 from components.errors import MlschedError
 from components.model_contracts import PLACEMENT_DQN, PLACEMENT_HEURISTICS
 from components.placement.dqn.agent import AgentConfig
+from components.placement.dqn.mix import DEFAULT_SOURCES, Source, training_mix
 from components.placement.dqn.policy import DQNPolicy, load_dqn_policy, save_dqn_model
-from components.placement.dqn.training import TrainConfig, TrainedDQN, train_dqn
+from components.placement.dqn.training import TrainConfig, TrainedDQN, train_dqn_mix
 from components.placement.policy import PlacementPolicy, make_policy
 from components.placement.simulator import simulate
 from components.placement.workload import Cluster, Workload
@@ -37,7 +43,8 @@ PROG = f"python -m {PLACEMENT_DQN.entrypoint}"
 MODEL_ARTIFACT = "dqn"
 GATE_METRIC = PLACEMENT_DQN.gate_metric
 REPORTED = ("overload_node_minutes", "pods_pending", "pods_never_placed", "mean_pending_minutes")
-DEFAULT_TIME_BUDGET = 300.0
+DEFAULT_TIME_BUDGET = TrainConfig.time_budget_seconds
+TRAIN_ON = ("mix", "workload", "both")
 
 
 def train_config(
@@ -48,6 +55,7 @@ def train_config(
     gamma: float = AgentConfig.gamma,
     time_budget_seconds: float = DEFAULT_TIME_BUDGET,
     window_hours: float = TrainConfig.window_seconds / 3600,
+    validation_hours: float = TrainConfig.validation_window_seconds / 3600,
 ) -> TrainConfig:
     """A :class:`TrainConfig` from the entrypoint's flags (defaults elsewhere)."""
     agent = dataclasses.replace(AgentConfig(), learning_rate=learning_rate, gamma=gamma)
@@ -55,39 +63,54 @@ def train_config(
         episodes=episodes,
         time_budget_seconds=time_budget_seconds,
         window_seconds=window_hours * 3600,
+        validation_window_seconds=validation_hours * 3600,
         seed=seed,
         agent=agent,
     )
 
 
 def train_dqn_policy(
-    train_workload: Workload,
-    cluster: Cluster,
+    train_workload: Workload | None = None,
+    cluster: Cluster | None = None,
     *,
     seed: int = 0,
     config: TrainConfig | None = None,
+    mix_sources: int = 0,
     on_episode: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
 ) -> tuple[DQNPolicy, dict]:
-    """Train on ``train_workload`` (the early slice only); return the policy and a summary.
+    """Train on ``train_workload`` (the early slice only) over ``cluster``, plus ``mix_sources``
+    randomised generated workloads (:func:`~components.placement.dqn.mix.training_mix`); return
+    the policy and a summary. With no workload, the mix alone (``DEFAULT_SOURCES`` of them when
+    ``mix_sources`` is 0).
 
-    The signature :func:`components.placement.evaluate.evaluate_placement` expects of its
-    ``train_dqn`` argument.
+    The signature ``mlsched evaluate placement`` expects of a per-family trainer.
     """
     config = config or train_config(seed=seed)
     if config.seed != seed:
         config = dataclasses.replace(config, seed=seed)
-    trained = train_dqn(train_workload, cluster, config, on_episode=on_episode, progress=progress)
+    sources: list[Source] = []
+    if train_workload is not None:
+        if cluster is None:
+            raise MlschedError("train_dqn_policy: a training workload needs its cluster")
+        sources.append((train_workload, cluster))
+    if mix_sources or not sources:
+        sources += training_mix(seed, mix_sources or DEFAULT_SOURCES)
+    trained = train_dqn_mix(sources, config, on_episode=on_episode, progress=progress)
     return trained.policy(), training_summary(trained)
 
 
 def training_summary(trained: TrainedDQN) -> dict:
+    network = trained.network.config
     return {
         "episodes": trained.episodes,
         "training_seconds": round(trained.seconds, 1),
         "training_cpu_seconds": round(trained.cpu_seconds, 1),
         "validation_overload_node_minutes": trained.validation["overload_node_minutes"],
         "validation_pods_pending": trained.validation["pods_pending"],
+        "prior_weight": network.prior_weight,
+        "learned_weight": network.learned_weight,
+        **{f"validation_relative_{name}": value for name, value in trained.mix_scores.items()},
     }
 
 
@@ -145,13 +168,15 @@ def _curves_figure(history: list[dict[str, float]]):
         axes[1].plot(*zip(*losses, strict=True))
     axes[1].set_title("Huber loss")
     validation = [
-        (row["episode"], row["validation_overload_node_minutes"])
+        (row["episode"], row["validation_relative_overload"])
         for row in history
-        if "validation_overload_node_minutes" in row
+        if "validation_relative_overload" in row
     ]
     if validation:
         axes[2].plot(*zip(*validation, strict=True), marker="o")
-    axes[2].set_title("validation overload node-minutes")
+        axes[2].axhline(1.0, color="grey", linestyle="--", label="heuristic prior")
+        axes[2].legend()
+    axes[2].set_title("validation overload / heuristic prior's")
     for axis in axes:
         axis.set_xlabel("episode")
     figure.tight_layout()
@@ -164,6 +189,8 @@ def _training_params(args: argparse.Namespace, config: TrainConfig) -> dict:
         "nodes": str(args.nodes),
         "train_fraction": args.train_fraction,
         "eval_seeds": args.eval_seeds,
+        "train_on": args.train_on,
+        "mix_sources": args.mix_sources,
         **{f"agent_{k}": v for k, v in config.agent.to_dict().items()},
         **{f"reward_{k}": v for k, v in dataclasses.asdict(config.reward).items()},
         **{k: v for k, v in dataclasses.asdict(config).items() if k not in ("agent", "reward")},
@@ -196,6 +223,11 @@ def run(args: argparse.Namespace) -> dict:
     }
     workload, cluster = _held_out(held_out)
     train, test = workload.split(args.train_fraction)
+    sources: list[Source] = []
+    if args.train_on in ("workload", "both"):
+        sources.append((train, cluster))
+    if args.train_on in ("mix", "both"):
+        sources += training_mix(args.seed, args.mix_sources)
     config = train_config(
         seed=args.seed,
         episodes=args.episodes,
@@ -203,6 +235,7 @@ def run(args: argparse.Namespace) -> dict:
         gamma=args.gamma,
         time_budget_seconds=args.time_budget,
         window_hours=args.window_hours,
+        validation_hours=args.validation_hours,
     )
     track = tracked_run(args, PLACEMENT_DQN, _training_params(args, config))  # entered below
     with contextlib.nullcontext() if args.no_tracking else track as tracked:
@@ -212,7 +245,7 @@ def run(args: argparse.Namespace) -> dict:
             def on_episode(episode: int, row: dict[str, float]) -> None:
                 tracked.log_metrics({f"train_{k}": v for k, v in row.items()}, step=episode)
 
-        trained = train_dqn(train, cluster, config, on_episode=on_episode, progress=args.progress)
+        trained = train_dqn_mix(sources, config, on_episode=on_episode, progress=args.progress)
         policy, summary = trained.policy(), training_summary(trained)
         builders: dict[str, Callable[[], PlacementPolicy]] = {"dqn": lambda: policy}
         builders |= {
@@ -275,14 +308,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", required=True, help="workload trace (.parquet or .csv)")
     parser.add_argument("--nodes", required=True, help="nodes table (.csv or .parquet)")
+    parser.add_argument(
+        "--train-on",
+        choices=TRAIN_ON,
+        default="mix",
+        help="mix: generated workloads only (the given workload held out); workload: its first "
+        "--train-fraction; both",
+    )
+    parser.add_argument("--mix-sources", type=int, default=DEFAULT_SOURCES)
     parser.add_argument("--episodes", type=int, default=TrainConfig.episodes)
     parser.add_argument("--learning-rate", type=float, default=AgentConfig.learning_rate)
     parser.add_argument("--gamma", type=float, default=AgentConfig.gamma)
     parser.add_argument("--train-fraction", type=float, default=0.5)
     parser.add_argument(
-        "--time-budget", type=float, default=DEFAULT_TIME_BUDGET, help="training wall seconds"
+        "--time-budget",
+        type=float,
+        default=DEFAULT_TIME_BUDGET,
+        help="CPU seconds after which no new episode starts",
     )
     parser.add_argument("--window-hours", type=float, default=TrainConfig.window_seconds / 3600)
+    parser.add_argument(
+        "--validation-hours",
+        type=float,
+        default=TrainConfig.validation_window_seconds / 3600,
+        help="length of each source's validation window",
+    )
     parser.add_argument("--eval-seeds", type=int, default=3, help="test replays per policy")
     add_training_flags(parser, PLACEMENT_DQN)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -297,6 +347,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise MlschedError(f"--learning-rate must be positive, got {args.learning_rate:g}")
     if not 0 <= args.gamma < 1:
         raise MlschedError(f"--gamma must be in [0, 1), got {args.gamma:g}")
+    if args.mix_sources <= 0 and args.train_on != "workload":
+        raise MlschedError(f"--mix-sources must be positive, got {args.mix_sources}")
     if args.eval_seeds <= 0:
         raise MlschedError(f"--eval-seeds must be positive, got {args.eval_seeds}")
 
