@@ -60,11 +60,12 @@ class FamilyKnobs:
     Attributes:
         days: replay length (steps are the trace's own, 5 minutes).
         pods: about how many pods the replay holds (the running set at step 0 included).
-        mean_lifetime_hours: pod lifetimes are exponential with this mean (at least 2 steps);
-            the replicas of one ReplicaSet share theirs.
-        burst_share: the share of pods that arrive as ReplicaSet bursts (all replicas in one
-            step, one ``owner``); the rest arrive one at a time (owner ""). 0 = steady.
-        burst_size: replicas per ReplicaSet, log-uniform over [low, high].
+        mean_lifetime_hours: lifetimes of single pods and of Deployment revisions (the time
+            between rollouts) are exponential with this mean (at least 2 steps).
+        burst_share: the share of pods that are Deployment replicas: each revision's replicas
+            arrive together (one step, one ``owner``) as the previous revision's leave; the
+            rest arrive one at a time (owner ""). 0 = steady.
+        burst_size: replicas per Deployment, log-uniform over [low, high].
         request_to_usage: the cluster's CPU requests over its real CPU use (0.3: heavily
             under-requested, 3: heavily over-requested).
         memory_request_to_usage: the same for memory.

@@ -1,11 +1,12 @@
 """Pods, requests and nodes cut around usage streams: the engine every workload family shares.
 
-Arrivals: pods arrive as steady singles (owner "") or as ReplicaSet bursts (all replicas in one
-step, one owner); a steady-state population is already running at step 0. Each pod's use is a
-stretch of one stream from its arrival on (replicas of one ReplicaSet take streams of similar
-activity). Requests are set per pod template (a single pod or a whole ReplicaSet) the way
+Arrivals: pods arrive as steady singles (owner "", a steady-state share already running at step
+0) or as ReplicaSet bursts: Deployments run the whole replay and roll out, each revision's
+replicas arriving together in one step (one ``owner`` per revision) as the previous revision's
+leave. Each pod's use is a stretch of one stream from its arrival on (a Deployment's replicas
+take streams of similar activity). Requests are set per Deployment (or single pod) the way
 people set them: a guess that follows use only weakly, scaled so that the cluster's requests add
-up to a chosen multiple of its real use, snapped to the usual sizes; a few BestEffort templates
+up to a chosen multiple of its real use, snapped to the usual sizes; a few BestEffort ones
 request nothing. The nodes are as many as make the mean real CPU use the target share of the
 cores, keep the busiest steps' use (99th percentile) under ``max_peak_utilization`` and the
 busiest step's requests under ``max_request_fill`` of what the nodes offer.
@@ -67,11 +68,18 @@ class NodePlan:
 
 @dataclass
 class _Templates:
+    """Pod templates: a single pod, or one revision (ReplicaSet) of a Deployment.
+
+    ``group`` is the Deployment (its own number for a single pod): revisions of one Deployment
+    share replicas, requests and the activity of the streams they run.
+    """
+
     arrival: np.ndarray
     life: np.ndarray
     size: np.ndarray
     gpus: np.ndarray
     burst: np.ndarray
+    group: np.ndarray
 
 
 def _log_uniform_int(rng, low: int, high: int, n: int) -> np.ndarray:
@@ -80,39 +88,50 @@ def _log_uniform_int(rng, low: int, high: int, n: int) -> np.ndarray:
 
 
 def _templates(plan: PodPlan, n_steps: int, rng: np.random.Generator) -> _Templates:
+    """Singles arrive steadily, a share already running at step 0; Deployments run the whole
+    replay and roll out: each revision's replicas arrive together as the previous revision's
+    leave, so bursts come without swings in what the cluster runs."""
     life = plan.mean_lifetime_steps
-    running = life / (life + n_steps)  # the share of pods already running at step 0
-    low, high = plan.burst_size
-    parts = []
+    running = life / (life + n_steps)  # the share of single pods already running at step 0
+    columns: dict[str, list] = {k: [] for k in ("arrival", "life", "size", "gpus", "group")}
     for kind, share in (
         ("gpu", plan.gpu_pod_share),
         ("single", (1 - plan.gpu_pod_share) * (1 - plan.burst_share)),
-        ("burst", (1 - plan.gpu_pod_share) * plan.burst_share),
     ):
-        wanted = rng.poisson(plan.pods * share)
-        if kind == "burst":
-            sizes = _log_uniform_int(rng, low, high, max(1, wanted // low + 1))
-            size = (
-                sizes[: int(np.searchsorted(np.cumsum(sizes), wanted)) + 1] if wanted else sizes[:0]
-            )
-        else:
-            size = np.ones(wanted, np.int64)
-        n = len(size)
-        arrival = np.where(rng.uniform(size=n) < running, 0, rng.integers(0, n_steps, n))
-        gpus = (
-            np.array(GPU_CHOICES)[rng.integers(len(GPU_CHOICES), size=n)]
-            if kind == "gpu"
-            else np.zeros(n, np.int64)
+        n = rng.poisson(plan.pods * share)
+        columns["arrival"].append(
+            np.where(rng.uniform(size=n) < running, 0, rng.integers(0, n_steps, n))
         )
-        parts.append((arrival, size, gpus, np.full(n, kind == "burst")))
-    arrival = np.concatenate([p[0] for p in parts]).astype(np.int64)
-    lives = np.maximum(MIN_LIFETIME_STEPS, np.rint(rng.exponential(life, len(arrival))))
+        columns["life"].append(np.rint(rng.exponential(life, n)))
+        columns["size"].append(np.ones(n, np.int64))
+        choices = np.array(GPU_CHOICES)[rng.integers(len(GPU_CHOICES), size=n)]
+        columns["gpus"].append(choices if kind == "gpu" else np.zeros(n, np.int64))
+    n_singles = sum(len(a) for a in columns["arrival"])
+    columns["group"].append(np.arange(n_singles))
+    wanted = rng.poisson(plan.pods * (1 - plan.gpu_pod_share) * plan.burst_share)
+    made, deployment = 0, n_singles
+    while made < wanted:
+        replicas = int(_log_uniform_int(rng, *plan.burst_size, 1)[0])
+        starts = [0]
+        while starts[-1] < n_steps:
+            starts.append(starts[-1] + max(MIN_LIFETIME_STEPS, int(rng.exponential(life))))
+        revisions = len(starts) - 1
+        columns["arrival"].append(np.array(starts[:-1]))
+        columns["life"].append(np.diff(starts))
+        columns["size"].append(np.full(revisions, replicas))
+        columns["gpus"].append(np.zeros(revisions, np.int64))
+        columns["group"].append(np.full(revisions, deployment))
+        made += replicas * revisions
+        deployment += 1
+    arrays = {k: np.concatenate(v).astype(np.int64) for k, v in columns.items()}
+    arrival = arrays["arrival"]
     return _Templates(
         arrival=arrival,
-        life=np.minimum(lives.astype(np.int64), n_steps - arrival),
-        size=np.concatenate([p[1] for p in parts]).astype(np.int64),
-        gpus=np.concatenate([p[2] for p in parts]).astype(np.int64),
-        burst=np.concatenate([p[3] for p in parts]),
+        life=np.clip(arrays["life"], MIN_LIFETIME_STEPS, None).clip(max=n_steps - arrival),
+        size=arrays["size"],
+        gpus=arrays["gpus"],
+        burst=np.arange(len(arrival)) >= n_singles,
+        group=arrays["group"],
     )
 
 
@@ -134,14 +153,15 @@ def _pick_streams(
     running = plan.pods * life / (life + n_steps)
     cluster_use = running * float(level.mean())
     picks = []
-    for size, gpus in zip(templates.size, templates.gpus, strict=True):
+    centres: dict[int, int] = {}  # a Deployment's revisions run streams of one activity
+    for size, gpus, group in zip(templates.size, templates.gpus, templates.group, strict=True):
         if gpus and gpu_pool is not None:
             picks.append(rng.choice(gpu_pool, 1))
         elif size == 1:
             picks.append(rng.choice(pool, 1))
         else:
             fits = int(np.searchsorted(level, MAX_REPLICA_SET_SHARE * cluster_use / size, "right"))
-            centre = int(rng.integers(max(fits, 1)))
+            centre = centres.setdefault(int(group), int(rng.integers(max(fits, 1))))
             width = max(int(size), 8)
             band = ranked[max(0, centre - width // 2) : centre + width // 2 + 1]
             picks.append(rng.choice(band, int(size), replace=len(band) < size))
@@ -172,6 +192,7 @@ def build_pods(
     picks = _pick_streams(streams, templates, pods, rng)
     n_templates = len(templates.arrival)
     template_of = np.repeat(np.arange(n_templates), templates.size)
+    group_of = templates.group[template_of]
     stream_of = np.concatenate(picks)
     arrival = templates.arrival[template_of]
     life = templates.life[template_of]
@@ -184,7 +205,8 @@ def build_pods(
     if streams.memory is not None:
         memory = streams.memory[step_of_row, stream_of[pod_of_row]]
     else:
-        level = rng.lognormal(np.log(SYNTHETIC_MEMORY_MEDIAN), 0.6, n_templates)[template_of]
+        n_groups = int(templates.group.max()) + 1
+        level = rng.lognormal(np.log(SYNTHETIC_MEMORY_MEDIAN), 0.6, n_groups)[group_of]
         level *= rng.lognormal(0.0, 0.1, n_pods)
         memory = level[pod_of_row] * (1 + rng.normal(0.0, 0.01, len(pod_of_row)))
     memory = np.round(np.maximum(memory, MIN_MEMORY_BYTES), -3)
@@ -192,16 +214,18 @@ def build_pods(
     smallest_cores = min(shape[0] for shape in nodes.node_shapes)
     smallest_memory = min(shape[1] for shape in nodes.node_shapes) * GIB
     cpu_request = _requests(
-        cpu, pod_of_row, template_of, pods.request_to_usage, pods.request_signal,
+        cpu, pod_of_row, template_of, group_of, pods.request_to_usage, pods.request_signal,
         pods.request_spread, rng, CPU_MENU, smallest_cores / 2, n_steps,
     )  # fmt: skip
     memory_request = _requests(
-        memory, pod_of_row, template_of, pods.memory_request_to_usage, MEMORY_SIGNAL,
+        memory, pod_of_row, template_of, group_of, pods.memory_request_to_usage, MEMORY_SIGNAL,
         MEMORY_SPREAD, rng, MEMORY_MENU, smallest_memory / 2, n_steps,
     )  # fmt: skip
-    best_effort = (rng.uniform(size=n_templates) < pods.best_effort_share) & (templates.gpus == 0)
-    cpu_request[best_effort[template_of]] = 0.0
-    memory_request[best_effort[template_of]] = 0.0
+    n_groups = int(templates.group.max()) + 1
+    best_effort = rng.uniform(size=n_groups) < pods.best_effort_share
+    best_effort = best_effort[group_of] & (templates.gpus[template_of] == 0)
+    cpu_request[best_effort] = 0.0
+    memory_request[best_effort] = 0.0
     gpus = templates.gpus[template_of]
 
     names, owners = _names(templates, template_of, prefix)
@@ -253,6 +277,7 @@ def _requests(
     use: np.ndarray,
     pod_of_row: np.ndarray,
     template_of: np.ndarray,
+    group_of: np.ndarray,
     ratio: float,
     signal: float,
     spread: float,
@@ -268,11 +293,11 @@ def _requests(
     p95 = np.array(
         [np.quantile(use[order[a:b]], 0.95) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     )
-    n_templates = int(template_of.max()) + 1
-    template_use = np.bincount(template_of, p95, n_templates) / np.bincount(
-        template_of, None, n_templates
+    n_groups = int(group_of.max()) + 1
+    group_use = np.bincount(group_of, p95, n_groups) / np.maximum(
+        np.bincount(group_of, None, n_groups), 1
     )
-    raw = _guess(template_use, signal, spread, rng)[template_of]
+    raw = _guess(group_use, signal, spread, rng)[group_of]
     alive = np.bincount(pod_of_row, minlength=n_pods).astype(np.float64)
     wanted = ratio * float(use.sum())
     # a ReplicaSet asks for at most its share of the cluster's requests, like its use
@@ -285,9 +310,13 @@ def _requests(
 
 def _names(templates: _Templates, template_of: np.ndarray, prefix: str):
     kind = np.where(templates.gpus > 0, "gpu", np.where(templates.burst, "rs", "pod"))
-    owners = np.where(
-        templates.burst, [f"{prefix}-rs{i:04d}" for i in range(len(kind))], ""
-    ).astype(object)
+    owners = np.array(
+        [
+            f"{prefix}-app{group:04d}-rs{i:05d}" if burst else ""
+            for i, (group, burst) in enumerate(zip(templates.group, templates.burst, strict=True))
+        ],
+        dtype=object,
+    )
     replica = np.arange(len(template_of)) - np.searchsorted(template_of, template_of)
     names = np.array(
         [
