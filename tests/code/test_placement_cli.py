@@ -293,3 +293,43 @@ def test_goal_checks_hand_worked():
     summaries["dqn"]["pods_pending"] = summary(5)
     assert goal_checks(summaries, paired)["goal_met"] is False
     assert np.isfinite(checks["best_heuristic_overload_node_minutes"])
+
+
+def test_families_flags_are_checked_before_any_replay(files, tmp_path):
+    out = ["--output", str(tmp_path / "r.json"), "--quiet"]
+    with pytest.raises(MlschedError, match="--families: unknown magic; known: synthetic"):
+        run_cli("placement", "--families", "magic", *out)
+    with pytest.raises(MlschedError, match="nab-ec2 need their traces under --data-dir"):
+        run_cli("placement", "--families", "nab-ec2", "--data-dir", str(tmp_path), *out)
+    with pytest.raises(MlschedError, match="--workload and --nodes go together"):
+        run_cli("placement", "--workload", str(files / "workload.parquet"), *out)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_named_family_is_drawn_per_seed(tmp_path):
+    report_path = tmp_path / "r.json"
+    code = run_cli(
+        "placement",
+        "--families",
+        "synthetic",
+        "--policies",
+        "kube-default",
+        "--seeds",
+        "2",
+        "--windows",
+        "1",
+        "--train-fraction",
+        "0.9",
+        "--workers",
+        "1",
+        "--output",
+        str(report_path),
+        "--quiet",
+    )
+    assert code == 0
+    family = json.loads(report_path.read_text())["families"]["synthetic"]
+    assert family["workload"]["fixed_across_seeds"] is False
+    by_seed = {c["seed"]: c for c in family["cells"]}
+    # another seed is another draw, so another figure (kube-default has no randomness of its own)
+    utilization = "mean_cpu_utilization_nonempty"
+    assert by_seed[0][utilization] != by_seed[1][utilization]
