@@ -215,3 +215,63 @@ def test_fast_p90_matches_numpy():
     history = np.random.default_rng(0).normal(size=(15, 7))
     np.testing.assert_allclose(p90(history), np.percentile(history, 90, axis=0))
     np.testing.assert_allclose(p90(history[:1]), history[0])
+
+
+def test_prior_weights_travel_with_the_saved_model_and_change_the_ranking(tmp_path):
+    from components.placement.dqn.network import with_weights
+
+    network = tiny_network()
+    mixed = with_weights(network, 1.0, 0.25)
+    save_dqn_model(mixed, tmp_path / "model")
+    loaded, document = load_dqn_network(tmp_path / "model")
+    assert document["network"]["prior_weight"] == 1.0
+    assert document["network"]["learned_weight"] == 0.25
+    state, pod = busy_state(), PodSpec("q", 0.5, GIB)
+    feasible = np.array([True, False, True])
+    scores = DQNPolicy(network=loaded).score(pod, state, feasible)
+    np.testing.assert_allclose(scores, DQNPolicy(network=mixed).score(pod, state, feasible))
+    learned = DQNPolicy(network=network).score(pod, state, feasible)
+    prior = DQNPolicy(network=with_weights(network, 1.0, 0.0)).score(pod, state, feasible)
+    np.testing.assert_allclose(
+        scores[feasible], (prior + 0.25 * learned)[feasible], rtol=1e-5, atol=1e-6
+    )
+    assert scores[1] < -1e8  # infeasible stays masked
+
+
+def test_the_tracker_records_what_a_live_cluster_shows_not_the_truth():
+    from components.placement.policy import StepFeedback
+
+    tracker = UsageTracker(4)
+    truth, seen = np.array([0.95, 0.2]), np.array([0.5, 0.1])
+    step = dict(
+        step=0, placements=(), overloaded=truth > 0.9, throttled_pods=np.zeros(2), pending=0
+    )
+    tracker.record_feedback(StepFeedback(**step, cpu_utilization=truth, memory_utilization=truth))
+    assert tracker.long_stats(2)[1].tolist() == [0.0, 0.0]  # nothing observed yet
+    tracker.record_feedback(
+        StepFeedback(
+            **step,
+            cpu_utilization=truth,
+            memory_utilization=truth,
+            observed_cpu_utilization=seen,
+            observed_memory_utilization=seen,
+        )
+    )
+    np.testing.assert_allclose(tracker.long_stats(2)[1], seen)
+
+
+def test_validation_scores_overload_relative_to_the_heuristic_per_window():
+    from components.placement.dqn.training import validation_score
+
+    reference = [
+        {"overload_node_minutes": 95.0, "pods_pending": 0, "step_seconds": 300},
+        {"overload_node_minutes": 0.0, "pods_pending": 0, "step_seconds": 300},
+    ]
+    runs = [
+        {"overload_node_minutes": 45.0, "pods_pending": 2, "step_seconds": 300},
+        {"overload_node_minutes": 5.0, "pods_pending": 1, "step_seconds": 300},
+    ]
+    relative, pending = validation_score(runs, reference)
+    assert relative == pytest.approx(50 / 100 + 10 / 5)
+    assert pending == 3
+    assert validation_score(reference, reference)[0] == pytest.approx(2.0)
