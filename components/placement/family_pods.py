@@ -116,6 +116,9 @@ def _templates(plan: PodPlan, n_steps: int, rng: np.random.Generator) -> _Templa
         while starts[-1] < n_steps:
             starts.append(starts[-1] + max(MIN_LIFETIME_STEPS, int(rng.exponential(life))))
         revisions = len(starts) - 1
+        overshoot = made + replicas * revisions - wanted
+        if made and overshoot > wanted - made:  # closer to the wanted count without it
+            break
         columns["arrival"].append(np.array(starts[:-1]))
         columns["life"].append(np.diff(starts))
         columns["size"].append(np.full(revisions, replicas))
