@@ -235,9 +235,9 @@ def summary_table(report: dict) -> str:
         if "goal_met" in goals:
             lines.append(
                 f"dqn below random {_percent(goals.get('overload_below_random'))}, below the best "
-                f"heuristic ({goals['best_heuristic']}) "
+                f"heuristic ({goals.get('best_heuristic', 'none evaluated')}) "
                 f"{_percent(goals.get('overload_below_best_heuristic'))} "
-                f"({goals['best_heuristic_verdict']}); goal met: {goals['goal_met']}"
+                f"({goals.get('best_heuristic_verdict', 'n/a')}); goal met: {goals['goal_met']}"
             )
     for name, reason in report["unavailable"].items():
         lines.append(f"{name}: unavailable: {reason}")

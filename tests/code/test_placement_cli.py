@@ -333,3 +333,38 @@ def test_a_named_family_is_drawn_per_seed(tmp_path):
     # another seed is another draw, so another figure (kube-default has no randomness of its own)
     utilization = "mean_cpu_utilization_nonempty"
     assert by_seed[0][utilization] != by_seed[1][utilization]
+
+
+def test_a_saved_dqn_is_the_reference_and_families_it_never_saw_are_held_out(files, tmp_path):
+    from components.placement.dqn.inputs import N_NODE_FEATURES, N_POD_FEATURES
+    from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork
+    from components.placement.dqn.policy import save_dqn_model
+
+    network = NodeScoringNetwork(NetworkConfig(N_NODE_FEATURES, N_POD_FEATURES, 16, 8)).eval()
+    save_dqn_model(network, tmp_path / "model")
+    report_path = tmp_path / "r.json"
+    common = ["--workload", str(files / "workload.parquet"), "--nodes", str(files / "nodes.csv")]
+    code = run_cli(
+        "placement",
+        *common,
+        "--policies",
+        "random,dqn",
+        "--seeds",
+        "2",
+        "--windows",
+        "1",
+        "--dqn-model",
+        str(tmp_path / "model"),
+        "--output",
+        str(report_path),
+        "--quiet",
+    )
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    family = report["families"]["custom"]
+    assert family["held_out_from_training"] is True
+    assert set(family["policies"]) == {"random", "dqn"}
+    assert family["paired"]["random"]["n"] == 2
+    assert report["training"]["dqn"]["trained_on"] == ["synthetic"]
+    with pytest.raises(MlschedError, match="not a DQN model folder"):
+        run_cli("placement", *common, "--dqn-model", str(tmp_path), "--output", str(report_path))
