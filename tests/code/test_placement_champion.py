@@ -87,7 +87,7 @@ def decide(client, result, stand):
     return placement_decision(client, result, evaluate=stand.evaluate, load_policy=stand.load)
 
 
-def test_a_losing_dqn_stays_registered_and_the_best_heuristic_is_served(client, tmp_path):
+def test_a_losing_dqn_stays_registered_and_the_best_heuristic_is_served(client, tmp_path, capsys):
     result = candidate(client, tmp_path)
     stand = Stand({result["model_uri"]: 160.0})
     decision = decide(client, result, stand)
@@ -117,6 +117,10 @@ def test_a_losing_dqn_stays_registered_and_the_best_heuristic_is_served(client, 
     assert f"why: {decision.reason}" in summary
     assert "validation: 6 cells (seeds x windows), mean [95 % interval]" in summary
     assert "| **trimaran-tlp** (champion) | 80 [" in summary and "| dqn | 160 [" in summary
+    from components.cli import main
+
+    assert main(["serving", "placement-champion", "--tracking-uri", client.tracking_uri]) == 0
+    assert capsys.readouterr().out.strip() == summary.strip()  # the last line of make run
     # the next losing candidate finds the heuristic already served: no new version
     again = candidate(client, tmp_path)
     stand.dqn_means[again["model_uri"]] = 150.0
