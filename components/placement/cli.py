@@ -58,7 +58,15 @@ def add_evaluate_placement_parser(evaluate_subparsers) -> argparse.ArgumentParse
     placement.add_argument(
         "--dqn-model",
         help="a saved DQN (folder or MLflow URI) to evaluate as dqn; without it the DQN is "
-        "trained per family on the training part of the first draw",
+        "trained (--dqn-training)",
+    )
+    placement.add_argument(
+        "--dqn-training",
+        choices=("mix", "per-family"),
+        default="mix",
+        help="without --dqn-model: train the DQN once on the generated training mix (every "
+        "family but synthetic held out; default), or per family on the first draw's training "
+        "part (no family held out)",
     )
     placement.add_argument(
         "--dqn-trained-on",
@@ -175,6 +183,12 @@ def dqn_policies(args, families, policies: list[str], seed: int = 0):
     trainer, why = dqn_trainer()
     if trainer is None:
         return None, False, why, {}
+    if args.dqn_training == "mix":
+        # The mix is the project generator's workloads: only the synthetic family is its kin.
+        trained = trainer(seed=seed, progress=not args.quiet)
+        policy, info = trained if isinstance(trained, tuple) else (trained, {})
+        held = {n: n != DEFAULT_DQN_TRAINED_ON for n in names}
+        return policy, held, None, {"dqn": {"training": "mix", **info}}
     built, info = {}, {}
     for family in families:
         workload, cluster = family.build(seed)
@@ -183,7 +197,7 @@ def dqn_policies(args, families, policies: list[str], seed: int = 0):
         built[family.name], info[family.name] = (
             trained if isinstance(trained, tuple) else (trained, {})
         )
-    return built, {n: False for n in names}, None, {"dqn": info}
+    return built, {n: False for n in names}, None, {"dqn": {"training": "per-family", **info}}
 
 
 def _interval(summary: dict, digits: int = 0) -> str:
