@@ -33,6 +33,9 @@ PLACEMENT_HEURISTICS = (
     "trimaran-lvrb",
     "greedy-predictive",
 )
+"""The registered heuristic placement policies, from the simplest (kube-default: what a cluster
+runs without this project) to the most demanding (load-aware, then forecast-driven); the
+placement gate breaks exact ties toward the first (``components/placement/selection.py``)."""
 FORECASTER = ModelSpec(
     kind="forecaster",
     registered_name="node-load-forecaster",
@@ -51,6 +54,8 @@ ANOMALY_DETECTOR = ModelSpec(
     higher_is_better=True,
     baselines=("robust_zscore",),
 )
+# The placement model's versions are DQN networks (``dqn/``) or heuristic champions the gate
+# registered (``policy/policy.json``); the alias serves whichever won the validation.
 PLACEMENT_DQN = ModelSpec(
     kind="placement",
     registered_name="placement-dqn",
