@@ -21,6 +21,7 @@ from components.generate.history import (
     generate_node,
     latent_factors,
     node_load,
+    noise_scale,
 )
 
 CEILING_HORIZONS = {"5m": 300, "15m": 900, "30m": 1800}
@@ -36,7 +37,7 @@ def oracle_cpu_forecast(parts, ahead_steps: int, step_seconds: int) -> np.ndarra
     log_factor += parts.shared[t] * np.exp(-seconds / SHARED_TAU_SECONDS)
     fast = parts.fast[t] * np.exp(-seconds / FAST_TAU_SECONDS)
     level = parts.held[t] * parts.calendar[ahead] * np.exp(log_factor) + parts.bursts[t]
-    return np.clip(level * (1 + fast), CPU_FLOOR, 1.0)
+    return np.clip(level + fast * noise_scale(level), CPU_FLOOR, 1.0)
 
 
 def latent_state_ceiling(config: HistoryConfig, train_fraction: float = 0.7) -> dict[str, float]:

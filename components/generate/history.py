@@ -67,23 +67,23 @@ class RoleProfile:
 
 ROLE_PROFILES = {
     "web": RoleProfile(
-        0.3, 0.25, 0.24, 2.0, 14.5, 2.0, 0.45, 2 * DAY, 0.1,
+        0.3, 0.25, 0.24, 2.3, 14.5, 2.0, 0.45, 2 * DAY, 0.1,
         0.7, 15 * 60, 0.15, 1.0, 0.0, 0.5, 16, 2 * DAY, 0.55,
     ),
     "service": RoleProfile(
-        0.10, 0.9, 0.01, 0.25, 13.0, 1.0, 0.9, 2 * DAY, 0.25,
+        0.06, 1.0, 0.01, 0.25, 13.0, 1.0, 0.9, 3 * DAY, 0.45,
         0.5, 20 * 60, 0.18, 1.0, 0.0, 1.0, 10, 4 * DAY, 0.70,
     ),
     "batch": RoleProfile(
-        0.03, 0.9, 0.005, 0.1, 3.0, 1.0, 1.0, 1.0 * DAY, 0.3,
+        0.03, 0.9, 0.005, 0.1, 3.0, 1.0, 1.0, 2 * DAY, 0.45,
         2.0, 40 * 60, 0.30, 2.5, 0.0, 1.0, 12, 3 * 3600, 0.50,
     ),
     "mixed": RoleProfile(
-        0.08, 0.8, 0.01, 0.5, 15.0, 1.5, 0.75, 1.5 * DAY, 0.25,
+        0.05, 1.0, 0.01, 0.5, 15.0, 1.5, 0.75, 2 * DAY, 0.45,
         1.5, 20 * 60, 0.22, 1.5, 0.0, 1.0, 14, DAY, 0.55,
     ),
     "gpu": RoleProfile(
-        0.03, 0.6, 0.005, 0.05, 12.0, 1.0, 1.0, 2 * DAY, 0.2,
+        0.03, 0.6, 0.005, 0.05, 12.0, 1.0, 1.0, 3 * DAY, 0.4,
         1.0, 20 * 60, 0.15, 1.0, 0.12, 1.0, 4, 10 * 3600, 0.60,
     ),
 }  # fmt: skip
@@ -92,12 +92,20 @@ ROLE_PROFILES = {
 SLOW_TAU_SECONDS = 8 * 3600
 SLOW_LOG_SD = 0.1
 FAST_TAU_SECONDS = 180
-FAST_RELATIVE_SD = 0.30
-SAMPLE_RELATIVE_SD = 0.15
+# Fluctuation grows as the square root of the load (many small independent requests), so a quiet
+# node is relatively noisier than a busy one: its sd is ``sd * sqrt(load * NOISE_REFERENCE_LOAD)``,
+# i.e. ``sd`` relative to the load at NOISE_REFERENCE_LOAD.
+NOISE_REFERENCE_LOAD = 0.1
+FAST_SD = 0.40
+SAMPLE_SD = 0.20
 SAMPLE_ABSOLUTE_SD = 0.002
 SHARED_TAU_SECONDS = 4 * 3600  # cluster- and role-wide factors (log scale)
 SHARED_LOG_SD = {"cluster": 0.5, "role": 0.3}
+SHARED_SHIFT_EVERY_SECONDS = 2 * DAY  # cluster- and role-wide level shifts (log scale)
+SHARED_SHIFT_LOG_SD = {"cluster": 0.45, "role": 0.35}
 ROLE_FACTOR_WEIGHT = 0.8
+LEVEL_CAP_MEDIANS = 4.0  # no node runs above 4 x its role's median level
+MAX_SHARED_LOG_FACTOR = float(np.log(2.5))
 PLATEAU_SECONDS = (2 * 3600, 10 * 3600)
 PLATEAU_HEIGHT = (0.45, 0.65)
 BURST_DURATION_LOG_SD = 0.9
@@ -145,7 +153,8 @@ class NodeHistory:
 class CpuParts:
     """The hidden state behind one node's CPU before anomalies and clipping:
 
-    ``cpu = (held * calendar * exp(slow + shared) + bursts) * (1 + fast) + sample noise``, where
+    ``cpu = load + fast * noise_scale(load) + sample``, with
+    ``load = held * calendar * exp(slow + shared) + bursts``, where
     ``held`` (level, level shifts, pod factor) and ``bursts`` stay as they are until the next
     change, ``calendar`` (daily and weekly cycle, trend) is known ahead, and ``slow``, ``shared``
     and ``fast`` are AR(1) processes with the time constants above.
@@ -162,17 +171,25 @@ class CpuParts:
 
     @property
     def cpu(self) -> np.ndarray:
-        return self.load * (1 + self.fast) + self.sample
+        return self.load + self.fast * noise_scale(self.load) + self.sample
+
+
+def noise_scale(load: np.ndarray) -> np.ndarray:
+    """What a unit of fluctuation amounts to at ``load`` (see NOISE_REFERENCE_LOAD)."""
+    return np.sqrt(np.maximum(load, 0.0) * NOISE_REFERENCE_LOAD)
 
 
 def latent_factors(config: HistoryConfig) -> dict[str, np.ndarray]:
-    """Cluster-wide and per-role slow noise (log scale) that makes nodes move together."""
+    """Cluster-wide and per-role slow noise and level shifts (log scale) that make nodes move
+    together, over hours and over days."""
     axis = config.axis
     factors = {}
     for index, name in enumerate(("cluster", *ROLES)):
         rng = np.random.default_rng([config.seed, 2, index])
-        sd = SHARED_LOG_SD["cluster" if name == "cluster" else "role"]
-        factors[name] = ar1(rng, axis.steps, axis.step_seconds, SHARED_TAU_SECONDS, sd)
+        scope = "cluster" if name == "cluster" else "role"
+        noise = ar1(rng, axis.steps, axis.step_seconds, SHARED_TAU_SECONDS, SHARED_LOG_SD[scope])
+        shifts = level_shifts(rng, axis.steps, axis.step_seconds, SHARED_SHIFT_EVERY_SECONDS)
+        factors[name] = noise + SHARED_SHIFT_LOG_SD[scope] * shifts
     return factors
 
 
@@ -211,7 +228,9 @@ def node_level(config: HistoryConfig, node: SyntheticNode) -> float:
     profile = ROLE_PROFILES[node.role]
     rng = np.random.default_rng([config.seed, 4, node.index])
     level = profile.level_median * float(np.exp(rng.normal(0, profile.level_log_sd)))
-    return float(np.clip(level, profile.level_floor, 0.7))
+    return float(
+        np.clip(level, profile.level_floor, min(LEVEL_CAP_MEDIANS * profile.level_median, 0.7))
+    )
 
 
 def _calendar(rng: np.random.Generator, axis: TimeAxis, profile: RoleProfile) -> np.ndarray:
@@ -241,18 +260,22 @@ def cpu_parts(
     shifts = level_shifts(rng, n, axis.step_seconds, profile.shift_every_seconds)
     shifts = np.exp(profile.shift_log_sd * shifts)
     pod_factor = 0.6 + 0.4 * cpu_ratio / max(cpu_ratio.mean(), 1e-6)
-    held = node_level(config, node) * shifts * pod_factor
+    level = node_level(config, node)
+    held = level * shifts * pod_factor
+    # A quiet node's bursts are smaller than a busy one's, as in the traces.
+    burst_scale = float(np.clip(np.sqrt(level / profile.level_median), 0.3, 2.0))
     slow = ar1(rng, n, axis.step_seconds, SLOW_TAU_SECONDS, SLOW_LOG_SD)
     shared = factors["cluster"] + ROLE_FACTOR_WEIGHT * factors[node.role]
-    shared *= profile.shared_weight
-    fast = ar1(rng, n, axis.step_seconds, FAST_TAU_SECONDS, FAST_RELATIVE_SD)
+    # A cluster-wide surge at most multiplies a node's load by 2.5.
+    shared = np.minimum(shared * profile.shared_weight, MAX_SHARED_LOG_FACTOR)
+    fast = ar1(rng, n, axis.step_seconds, FAST_TAU_SECONDS, FAST_SD)
     burst_load = lognormal_bursts(
         rng,
         axis,
         profile.bursts_per_day,
         profile.burst_median_seconds,
         BURST_DURATION_LOG_SD,
-        profile.burst_height_median,
+        profile.burst_height_median * burst_scale,
         BURST_HEIGHT_LOG_SD,
         BURST_MAX_HEIGHT,
         profile.night_boost,
@@ -261,9 +284,9 @@ def cpu_parts(
         burst_load += bursts(
             rng, axis, profile.plateaus_per_day / 24, PLATEAU_SECONDS, PLATEAU_HEIGHT
         )
-    level = held * calendar * np.exp(slow + shared) + burst_load
-    sample = rng.standard_normal(n) * (SAMPLE_RELATIVE_SD * level + SAMPLE_ABSOLUTE_SD)
-    return CpuParts(held, calendar, slow, shared, fast, burst_load, sample, level)
+    load = held * calendar * np.exp(slow + shared) + burst_load
+    sample = rng.standard_normal(n) * (SAMPLE_SD * noise_scale(load) + SAMPLE_ABSOLUTE_SD)
+    return CpuParts(held, calendar, slow, shared, fast, burst_load, sample, load)
 
 
 @dataclass
