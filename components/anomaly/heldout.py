@@ -59,9 +59,12 @@ def figures_by_setting(
     train_fraction: float,
     config: EnsembleConfig,
     grid: Sequence[AlarmSetting],
+    *,
+    runs: bool = False,
 ) -> dict[AlarmSetting, dict[str, dict]]:
     """Per-series figures (:func:`~components.anomaly.evaluation.evaluate_alarms`' ``per_node``)
-    of every setting, the ensemble fitted once on the unlabelled training parts."""
+    of every setting, the ensemble fitted once on the unlabelled training parts; with ``runs``,
+    of the alarm runs before they merge into incidents (each run an alarm of its own)."""
     check_metrics(metrics, config.resources, "node metrics")
     step = infer_step_seconds(metrics)
     features = anomaly_features(metrics, config.resources, step)
@@ -87,8 +90,10 @@ def figures_by_setting(
             }
         )
         scored["timestamp"] = pd.DatetimeIndex(test["timestamp"]).tz_convert("UTC")
-        scored, events = apply_events(detector, scored)
-        out[setting] = evaluate_alarms(scored, events, labels)["per_node"]
+        alarmed, events = apply_events(detector, scored)
+        if runs:
+            events = detector.alarm_runs(scored)
+        out[setting] = evaluate_alarms(alarmed, events, labels)["per_node"]
     return out
 
 

@@ -136,3 +136,12 @@ def test_leave_one_series_out_never_uses_the_held_out_labels():
     assert held_out["overall"]["windows"] == 3 and held_out["overall"]["hit_windows"] == 2
     split = time_split(series(noisy(1)), 0.5)
     assert split[: DAY // 2].all() and not split[DAY // 2 + 1 :].any()
+
+
+def test_per_trace_figures_become_mlflow_metric_names():
+    from components.anomaly.train import per_node_metrics
+
+    figures = {**_figures(2, 1, 1, 1), "detection_delay_minutes": 5.0}
+    metrics = per_node_metrics({"per_node": {"ec2 cpu/24ae8d": figures}})
+    assert metrics["node_ec2_cpu_24ae8d_event_f1"] == pytest.approx(figures["event_f1"])
+    assert metrics["node_ec2_cpu_24ae8d_detection_delay_minutes"] == 5.0
