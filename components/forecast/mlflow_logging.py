@@ -112,3 +112,37 @@ def log_model(run: TrackedRun, experiment: ForecastExperiment) -> str:
             input_example=example,
             pip_requirements=pip_requirements(),
         )
+
+
+def trace_metrics(label: str, report: dict) -> dict[str, float]:
+    """A real-trace evaluation's flat metrics, each prefixed ``<label>_``, with the reference's
+    skill and the skill ratio when the report carries them."""
+    out = {f"{label}_{name}": value for name, value in report_metrics(report).items()}
+    for resource in report["data"]["resources"]:
+        for horizon in report["data"]["horizons"]:
+            entry = report[resource][horizon]
+            if "reference" not in entry:
+                continue
+            for name, value in (
+                ("reference_skill", entry["reference"]["skill"]),
+                ("reference_accuracy", entry["reference"]["accuracy"]),
+                ("skill_ratio", entry["skill_ratio"]),
+            ):
+                if value is not None and np.isfinite(value):
+                    out[f"{label}_{resource}_{horizon}_{name}"] = float(value)
+    return out
+
+
+def log_trace_evaluation(
+    run: TrackedRun, label: str, experiment: ForecastExperiment, sample_nodes: int = 3
+) -> None:
+    """Log one real trace's figures (:func:`trace_metrics`), its report and, per resource, the
+    forecast against the actual with its P90 band at the middle horizon (``traces/<label>/``)."""
+    run.log_metrics(trace_metrics(label, experiment.report))
+    run.log_dict(experiment.report, f"traces/{label}/report.json")
+    dataset = experiment.dataset
+    nodes = sorted(dataset.features[NODE].unique())[:sample_nodes]
+    middle = dataset.horizons[len(dataset.horizons) // 2].name
+    for resource in experiment.forecaster.resources:
+        figure = plots.forecast_vs_actual(experiment, resource, middle, nodes)
+        run.log_figure(figure, f"traces/{label}/forecast_vs_actual_{resource}_{middle}.png")
