@@ -43,7 +43,9 @@ class TrainConfig:
             length (the whole source when shorter).
         prior_weight, learned_weight: how the policy mixes the heuristic prior and the learned
             values while training (see :mod:`~components.placement.dqn.network`).
-        mixes: the (prior, learned) weights compared on validation after training.
+        mixes: the (prior, learned) weights compared on validation after training;
+            mix_tolerance: scores within this share of the best count as equal, and the mix
+            nearest the heuristic among them wins.
     """
 
     episodes: int = 400
@@ -68,6 +70,7 @@ class TrainConfig:
         (1.0, 2.0),
         (0.0, 1.0),
     )
+    mix_tolerance: float = 0.05
 
 
 @dataclass
@@ -214,7 +217,7 @@ def train_dqn_mix(
             on_episode(episode, row)
     if best is None or done % config.validate_every != 0:
         validate(None)
-    network, mix_scores = choose_mix(best, windows, heuristic, config.mixes)
+    network, mix_scores = choose_mix(best, windows, heuristic, config.mixes, config.mix_tolerance)
     validation = _summed(_replay(network, windows))
     return TrainedDQN(
         network.eval(),
@@ -233,16 +236,29 @@ def choose_mix(
     windows: list[Source],
     heuristic: list[dict[str, float]],
     mixes: Sequence[tuple[float, float]],
+    tolerance: float = 0.05,
 ) -> tuple[NodeScoringNetwork, dict[str, float]]:
     """The network with the (prior, learned) weights that validate best, and every candidate's
-    relative overload (its validation score over the windows, per window)."""
+    relative overload (its validation score over the windows, per window). Mixes within
+    ``tolerance`` (relative) of the best score go to the one with the least learned weight per
+    prior weight."""
     scored = []
     for prior, learned in mixes:
         candidate = with_weights(network, prior, learned).eval()
         key = validation_score(_replay(candidate, windows), heuristic)
         scored.append((key, candidate, f"prior_{prior:g}_learned_{learned:g}"))
-    key, chosen, _ = min(scored, key=lambda item: item[0])
+    best = min(key[0] for key, _, _ in scored)
+    # validation windows are few: a mix within the tolerance of the best counts as as good, and
+    # the one nearest the heuristic (the earliest listed) wins
+    near = [item for item in scored if item[0][0] <= best * (1.0 + tolerance)]
+    _, chosen, _ = min(near, key=lambda item: (_distance(item[1]), item[0]))
     return chosen, {name: k[0] / len(windows) for k, _, name in scored}
+
+
+def _distance(network: NodeScoringNetwork) -> float:
+    """How far a mix strays from the heuristic: the learned weight over the prior's."""
+    config = network.config
+    return config.learned_weight / max(config.prior_weight, 1e-9)
 
 
 def _summed(runs: list[dict[str, float]]) -> dict[str, float]:
