@@ -80,7 +80,7 @@ ROLE_PROFILES = {
     ),
     "mixed": RoleProfile(
         0.05, 1.0, 0.01, 0.5, 15.0, 1.5, 0.75, 2 * DAY, 0.45,
-        1.5, 20 * 60, 0.22, 1.5, 0.0, 1.0, 14, DAY, 0.55,
+        3.0, 20 * 60, 0.12, 1.5, 0.0, 1.0, 14, DAY, 0.55,
     ),
     "gpu": RoleProfile(
         0.03, 0.6, 0.005, 0.05, 12.0, 1.0, 1.0, 3 * DAY, 0.4,
@@ -92,9 +92,8 @@ ROLE_PROFILES = {
 SLOW_TAU_SECONDS = 8 * 3600
 SLOW_LOG_SD = 0.1
 FAST_TAU_SECONDS = 180
-# Fluctuation grows as the square root of the load (many small independent requests), so a quiet
-# node is relatively noisier than a busy one: its sd is ``sd * sqrt(load * NOISE_REFERENCE_LOAD)``,
-# i.e. ``sd`` relative to the load at NOISE_REFERENCE_LOAD.
+# Fluctuation is ``sd`` relative to the load up to NOISE_REFERENCE_LOAD and grows only as the square
+# root of the load above it (many small independent requests), so a busy node is steadier.
 NOISE_REFERENCE_LOAD = 0.1
 FAST_SD = 0.40
 SAMPLE_SD = 0.20
@@ -109,7 +108,7 @@ MAX_SHARED_LOG_FACTOR = float(np.log(2.5))
 PLATEAU_SECONDS = (2 * 3600, 10 * 3600)
 PLATEAU_HEIGHT = (0.45, 0.65)
 BURST_DURATION_LOG_SD = 0.9
-BURST_HEIGHT_LOG_SD = 0.6
+BURST_HEIGHT_LOG_SD = 0.5
 BURST_MAX_HEIGHT = 0.7
 CPU_FLOOR = 0.003
 
@@ -176,7 +175,8 @@ class CpuParts:
 
 def noise_scale(load: np.ndarray) -> np.ndarray:
     """What a unit of fluctuation amounts to at ``load`` (see NOISE_REFERENCE_LOAD)."""
-    return np.sqrt(np.maximum(load, 0.0) * NOISE_REFERENCE_LOAD)
+    load = np.maximum(load, 0.0)
+    return np.minimum(load, np.sqrt(load * NOISE_REFERENCE_LOAD))
 
 
 def latent_factors(config: HistoryConfig) -> dict[str, np.ndarray]:
@@ -368,8 +368,8 @@ def _memory(
     creep, and fast fluctuation."""
     n = axis.steps
     efficiency = float(np.clip(rng.lognormal(np.log(0.55), 0.45), 0.12, 0.95))
-    shifts = np.exp(0.15 * level_shifts(rng, n, axis.step_seconds, 2 * DAY))
-    drift = np.exp(ar1(rng, n, axis.step_seconds, 6 * 3600, 0.08))
+    shifts = np.exp(0.08 * level_shifts(rng, n, axis.step_seconds, 2 * DAY))
+    drift = np.exp(ar1(rng, n, axis.step_seconds, 6 * 3600, 0.05))
     memory = (0.03 + memory_ratio * efficiency) * shifts * drift
     memory += 0.15 * smooth(cpu_bursts, axis.step_seconds, 900)
     memory += rng.uniform(0.0, 0.06) * axis.elapsed_fraction
