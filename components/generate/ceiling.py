@@ -43,13 +43,17 @@ def oracle_cpu_forecast(parts, ahead_steps: int, step_seconds: int) -> np.ndarra
 def latent_state_ceiling(config: HistoryConfig, train_fraction: float = 0.7) -> dict[str, float]:
     """CPU skill (1 - MAE / MAE of persistence) of the oracle at each of ``CEILING_HORIZONS`` on
     each node's last ``1 - train_fraction`` of steps, scored against the generated CPU (with its
-    anomalies), as the forecaster's evaluation scores."""
+    anomalies), as the forecaster's evaluation scores; and ``replica_match``, the share of the
+    generated CPU samples the hidden state reproduces (all but the anomalies' samples)."""
     factors = latent_factors(config)
     step = config.step_seconds
     errors: dict[str, tuple[list, list]] = {name: ([], []) for name in CEILING_HORIZONS}
+    matched = total = 0
     for node in make_nodes(config.nodes, config.seed):
         parts = node_load(config, node, factors).cpu
         cpu = generate_node(config, node, factors).cpu
+        matched += int(np.sum(np.abs(np.clip(parts.cpu, CPU_FLOOR, 1.0) - cpu) < 1e-9))
+        total += len(cpu)
         first = int(train_fraction * len(cpu))
         for name, seconds in CEILING_HORIZONS.items():
             ahead = max(1, seconds // step)
@@ -57,7 +61,9 @@ def latent_state_ceiling(config: HistoryConfig, train_fraction: float = 0.7) -> 
             actual = cpu[first + ahead :]
             errors[name][0].append(np.abs(actual - forecast))
             errors[name][1].append(np.abs(actual - cpu[first : len(cpu) - ahead]))
-    return {
+    out = {
         name: 1 - float(np.mean(np.concatenate(oracle)) / np.mean(np.concatenate(persistence)))
         for name, (oracle, persistence) in errors.items()
     }
+    out["replica_match"] = matched / max(total, 1)
+    return out

@@ -87,6 +87,7 @@ def main() -> None:
         ceiling = latent_state_ceiling(HistoryConfig(end_epoch=END))
         for name in CEILING_HORIZONS:
             print(f"cpu_{name}_latent_state_oracle_skill={ceiling[name]:.4f}")
+        print(f"latent_state_replica_match={ceiling['replica_match']:.4f}")
 
 
 if __name__ == "__main__":
