@@ -44,7 +44,7 @@ class ForecastParams:
     colsample_bytree: float = 0.8
     min_child_weight: float = 1.0
     huber_slope: float = 0.01
-    max_train_rows: int = 100_000
+    max_train_rows: int = 60_000
     quantile_alpha: float = 0.9
     validation_fraction: float = 0.2
     max_bin: int = 64

@@ -235,7 +235,7 @@ def main() -> None:
         "--traces", default="rnd,faststorage,nab", help="real traces: rnd, faststorage, nab"
     )
     parser.add_argument(
-        "--max-train-rows", type=int, default=100_000, help="real traces: rows per booster"
+        "--max-train-rows", type=int, default=60_000, help="real traces: rows per booster"
     )
     parser.add_argument("--threads", type=int, default=2, help="real traces: XGBoost threads")
     args = parser.parse_args()
