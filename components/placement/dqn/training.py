@@ -49,7 +49,7 @@ class TrainConfig:
     """
 
     episodes: int = 400
-    time_budget_seconds: float = 600.0
+    time_budget_seconds: float = 240.0
     window_seconds: float = 12 * 3600.0
     min_nodes: int = 2
     validate_every: int = 10
