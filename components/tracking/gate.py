@@ -91,8 +91,10 @@ def evaluate_candidate(
         higher_is_better: the metric's direction.
         candidate: the candidate's metric on the held-out data.
         baselines: each baseline's metric on the same data; the candidate must strictly beat all.
-        score_champion: re-scores a model URI (``models:/<name>/<version>``) on the same data;
-            when the champion cannot be scored, it stays.
+        score_champion: re-scores a model URI (``models:/<name>/<version>``) on the same data.
+            When the store cannot be reached the champion stays; when the champion itself
+            cannot be loaded or scored by this code (say, pickled by an older release), the
+            candidate replaces it.
         alias: the alias the decision is about.
         min_improvement: how much the candidate must beat the champion by.
 
@@ -138,8 +140,14 @@ def evaluate_candidate(
         )
     try:
         champion = float(score_champion(f"models:/{model_name}/{version}"))
-    except Exception as error:  # noqa: BLE001 - any failure to score keeps the champion
+    except (MlflowException, OSError) as error:
+        # The store or its artifacts are unreachable: nothing is known about the champion.
         return decided(False, f"could not re-score {held}: {error}", None, version)
+    except Exception as error:  # noqa: BLE001 - the champion itself is broken
+        # The code that scores it also serves it: a champion this code cannot load would make
+        # every prediction fail, while the candidate was just scored by the same code.
+        reason = f"{held} cannot be loaded or scored by this code ({type(error).__name__}: {error})"
+        return decided(True, f"{ours} beats every baseline; {reason}", None, version)
     if not _beats(candidate, champion, higher_is_better, min_improvement):
         reason = f"does not beat {held} ({champion:.6g}) by more than {min_improvement:g}"
         return decided(False, f"{ours} {reason} ({direction})", champion, version)

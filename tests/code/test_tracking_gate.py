@@ -113,7 +113,7 @@ def test_better_candidate_replaces_the_champion_rescored_on_the_same_data(client
     assert decision.promoted and decision.champion == 0.40 and champion(client, model) == second
 
 
-def test_min_improvement_and_unscorable_champion_keep_the_champion(client, model, tmp_path):
+def test_min_improvement_and_an_unreachable_store_keep_the_champion(client, model, tmp_path):
     first, run_a = register(client, tmp_path, model, "a")
     assert gate(client, model, first, run_a, 0.30, {}).promoted
     second, run_b = register(client, tmp_path, model, "b")
@@ -121,12 +121,27 @@ def test_min_improvement_and_unscorable_champion_keep_the_champion(client, model
         client, model, second, run_b, 0.29, {first: 0.30}, min_improvement=0.05
     ).promoted
 
-    def broken(uri: str) -> float:
-        raise RuntimeError("cannot load")
+    def unreachable(uri: str) -> float:
+        raise OSError("connection refused")
 
-    decision = gate(client, model, second, None, 0.01, {}, score_champion=broken)
-    assert not decision.promoted and "cannot load" in decision.reason
+    decision = gate(client, model, second, None, 0.01, {}, score_champion=unreachable)
+    assert not decision.promoted and "connection refused" in decision.reason
     assert champion(client, model) == first
+
+
+def test_a_champion_this_code_cannot_load_is_replaced(client, model, tmp_path):
+    first, run_a = register(client, tmp_path, model, "a")
+    assert gate(client, model, first, run_a, 0.30, {}).promoted
+    second, run_b = register(client, tmp_path, model, "b")
+
+    def incompatible(uri: str) -> float:
+        raise AttributeError("'Member' object has no attribute 'node_ranges'")
+
+    decision = gate(client, model, second, run_b, 0.01, {}, score_champion=incompatible)
+    assert decision.promoted
+    assert "cannot be loaded or scored by this code" in decision.reason
+    assert "node_ranges" in decision.reason
+    assert champion(client, model) == second
 
 
 def test_higher_is_better_direction(client, model, tmp_path):
