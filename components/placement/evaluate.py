@@ -63,6 +63,7 @@ from components.placement.workload import (
     cluster_from_nodes,
     workload_from_trace,
 )
+from components.tracking.runs import get_or_create_experiment
 
 GATE_METRIC = "overload_node_minutes"
 REFERENCE_POLICY = "dqn"
@@ -548,8 +549,7 @@ def log_to_mlflow(
     Returns:
         The run id.
     """
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    experiment_id = get_or_create_experiment(client, experiment)
     run = client.create_run(experiment_id, run_name="evaluate-placement")
     run_id = run.info.run_id
     try:
