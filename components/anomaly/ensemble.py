@@ -53,9 +53,10 @@ def member_features(resources: Sequence[str]) -> dict[str, tuple[str, ...]]:
     def each(*suffixes: str) -> tuple[str, ...]:
         return tuple(f"{prefix}_{suffix}" for prefix in resources for suffix in suffixes)
 
-    members = {f"{prefix}_level": (f"{prefix}_floor", f"{prefix}_floor_rz") for prefix in resources}
-    # CPU alone: memory moves in steps with the pods placed on a node, which its requests
-    # explain (the leak member scores memory against them instead).
+    # CPU alone: memory moves in steps with the pods placed on a node and with its own level
+    # shifts, which a level against the trailing day cannot tell from an incident; the leak
+    # member scores memory against what its requests explain instead.
+    members = {"cpu_level": ("cpu_floor", "cpu_floor_rz")}
     members["cpu_shift"] = ("cpu_shift_rz",)
     members["cpu_residual"] = ("cpu_seasonal_rz", "cpu_forecast_rz")
     members["spikes"] = ("cpu_jumps", "cpu_pulses")

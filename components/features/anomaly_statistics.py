@@ -60,6 +60,9 @@ MAD_TO_SIGMA = 1.4826
 SHORT_MIN_STEPS = 6
 JUMP_SIGMAS = 6.0
 _MIN_SCALE = 0.002
+# Share of a node's largest rise of the trailing day below which a residual is no anomaly.
+BURST_WIDTH_SHARE = 0.5
+BURST_MEMORY_DAYS = 7
 _MIN_NOISE = 0.001
 _MIN_PERIODS_SHARE = 0.05
 PULSE_MAX_STEPS = 3
@@ -163,8 +166,25 @@ def _lagged(values: np.ndarray, steps: int) -> np.ndarray:
     return out
 
 
+def _burst_width(floor: np.ndarray, median: np.ndarray, window: int, hour: int) -> np.ndarray:
+    # The largest burst is looked for over BURST_MEMORY_DAYS: a node bursts a few times a day,
+    # not every day as high.
+    """The least residual scale a node's own bursts set: ``BURST_WIDTH_SHARE`` of its largest
+    sustained rise (the short-window floor) above the median over the trailing 24 h that ended
+    an hour earlier (so a burst does not mask itself; a lone spike sets nothing). A nearly idle
+    node whose bursts are many times its robust spread would otherwise score every natural burst
+    as far outside its forecast as an incident."""
+    excursion = _lagged(_rolling(floor, BURST_MEMORY_DAYS * window, "max") - median, hour)
+    return BURST_WIDTH_SHARE * np.maximum(np.nan_to_num(excursion, nan=0.0), 0.0)
+
+
 def _residuals(
-    grid: np.ndarray, median: np.ndarray, scale: np.ndarray, step: int, short: int
+    grid: np.ndarray,
+    median: np.ndarray,
+    scale: np.ndarray,
+    burst: np.ndarray,
+    step: int,
+    short: int,
 ) -> dict[str, np.ndarray]:
     """Level shift, seasonal residual and forecast residual of one node's resource grid."""
     window = max(2, ROBUST_WINDOW_SECONDS // step)
@@ -175,7 +195,7 @@ def _residuals(
     day = max(1, SEASON_SECONDS // step)
     high = _lagged(_rolling(grid, 2 * near + 1, "max"), day - near)
     low = _lagged(_rolling(grid, 2 * near + 1, "min"), day - near)
-    outside = np.fmax(grid - high, low - grid) / scale
+    outside = np.fmax(grid - high, low - grid) / np.maximum(scale, burst)
     seasonal = _rolling(np.maximum(outside, 0.0), short, "mean")
     forecast = _lagged(recent, 1)
     error = np.abs(grid - forecast)
@@ -183,7 +203,7 @@ def _residuals(
         window, min_periods=max(1, int(window * _MIN_PERIODS_SHARE))
     )
     width = _lagged(spread.quantile(FORECAST_INTERVAL_QUANTILE).to_numpy(np.float64), 1)
-    width = np.maximum(width, _MIN_SCALE)
+    width = np.maximum(np.maximum(width, _MIN_SCALE), burst)
     beyond = np.maximum(error / width - 1.0, 0.0)
     return {
         "shift_rz": shift,
@@ -209,11 +229,13 @@ def _node_resource(
     low, high = _rolling(grid, window, "min"), _rolling(grid, window, "max")
     jumps = _rolling((diff > JUMP_SIGMAS * noise).astype(np.float64), short, "sum")
     pulses = _rolling(_pulses(grid, JUMP_SIGMAS * noise), short, "sum")
-    residuals = _residuals(grid, median, scale, step, short)
+    burst = _burst_width(floor, median, window, max(1, -(-HOUR_SECONDS // step)))
+    residuals = _residuals(grid, median, scale, burst, step, short)
     return {
         **{key: values[columns] for key, values in residuals.items()},
         "median": median[columns],
         "scale": scale[columns],
+        "burst": burst[columns],
         "floor": floor[columns],
         "jumps": jumps[columns],
         "pulses": pulses[columns],
@@ -263,7 +285,17 @@ def _node_flaps(columns: np.ndarray, n_steps: int, step: int) -> dict[str, np.nd
 
 
 RESIDUAL_STATS = ("shift_rz", "seasonal_rz", "forecast_rz")
-_NODE_STATS = ("median", "scale", "floor", "jumps", "pulses", "repeat", "inside", *RESIDUAL_STATS)
+_NODE_STATS = (
+    "median",
+    "scale",
+    "burst",
+    "floor",
+    "jumps",
+    "pulses",
+    "repeat",
+    "inside",
+    *RESIDUAL_STATS,
+)
 
 
 def anomaly_features(
@@ -310,7 +342,9 @@ def anomaly_features(
                 stats[key][rows] = node_stats[key]
         median, scale = stats["median"], stats["scale"]
         columns[f"{prefix}_floor"] = stats["floor"]
-        columns[f"{prefix}_floor_rz"] = np.maximum((stats["floor"] - median) / scale, 0.0)
+        columns[f"{prefix}_floor_rz"] = np.maximum(
+            (stats["floor"] - median) / np.maximum(scale, stats["burst"]), 0.0
+        )
         columns[f"{prefix}_jumps"] = stats["jumps"]
         columns[f"{prefix}_pulses"] = stats["pulses"]
         for key in RESIDUAL_STATS:

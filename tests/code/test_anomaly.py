@@ -144,7 +144,11 @@ def test_a_node_quiet_in_training_is_not_made_hypersensitive(metrics):
 
 def test_members_cover_feature_subsets():
     both = member_features(("cpu", "memory"))
-    assert {"cpu_level", "memory_level", "spikes", "frozen", "health", "trend"} <= set(both)
+    assert {"cpu_level", "spikes", "frozen", "health", "trend", "leak"} <= set(both)
+    # memory steps with its pods and level shifts: it is scored against its requests alone
+    assert [name for name, fs in both.items() if any(f.startswith("memory") for f in fs)] == [
+        "leak"
+    ]
     cpu = member_features(("cpu",))
     assert all(not f.startswith("memory") for fs in cpu.values() for f in fs)
 
