@@ -1,8 +1,8 @@
 """An ensemble of Isolation Forests over feature subsets and time windows, one score per sample.
 
 Each member is an :class:`~sklearn.ensemble.IsolationForest` over a small subset of the features of
-:mod:`components.features.anomaly_statistics`, each over its own time window: the sustained level of
-each resource (15 minutes against the trailing 24 h), CPU jumps and short pulses (15 minutes), a
+:mod:`components.features.anomaly_statistics`, each over its own time window: the sustained CPU
+level (15 minutes against the trailing 24 h), CPU jumps and short pulses (15 minutes), a
 frozen exporter (15 minutes), the CPU rise (1 h and 6 h), memory beyond what its requests explain (a
 leak, 1 h against a 2 h rise), the scrape health (15 minutes and 1 h), and for CPU the level shift
 (the last hour against the trailing day) and the residuals beyond a seasonal (same time yesterday)

@@ -33,7 +33,11 @@ training and online scoring. Statistics are per node, so one model serves nodes 
   with no matching change in requests; a rise that follows more pods or requests is normal): the
   residual of a trailing 24 h least-squares fit of memory on the requested-memory ratio, averaged
   over the last hour, where it has also risen by as much over the last 2 hours (a leak is a
-  sustained ramp; what lingers after it or a lasting offset is not);
+  sustained ramp; what lingers after it or a lasting offset is not), and has risen in each third
+  of those 2 hours (a step of memory, however smoothed, rises in at most two of them);
+* burst scale: the seasonal and forecast residuals and the level z-score are in units of at
+  least half the node's largest 15-minute floor above its median over the trailing week (ended
+  an hour earlier): a nearly idle node's usual bursts are not incidents;
 * scrape health: returns after a missing scrape in the short window and the hour, beyond the two
   and three that isolated missed scrapes and one outage explain (a flapping node).
 
@@ -67,6 +71,7 @@ _MIN_NOISE = 0.001
 _MIN_PERIODS_SHARE = 0.05
 PULSE_MAX_STEPS = 3
 LEAK_RISE_HOURS = 2
+LEAK_RAMP_PARTS = 3
 _MIN_REQUEST_VARIANCE = 1e-6
 _MAX_REQUEST_SLOPE = 2.0
 # Consecutive values closer than the larger of these are a repeat: utilisation computed from
@@ -265,7 +270,15 @@ def _memory_excess(
     lag = LEAK_RISE_HOURS * hour
     rise = np.full(n_steps, np.nan)
     rise[lag:] = smoothed[lag:] - smoothed[:-lag]
-    return {"memory_excess": np.maximum(np.fmin(smoothed, rise), 0.0)[columns]}
+    # A leak keeps rising: in each of the last LEAK_RAMP_PARTS parts of the rise window (a step
+    # that more memory in use brings rises in at most two of them, however it is smoothed).
+    quick = _rolling(excess, short_window_steps(step), "mean")
+    part = max(1, lag // LEAK_RAMP_PARTS)
+    ramp = np.full(n_steps, np.inf)
+    for k in range(LEAK_RAMP_PARTS):
+        ramp = np.fmin(ramp, _lagged(quick, k * part) - _lagged(quick, (k + 1) * part))
+    sustained = LEAK_RAMP_PARTS * ramp
+    return {"memory_excess": np.maximum(np.fmin(np.fmin(smoothed, rise), sustained), 0.0)[columns]}
 
 
 def _node_flaps(columns: np.ndarray, n_steps: int, step: int) -> dict[str, np.ndarray]:
