@@ -4,6 +4,9 @@ Three identical 4-core nodes. At minute 0 a "hog" pod arrives that asks for 0.1 
 3.4 cores for the whole replay; then small pods (ask 0.1, use 0.5) arrive every 2 minutes. Any
 small pod on the hog's node overloads it (3.9 > 90 % of 4), and the requests cannot tell: the
 right answer is to keep every small pod off that node, which only its real use reveals.
+
+The known answer is checked where use is seen at once; with the default 60 s observation lag the
+DQN must still beat every heuristic by far.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 from components.placement.dqn.agent import AgentConfig
 from components.placement.dqn.training import TrainConfig, train_dqn
 from components.placement.policy import make_policy
-from components.placement.simulator import simulate
+from components.placement.simulator import SimulationConfig, simulate
 from components.placement.workload import Cluster, workload_from_trace
 
 GIB = 1024**3
@@ -37,7 +40,7 @@ def hog_trace() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*columns, "memory_request_bytes"])
 
 
-def test_dqn_learns_to_keep_pods_off_the_node_whose_real_use_is_high():
+def train(simulation: SimulationConfig):
     torch.set_num_threads(1)
     workload = workload_from_trace(hog_trace())
     nodes = Cluster(
@@ -62,14 +65,33 @@ def test_dqn_learns_to_keep_pods_off_the_node_whose_real_use_is_high():
         validate_every=10,
         seed=0,
         agent=agent,
+        simulation=simulation,
     )
-    trained = train_dqn(workload, nodes, config)
+    return workload, nodes, train_dqn(workload, nodes, config)
+
+
+def test_dqn_learns_to_keep_pods_off_the_node_whose_real_use_is_high():
+    simulation = SimulationConfig(observation_lag_seconds=0)
+    workload, nodes, trained = train(simulation)
     for seed in (1, 2, 3):
-        ours = simulate(workload, nodes, trained.policy(), seed=seed).metrics
+        ours = simulate(workload, nodes, trained.policy(), seed=seed, config=simulation).metrics
         others = [
-            simulate(workload, nodes, make_policy(name), seed=seed).metrics
+            simulate(workload, nodes, make_policy(name), seed=seed, config=simulation).metrics
             for name in ("random", "least-allocated")
         ]
         assert ours["overload_node_minutes"] <= 10, ours
         assert all(m["overload_node_minutes"] >= 40 for m in others), others
+        assert ours["pods_never_placed"] == 0
+
+
+def test_with_lagging_metrics_the_dqn_still_beats_every_heuristic_by_far():
+    workload, nodes, trained = train(SimulationConfig())
+    heuristics = ("random", "least-allocated", "greedy-predictive", "trimaran-lvrb", "trimaran-tlp")
+    for seed in (1, 2, 3):
+        ours = simulate(workload, nodes, trained.policy(), seed=seed).metrics
+        best = min(
+            simulate(workload, nodes, make_policy(name), seed=seed).metrics["overload_node_minutes"]
+            for name in heuristics
+        )
+        assert ours["overload_node_minutes"] <= 0.9 * best, (ours, best)
         assert ours["pods_never_placed"] == 0

@@ -28,7 +28,7 @@ from components.placement.dqn.inputs import (
 )
 from components.placement.dqn.replay import Observation, Transition
 from components.placement.policy import BasePolicy, ClusterState, PodSpec, StepFeedback
-from components.placement.simulator import SimulationResult, simulate
+from components.placement.simulator import SimulationConfig, SimulationResult, simulate
 from components.placement.workload import Cluster, Workload
 
 
@@ -215,11 +215,12 @@ def run_episode(
     *,
     seed: int,
     gamma: float,
+    simulation: SimulationConfig | None = None,
 ) -> EpisodeStats:
     """Replay the episode with exploration and learning; store its transitions in the replay."""
     policy = LearningPolicy(agent, explore=True, learn=True)
     policy.start(workload.step_seconds)
-    result: SimulationResult = simulate(workload, cluster, policy, seed=seed)
+    result: SimulationResult = simulate(workload, cluster, policy, seed=seed, config=simulation)
     rng = np.random.default_rng([seed, 29])
     rewards = decision_rewards(policy, workload, cluster, reward, rng)
     chosen = []

@@ -24,7 +24,7 @@ from components.placement.dqn.inputs import N_NODE_FEATURES, N_POD_FEATURES
 from components.placement.dqn.mix import Source
 from components.placement.dqn.network import NetworkConfig, NodeScoringNetwork, with_weights
 from components.placement.dqn.policy import DQNPolicy
-from components.placement.simulator import simulate
+from components.placement.simulator import SimulationConfig, simulate
 from components.placement.workload import Cluster, Workload
 
 
@@ -46,6 +46,8 @@ class TrainConfig:
         mixes: the (prior, learned) weights compared on validation after training;
             mix_tolerance: scores within this share of the best count as equal, and the mix
             nearest the heuristic among them wins.
+        simulation: the simulator's knobs (observation lag included) for training episodes
+            and validation replays.
     """
 
     episodes: int = 400
@@ -71,6 +73,7 @@ class TrainConfig:
         (0.0, 1.0),
     )
     mix_tolerance: float = 0.05
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
 
 @dataclass
@@ -106,8 +109,13 @@ def validation_windows(
     return out
 
 
-def _replay(network: NodeScoringNetwork, windows: list[Source]) -> list[dict[str, float]]:
-    return [simulate(w, c, DQNPolicy(network=network), seed=0).metrics for w, c in windows]
+def _replay(
+    network: NodeScoringNetwork, windows: list[Source], simulation: SimulationConfig | None = None
+) -> list[dict[str, float]]:
+    return [
+        simulate(w, c, DQNPolicy(network=network), seed=0, config=simulation).metrics
+        for w, c in windows
+    ]
 
 
 def validation_score(
@@ -157,7 +165,7 @@ def train_dqn_mix(
     agent = DQNAgent(network_config, config.agent, seed=config.seed)
     rng = np.random.default_rng([config.seed, 3])
     windows = validation_windows(sources, config, np.random.default_rng([config.seed, 5]))
-    heuristic = _replay(with_weights(agent.online, 1.0, 0.0), windows)
+    heuristic = _replay(with_weights(agent.online, 1.0, 0.0), windows, config.simulation)
     best, best_key, history = None, None, []
     episodes = range(config.episodes)
     if progress:
@@ -168,7 +176,7 @@ def train_dqn_mix(
 
     def validate(row: dict[str, float] | None) -> None:
         nonlocal best, best_key
-        runs = _replay(agent.online, windows)
+        runs = _replay(agent.online, windows, config.simulation)
         key = validation_score(runs, heuristic)
         if row is not None:
             row["validation_relative_overload"] = key[0] / len(windows)
@@ -194,6 +202,7 @@ def train_dqn_mix(
             config.reward,
             seed=config.seed * 100_003 + episode,
             gamma=config.agent.gamma,
+            simulation=config.simulation,
         )
         done += 1
         row = {
@@ -217,8 +226,10 @@ def train_dqn_mix(
             on_episode(episode, row)
     if best is None or done % config.validate_every != 0:
         validate(None)
-    network, mix_scores = choose_mix(best, windows, heuristic, config.mixes, config.mix_tolerance)
-    validation = _summed(_replay(network, windows))
+    network, mix_scores = choose_mix(
+        best, windows, heuristic, config.mixes, config.mix_tolerance, config.simulation
+    )
+    validation = _summed(_replay(network, windows, config.simulation))
     return TrainedDQN(
         network.eval(),
         validation,
@@ -237,6 +248,7 @@ def choose_mix(
     heuristic: list[dict[str, float]],
     mixes: Sequence[tuple[float, float]],
     tolerance: float = 0.05,
+    simulation: SimulationConfig | None = None,
 ) -> tuple[NodeScoringNetwork, dict[str, float]]:
     """The network with the (prior, learned) weights that validate best, and every candidate's
     relative overload (its validation score over the windows, per window). Mixes within
@@ -245,7 +257,7 @@ def choose_mix(
     scored = []
     for prior, learned in mixes:
         candidate = with_weights(network, prior, learned).eval()
-        key = validation_score(_replay(candidate, windows), heuristic)
+        key = validation_score(_replay(candidate, windows, simulation), heuristic)
         scored.append((key, candidate, f"prior_{prior:g}_learned_{learned:g}"))
     best = min(key[0] for key, _, _ in scored)
     # validation windows are few: a mix within the tolerance of the best counts as as good, and
