@@ -208,7 +208,8 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     if missing:
         from mlflow import MlflowClient
 
-        client = MlflowClient(tracking_uri=_tracking_uri(args))
+        tracking_uri = _tracking_uri(args)
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         uris.update({name: champion_uri(client, name, args.alias) for name in missing})
     options = ServiceOptions(
         namespace=args.namespace, image=args.image, tracking_uri=args.cluster_tracking_uri

@@ -36,6 +36,9 @@ from components.errors import MlschedError
 
 MAX_POINTS_PER_SERIES = 11_000
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# A Prometheus that is shutting down or compacting answers 422 while its blocks close: the
+# query is fine, the server is not, so these are retried like a 503.
+TRANSIENT_STORAGE_ERRORS = ("block is closing", "open querier for block")
 _STATUS = re.compile(r"HTTP Status Code (\d+)")
 _PORT = re.compile(r":\d+$")
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
@@ -409,7 +412,9 @@ def _error_text(content: bytes) -> str:
 
 def _retryable(error: Exception) -> bool:
     if isinstance(error, _HttpError):
-        return error.status in RETRY_STATUS
+        return error.status in RETRY_STATUS or any(
+            text in error.message for text in TRANSIENT_STORAGE_ERRORS
+        )
     return isinstance(error, requests.RequestException)
 
 

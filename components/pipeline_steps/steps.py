@@ -374,7 +374,7 @@ def render_serving_step(
 
     from serving.manifests import ServiceOptions, champion_uri, write_manifests
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     uris = {}
     for name in REGISTERED_MODELS:
         try:

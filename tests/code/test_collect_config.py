@@ -346,3 +346,13 @@ def test_collect_cli_names_a_bad_config(tmp_path):
     args = _parse("--start", "2026-01-01T00:00:00Z", "--config", str(config))
     with pytest.raises(MlschedError, match=r"queries\.yaml: queries\.pods\.requird: unknown key"):
         cmd_collect(args)
+
+
+def test_a_closing_storage_block_is_retried_but_a_bad_query_is_not():
+    from components.collect.prometheus_range import _HttpError, _retryable
+
+    closing = "execution: open querier for block 01M90V: open index reader: block is closing"
+    assert _retryable(_HttpError(422, closing))
+    assert _retryable(_HttpError(503, "unavailable"))
+    assert not _retryable(_HttpError(400, "bad_data: parse error at char 5"))
+    assert not _retryable(_HttpError(422, "execution: many-to-many matching not allowed"))
