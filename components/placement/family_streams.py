@@ -147,7 +147,7 @@ def _read_once(read, version, *args):
 
 
 def _faststorage_cores(folder: Path) -> pd.DataFrame:
-    from components.placement.bitbrains_workload import read_bitbrains_cores
+    from components.datasets.bitbrains import read_bitbrains_cores
 
     cores = read_bitbrains_cores(folder)
     cores.values.flags.writeable = False

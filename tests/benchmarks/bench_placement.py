@@ -22,9 +22,9 @@ import pandas as pd
 from components.contracts import validate_nodes_table, validate_workload_trace
 from components.generate.cluster import make_nodes, nodes_table
 from components.generate.workload import WorkloadConfig, generate_workload
-from components.placement.bitbrains_workload import build_bitbrains_workload
 from components.placement.cli import dqn_trainer, summary_table
 from components.placement.evaluate import custom_family, evaluate_placement
+from components.placement.families import build_family_frames, family_folder
 from components.placement.policy import make_policy, policy_names
 from components.placement.simulator import simulate
 from components.placement.workload import cluster_from_nodes, workload_from_trace
@@ -115,9 +115,8 @@ def main() -> None:
         trace, table = synthetic(50, 2)
         dqn = trained_dqn(trace, table) if args.with_dqn else None
         compare("synthetic", trace, table, policies, dqn, output, args.seeds)
-        if (SHARED / "bitbrains-faststorage-50vm").is_dir():
-            trace, table = build_bitbrains_workload(SHARED / "bitbrains-faststorage-50vm")
-            trace, table = validate_workload_trace(trace), validate_nodes_table(table)
+        if family_folder("bitbrains-faststorage", SHARED).is_dir():
+            trace, table = build_family_frames("bitbrains-faststorage", seed=0, data_dir=SHARED)
             dqn = trained_dqn(trace, table) if args.with_dqn else None
             compare("bitbrains", trace, table, policies, dqn, output, args.seeds)
         else:
