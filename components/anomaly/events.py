@@ -85,7 +85,8 @@ def merge_incidents(events: pd.DataFrame, merge_seconds: int) -> pd.DataFrame:
     starts = ordered["start"].to_numpy(dtype="datetime64[ns]").view(np.int64)
     ends = ordered["end"].to_numpy(dtype="datetime64[ns]").view(np.int64)
     new = np.ones(len(ordered), dtype=bool)
-    reach = np.maximum.accumulate(ends)  # within a node, as rows are sorted by node then start
+    # The latest end so far within each node: another node's events never bridge a node's gap.
+    reach = pd.Series(ends).groupby(nodes, sort=False).cummax().to_numpy()
     new[1:] = (nodes[1:] != nodes[:-1]) | (starts[1:] - reach[:-1] > merge_seconds * 10**9)
     incident = np.cumsum(new) - 1
     grouped = ordered.groupby(incident, sort=True)

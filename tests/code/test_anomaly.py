@@ -15,7 +15,7 @@ from components.anomaly.detector import fit_baseline, fit_detector, time_split
 from components.anomaly.ensemble import EnsembleConfig, member_features
 from components.anomaly.evaluate import evaluate_anomaly, run_anomaly_evaluation
 from components.anomaly.evaluation import evaluate_alarms, label_mask
-from components.anomaly.events import EventRules, alarm_events, event_alarm_mask
+from components.anomaly.events import EventRules, alarm_events, event_alarm_mask, merge_incidents
 from components.anomaly.io import read_anomaly_metrics
 from components.anomaly.model import load_anomaly_detector, save_detector
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
@@ -188,6 +188,16 @@ def test_events_bridge_short_gaps_and_drop_short_events():
     merged = alarm_events(scored, EventRules(min_gap_seconds=60, min_duration_seconds=0))
     assert len(merged) == 4  # 5-7, 9-10, 30-33 and b's single alarm
     assert alarm_events(scored_frame({"a": []}), EventRules()).empty
+
+
+def test_incidents_merge_within_a_node_only():
+    """A node's runs far apart stay separate incidents even when another node (sorted before
+    it) alarmed until later: the merge gap is measured within each node."""
+    scored = scored_frame({"a": [2000, 2001, 2002], "b": [5, 6, 7, 1000, 1001, 1002]}, 2100)
+    runs = alarm_events(scored, EventRules(min_gap_seconds=60, min_duration_seconds=0))
+    incidents = merge_incidents(runs, merge_seconds=3600)
+    assert list(incidents[NODE]) == ["a", "b", "b"]
+    assert len(merge_incidents(runs, merge_seconds=86_400)) == 2
 
 
 def test_evaluation_counts_events_windows_and_points():
