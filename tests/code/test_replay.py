@@ -20,7 +20,7 @@ from components.generate.cluster import make_nodes, nodes_table
 from components.generate.workload import WorkloadConfig, generate_workload
 from components.harness.replay import prometheus
 from components.harness.replay.cli import add_replay_parser
-from components.harness.replay.extender_policy import pod_manifest
+from components.harness.replay.extender_policy import ExtenderPolicy, pod_manifest
 from components.harness.replay.run import (
     day_window,
     format_summary,
@@ -33,10 +33,11 @@ from components.harness.replay.snapshot import (
     empty_cluster_snapshot,
     snapshot_from_metrics,
 )
-from components.placement.policy import ClusterState, PodSpec, make_policy
+from components.placement.policy import ClusterState, PodSpec, StepFeedback, make_policy
 from components.placement.simulator import simulate
 from components.placement.workload import cluster_from_nodes, workload_from_trace
 from scheduler_client.api import pod_requests
+from scheduler_client.client import ExtenderClient
 from scheduler_client.metrics import ExtenderMetrics
 
 GIB = 1024**3
@@ -151,6 +152,46 @@ def test_snapshot_writer_writes_the_state_into_the_feast_online_store(tmp_path):
     np.testing.assert_array_equal(
         read[names].to_numpy(), written.loc[["a", "b"], names].to_numpy(np.float32)
     )
+
+
+def test_replay_writes_the_lagged_use_a_live_cluster_shows_not_the_truth(tmp_path):
+    idle = empty_cluster_snapshot(("a", "b"), T0, 60)
+    table, anomaly_table = tmp_path / "t.parquet", tmp_path / "t_anomaly.parquet"
+    idle.to_parquet(table)
+    idle.to_parquet(anomaly_table)
+    store = apply_feature_repo(tmp_path / "feast", table, anomaly_table_path=anomaly_table)
+    writer = SnapshotWriter(store, NodeMetricsRecorder(("a", "b")), 60)
+    policy = ExtenderPolicy(
+        ExtenderClient("http://127.0.0.1:9"),
+        start=T0,
+        step_seconds=60,
+        snapshot=writer,
+        snapshot_every=2,
+    )
+    truth = np.array([0.9, 0.8])
+
+    def feedback(step, observed):
+        return StepFeedback(
+            step=step,
+            placements=(),
+            overloaded=np.zeros(2, bool),
+            cpu_utilization=truth,
+            memory_utilization=truth,
+            throttled_pods=np.zeros(2, int),
+            pending=0,
+            observed_cpu_utilization=observed,
+            observed_memory_utilization=observed,
+        )
+
+    policy.observe(feedback(0, None), _state())  # nothing observable yet: nothing recorded
+    policy.observe(feedback(1, None), _state())
+    assert len(writer.recorder) == 0 and writer.writes == 0
+    policy.observe(feedback(2, np.array([0.2, 0.3])), _state())
+    policy.observe(feedback(3, np.array([0.25, 0.35])), _state())
+    assert writer.writes == 1
+    read = read_node_state_snapshot(store, ["a", "b"])
+    assert read.loc["b", "cpu_utilization"] == pytest.approx(0.35)
+    assert read.loc["a", "cpu_utilization"] == pytest.approx(0.25)
 
 
 def test_empty_cluster_snapshot_is_idle():

@@ -245,10 +245,16 @@ class ExtenderPolicy:
         if self.snapshot is None:
             return
         at = self.start + pd.Timedelta(seconds=feedback.step * self.step_seconds)
-        self.snapshot.recorder.record(
-            at, feedback.cpu_utilization, feedback.memory_utilization, state
-        )
-        if (feedback.step + 1) % self.snapshot_every == 0:
+        # The extender must see what a live cluster's metrics show (the simulator's observation
+        # lag applied), as the in-process policies beside it do, not the step's true use.
+        if feedback.observed_cpu_utilization is not None:
+            self.snapshot.recorder.record(
+                at,
+                feedback.observed_cpu_utilization,
+                feedback.observed_memory_utilization,
+                state,
+            )
+        if (feedback.step + 1) % self.snapshot_every == 0 and len(self.snapshot.recorder):
             self.snapshot.write(at)
             if self.sync is not None:
                 self._mark = self.sync.mark()
