@@ -27,6 +27,24 @@ USAGE = "usage.parquet"
 COLUMNS = (TIMESTAMP, NODE, CPU_UTILIZATION, MEMORY_UTILIZATION)
 
 
+def usage_file(folder: str | os.PathLike) -> Path:
+    """The trace's ``usage.parquet`` in ``folder``.
+
+    Raises:
+        MlschedError: it is missing.
+    """
+    file = Path(folder) / USAGE
+    if not file.is_file():
+        raise MlschedError(f"{file}: missing; expected the Bitbrains Rnd folder")
+    return file
+
+
+def most_active(frame: pd.DataFrame, top: int) -> pd.DataFrame:
+    """The rows of the ``top`` nodes by mean CPU utilisation."""
+    activity = frame.groupby(NODE)[CPU_UTILIZATION].mean().sort_values(ascending=False)
+    return frame[frame[NODE].isin(activity.index[:top])]
+
+
 def read_bitbrains_rnd(
     folder: str | os.PathLike, *, top: int | None = 60, days: float | None = 30.0
 ) -> pd.DataFrame:
@@ -40,9 +58,7 @@ def read_bitbrains_rnd(
     Raises:
         MlschedError: a missing file or column.
     """
-    file = Path(folder) / USAGE
-    if not file.is_file():
-        raise MlschedError(f"{file}: missing; expected the Bitbrains Rnd folder")
+    file = usage_file(folder)
     try:
         frame = pd.read_parquet(file, columns=list(COLUMNS))
     except (KeyError, ValueError) as error:
@@ -53,8 +69,7 @@ def read_bitbrains_rnd(
         end = frame[TIMESTAMP].min() + pd.Timedelta(days=days)
         frame = frame[frame[TIMESTAMP] < end]
     if top is not None:
-        activity = frame.groupby(NODE)[CPU_UTILIZATION].mean().sort_values(ascending=False)
-        frame = frame[frame[NODE].isin(activity.index[:top])]
+        frame = most_active(frame, top)
     for column in (CPU_UTILIZATION, MEMORY_UTILIZATION):
         frame[column] = frame[column].astype(np.float64)
     frame = frame.sort_values([NODE, TIMESTAMP]).reset_index(drop=True)

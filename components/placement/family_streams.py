@@ -200,9 +200,9 @@ def rnd_streams(folder: Path, days: float, rng: np.random.Generator) -> UsageStr
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    file = folder / "usage.parquet"
-    if not file.is_file():
-        raise MlschedError(f"{file}: no such file (expected the Bitbrains Rnd folder)")
+    from components.datasets.bitbrains_rnd import usage_file
+
+    file = usage_file(folder)
     columns = [*RND_COLUMNS, RND_MEMORY]
     names_present = set(pq.read_schema(file).names)
     missing = [c for c in columns if c not in names_present]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE
+from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION
 from components.generate.ceiling import CEILING_HORIZONS, latent_state_ceiling
 from components.generate.cluster import make_nodes
 from components.generate.history import (
@@ -41,20 +41,17 @@ def synthetic(config: HistoryConfig) -> pd.DataFrame:
 
 def real_traces() -> dict[str, pd.DataFrame]:
     from components.datasets.bitbrains import read_bitbrains
+    from components.datasets.bitbrains_rnd import most_active, read_bitbrains_rnd
     from components.datasets.nab import read_nab_series
 
     traces = {}
     if (SHARED / "bitbrains-faststorage-50vm").is_dir():
         fast = read_bitbrains(SHARED / "bitbrains-faststorage-50vm")
         traces["fastStorage"] = fast.assign(**{MEMORY_UTILIZATION: float("nan")})
-    rnd_file = SHARED / "bitbrains-rnd-500vm" / "usage.parquet"
-    if rnd_file.is_file():
-        columns = ["timestamp", NODE, CPU_UTILIZATION, MEMORY_UTILIZATION]
-        rnd = pd.read_parquet(rnd_file, columns=columns)
-        rnd[NODE] = rnd[NODE].astype(str)
+    if (SHARED / "bitbrains-rnd-500vm" / "usage.parquet").is_file():
+        rnd = read_bitbrains_rnd(SHARED / "bitbrains-rnd-500vm", top=None, days=None)
         traces["rnd-500"] = rnd
-        active = rnd.groupby(NODE)[CPU_UTILIZATION].mean().nlargest(ACTIVE_RND_VMS).index
-        traces[f"rnd-top{ACTIVE_RND_VMS}"] = rnd[rnd[NODE].isin(active)]
+        traces[f"rnd-top{ACTIVE_RND_VMS}"] = most_active(rnd, ACTIVE_RND_VMS)
     nab_files = sorted((SHARED / "nab-ec2-cpu").glob("ec2_cpu_utilization_*.csv"))
     if nab_files:
         traces["nab-ec2"] = pd.concat([read_nab_series(f) for f in nab_files], ignore_index=True)
