@@ -51,6 +51,13 @@ def add_pipeline_parser(subparsers) -> argparse.ArgumentParser:
         default=DEFAULT_PLACEMENT_BUDGET,
         help="DQN training time, e.g. 120 or 2m",
     )
+    run.add_argument(
+        "--evaluation-data",
+        metavar="SETS",
+        help="compare the forecaster and anomaly candidates and their champions on these real "
+        "traces at the gate: comma-separated named sets (bitbrains-rnd, bitbrains-faststorage, "
+        "nab-ec2-cpu; from $MLSCHED_SHARED_DATA or ../shared/data) or folders",
+    )
     run.add_argument("--no-register", action="store_true", help="train and log, register nothing")
     run.add_argument("--pipeline-root", default="build/pipeline_runs", help="local outputs")
     run.add_argument(
@@ -114,6 +121,12 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         arguments.update(node_metrics_path="", prometheus_url=args.prometheus, start=start, end=end)
     if args.host and not args.tracking_uri:
         raise MlschedError("--host needs --tracking-uri: the MLflow server the cluster reaches")
+    if args.evaluation_data:
+        if not args.host:  # a cluster reads its own paths; here they are checked before training
+            from components.datasets.evaluation_sets import parse_evaluation_data
+
+            parse_evaluation_data(args.evaluation_data)
+        arguments["evaluation_data"] = args.evaluation_data
     arguments["tracking_uri"] = _tracking_uri(args)
     arguments["register"] = not args.no_register
     arguments["placement_args"] = [f"--time-budget={args.placement_time_budget:g}"]
@@ -163,6 +176,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"champion = {state['champion'] or 'none'}"
         )
     if run.run_dir is not None:
+        for decisions in sorted(run.run_dir.rglob("evaluate-candidates/decisions")):
+            for kind, decision in json.loads(decisions.read_text()).items():
+                verdict = "promoted" if decision["promoted"] else "kept the champion"
+                print(f"  gate {kind}: {verdict}: {decision['reason']}")
         for manifest in sorted(run.run_dir.rglob("canary-*.yaml")):
             print(f"  serving manifest: {manifest}")
     return 0

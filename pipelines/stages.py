@@ -43,6 +43,7 @@ TRAINING = parameters(
     online_store="",
     register=True,
     require_beating_baselines=False,
+    evaluation_data="",
     forecaster_args=[],
     anomaly_args=[],
     placement_args=[],
@@ -146,6 +147,7 @@ def build_train_and_deploy(image: str = DEFAULT_IMAGE):
         evaluation = evaluate_op(
             tracking_uri=p["tracking_uri"],
             require_beating_baselines=p["require_beating_baselines"],
+            evaluation_data=p["evaluation_data"],
             **{kind: task.outputs["candidate"] for kind, task in candidates.items()},
         ).set_display_name("evaluate candidates")
         registry = promote_op(

@@ -1,5 +1,6 @@
 """Component: every candidate against its baselines and the current champion, on the same
-held-out data; the decisions the promote stage acts on."""
+held-out data (or, given ``evaluation_data``, the same real traces); the decisions the promote
+stage acts on."""
 
 from kfp.dsl import Artifact, Input, Markdown, Metrics, Model, Output
 
@@ -15,9 +16,11 @@ def evaluate_candidates(
     report: Output[Markdown],
     metrics: Output[Metrics],
     require_beating_baselines: bool = False,
+    evaluation_data: str = "",
 ) -> bool:
     """True when every candidate beats its baselines; with ``require_beating_baselines`` a
-    candidate that does not fails the run."""
+    candidate that does not fails the run. ``evaluation_data``: real traces to compare the
+    forecaster and the anomaly detector on (named sets or folders, comma-separated)."""
     from pathlib import Path
 
     from components.pipeline_steps.steps import evaluate_step, evaluation_markdown
@@ -29,6 +32,7 @@ def evaluate_candidates(
         tracking_uri,
         decisions.path,
         require_beating_baselines=require_beating_baselines,
+        evaluation_data=evaluation_data,
     )
     Path(report.path).write_text(evaluation_markdown(decided))
     print(Path(report.path).read_text())

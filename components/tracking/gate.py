@@ -3,8 +3,9 @@
 :func:`evaluate_candidate` decides (the pipeline's evaluate stage): a candidate is promotable
 when its metric beats every baseline and the current champion, both scored on the same held-out
 data (the champion is re-scored by the caller's function, so a champion trained on older data
-is judged on today's data). :func:`promote` acts on the decision (the promote stage, the only
-place the alias moves) and logs it, with its numbers, to the candidate's run
+is judged on today's data); given real evaluation data, all of them are scored on it instead
+and the decision says so (``evaluated_on``). :func:`promote` acts on the decision (the promote
+stage, the only place the alias moves) and logs it, with its numbers, to the candidate's run
 (``promotion/<alias>.json`` and ``promotion.*`` tags) and to the model version's tags.
 
 A decision may also serve something other than the candidate (the placement gate,
@@ -49,6 +50,7 @@ class PromotionDecision:
     serve_version: str | None = None
     evaluation: dict | None = None
     evaluated_policy: str = ""
+    evaluated_on: str = ""
 
 
 def _beats(candidate: float, other: float, higher_is_better: bool, margin: float) -> bool:
@@ -80,6 +82,7 @@ def evaluate_candidate(
     score_champion: Callable[[str], float] | None,
     alias: str = CHAMPION,
     min_improvement: float = 0.0,
+    evaluated_on: str = "",
 ) -> PromotionDecision:
     """Whether ``candidate_version`` beats every baseline and the champion; changes nothing.
 
@@ -97,6 +100,8 @@ def evaluate_candidate(
             candidate replaces it.
         alias: the alias the decision is about.
         min_improvement: how much the candidate must beat the champion by.
+        evaluated_on: the data all three were scored on, when not the candidate's own held-out
+            data (say, real traces); it opens the reason.
 
     Returns:
         The decision. A worse (or equal, or non-finite) candidate is never promotable; the first
@@ -110,7 +115,7 @@ def evaluate_candidate(
             model_name,
             candidate_version,
             promoted,
-            reason,
+            f"on {evaluated_on}: {reason}" if evaluated_on else reason,
             metric,
             higher_is_better,
             candidate,
@@ -118,6 +123,7 @@ def evaluate_candidate(
             champion,
             champion_version,
             all(_beats(candidate, v, higher_is_better, 0.0) for v in baselines.values()),
+            evaluated_on=evaluated_on,
         )
 
     direction = f"{'higher' if higher_is_better else 'lower'} is better"
