@@ -104,6 +104,11 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
     """The pipeline's arguments from the command line."""
     from pipelines.run import synthetic_arguments
 
+    if args.evaluation_data and not args.host:
+        # Checked before any training; a cluster reads its own paths.
+        from components.datasets.evaluation_sets import parse_evaluation_data
+
+        parse_evaluation_data(args.evaluation_data)
     # A cluster cannot see this machine's files: remote runs take paths through --arg.
     arguments: dict = {} if args.host else dict(synthetic_arguments(args.data))
     if args.metrics:
@@ -122,10 +127,6 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
     if args.host and not args.tracking_uri:
         raise MlschedError("--host needs --tracking-uri: the MLflow server the cluster reaches")
     if args.evaluation_data:
-        if not args.host:  # a cluster reads its own paths; here they are checked before training
-            from components.datasets.evaluation_sets import parse_evaluation_data
-
-            parse_evaluation_data(args.evaluation_data)
         arguments["evaluation_data"] = args.evaluation_data
     arguments["tracking_uri"] = _tracking_uri(args)
     arguments["register"] = not args.no_register
