@@ -76,15 +76,20 @@ def score_on_trace(
     if not train.any() or train.all():
         raise MlschedError(f"train fraction {train_fraction} leaves no rows to calibrate or score")
     fitted = features[train].reset_index(drop=True)
+    # The detector's own adaptation to each node's recent scores, where it has one.
+    adapt = {"adapt_seconds": detector.adapt_seconds} if hasattr(detector, "adapt_seconds") else {}
     calibrated = calibrate_detector(
         detector.ensemble,
         fitted[NODE].astype(str).to_numpy(),
         detector.ensemble.score(fitted),
         detector.fpr_budget,
         detector.rules,
+        **adapt,
     )
-    test = features[~train].reset_index(drop=True)
-    scored, events = apply_events(calibrated, calibrated.score(test))
+    # Scored over the whole history, so the first evaluated row has its history behind it.
+    scored, events = apply_events(
+        calibrated, calibrated.score(features)[~train].reset_index(drop=True)
+    )
     ordered = metrics.sort_values([NODE, TIMESTAMP], kind="stable").reset_index(drop=True)
     if MEMORY_UTILIZATION not in ordered.columns:
         ordered = ordered.assign(**{MEMORY_UTILIZATION: np.nan})
