@@ -63,11 +63,11 @@ def read_bitbrains_rnd(
         frame = pd.read_parquet(file, columns=list(COLUMNS))
     except (KeyError, ValueError) as error:
         raise MlschedError(f"{file}: cannot read columns {', '.join(COLUMNS)}: {error}") from None
-    frame[NODE] = frame[NODE].astype(str)
     frame[TIMESTAMP] = frame[TIMESTAMP].astype("datetime64[ns, UTC]")
     if days is not None:
         end = frame[TIMESTAMP].min() + pd.Timedelta(days=days)
         frame = frame[frame[TIMESTAMP] < end]
+    frame[NODE] = frame[NODE].astype(str)  # after the cut: 11.9 M names take seconds
     if top is not None:
         frame = most_active(frame, top)
     for column in (CPU_UTILIZATION, MEMORY_UTILIZATION):
