@@ -187,9 +187,30 @@ def _names(part: _Part, column: str) -> pd.Series:
     return pd.Series(text[codes] if len(text) else np.array([], dtype=object), dtype=object)
 
 
+def _key_codes(column: pd.Series) -> np.ndarray:
+    """Integers that order and compare like the column's values (timestamps without hashing)."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or np.issubdtype(column.dtype, np.datetime64):
+        return column.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    return pd.factorize(column)[0]
+
+
+def _key_order(columns: list[np.ndarray]) -> np.ndarray:
+    """The rows in key order: as they are when already sorted (writers hand sorted frames)."""
+    n = len(columns[0]) if columns else 0
+    later = np.zeros(max(n - 1, 0), dtype=bool)
+    decided = np.zeros_like(later)
+    for codes in columns:
+        step = np.sign(codes[1:] - codes[:-1])
+        later |= ~decided & (step > 0)
+        decided |= step != 0
+    if not (decided & ~later).any():
+        return np.arange(n)
+    return np.lexsort(columns[::-1])
+
+
 def _first_duplicate(part: _Part, keys: pd.DataFrame, what: str) -> None:
-    columns = [pd.factorize(keys[c])[0] for c in keys.columns]
-    order = np.lexsort(columns[::-1])
+    columns = [_key_codes(keys[c]) for c in keys.columns]
+    order = _key_order(columns)
     same = np.ones(len(order) - 1 if len(order) else 0, dtype=bool)
     for codes in columns:
         ordered = codes[order]

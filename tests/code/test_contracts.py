@@ -69,6 +69,12 @@ def _csv(tmp_path, body: str, header: str = HEADER):
             "row 3 (line 4): duplicate (node, timestamp) (node=n1, "
             "timestamp=2026-01-01T00:00:00+00:00), first seen at row 1 (line 2)",
         ),
+        (  # already sorted by (node, timestamp): the duplicate is found without sorting
+            "2026-01-01T00:00:00Z,n1,0.5,0.4\n2026-01-01T00:00:30Z,n1,0.5,0.4\n"
+            "2026-01-01T00:00:30Z,n1,0.5,0.4\n2026-01-01T00:00:00Z,n2,0.5,0.4\n",
+            "row 3 (line 4): duplicate (node, timestamp) (node=n1, "
+            "timestamp=2026-01-01T00:00:30+00:00), first seen at row 2 (line 3)",
+        ),
         (
             "2026-01-01T00:00:00Z,,0.5,0.4\n",
             "column 'node', row 1 (line 2): empty name",
