@@ -66,11 +66,24 @@ def _usage(rng: np.random.Generator, kind: PodKind, seconds: np.ndarray, age: np
     return cpu, np.clip(memory, 16 * MIB, None)
 
 
+def p95(values: np.ndarray) -> float:
+    """``np.quantile(values, 0.95)`` to the last bit, without its overhead (one call per pod)."""
+    virtual = (len(values) - 1) * 0.95
+    if virtual >= len(values) - 1:
+        return float(values.max())
+    low = int(np.floor(virtual))
+    gamma = virtual - low
+    part = np.partition(values, (low, low + 1))
+    below, above = part[low], part[low + 1]
+    gap = above - below
+    return float(above - gap * (1 - gamma) if gamma >= 0.5 else below + gap * gamma)
+
+
 def _requests(rng: np.random.Generator, cpu: np.ndarray, memory: np.ndarray, best_effort: bool):
     if best_effort:
         return 0.0, 0.0
-    cpu_request = np.quantile(cpu, 0.95) * rng.lognormal(np.log(1.2), 0.6)
-    memory_request = np.quantile(memory, 0.95) * rng.lognormal(np.log(1.3), 0.4)
+    cpu_request = p95(cpu) * rng.lognormal(np.log(1.2), 0.6)
+    memory_request = p95(memory) * rng.lognormal(np.log(1.3), 0.4)
     cpu_request = max(0.05, np.round(cpu_request * 20) / 20)
     memory_request = max(64 * MIB, np.round(memory_request / (64 * MIB)) * 64 * MIB)
     return float(cpu_request), float(memory_request)

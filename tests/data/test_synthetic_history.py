@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from components.contracts import read_workload_trace, validate_node_metrics
 from components.generate.ceiling import latent_state_ceiling
@@ -161,3 +162,13 @@ def test_cpu_is_as_forecastable_as_a_real_cluster():
         HistoryConfig(nodes=6, days=4, seed=1, end_epoch=SMALL.end_epoch)
     )
     assert 0.1 < ceiling["15m"] < 0.4
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 19, 20, 21, 288, 2881])
+def test_pod_request_quantile_is_numpys_to_the_last_bit(n):
+    from components.generate.workload import p95
+
+    rng = np.random.default_rng(n)
+    for _ in range(50):
+        values = rng.lognormal(0, 1, n) * rng.uniform(1e-3, 1e9)
+        assert p95(values) == np.quantile(values, 0.95)
