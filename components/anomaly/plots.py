@@ -49,3 +49,27 @@ def score_timeline(
     axes[0, 0].legend(loc="upper right", fontsize=7)
     figure.tight_layout()
     return figure
+
+
+FIGURES = ("event_precision", "window_recall", "point_fpr", "event_f1")
+
+
+def figures_beside(reports: dict[str, dict]):
+    """Event precision, window recall, point FPR and event F1 of the detector and the robust
+    z-score baseline, one panel per data set (``{name: evaluation report}``)."""
+    figure, axes = plt.subplots(
+        1, len(reports), figsize=(4.5 * len(reports), 3.2), sharey=True, squeeze=False
+    )
+    positions = range(len(FIGURES))
+    for axis, (name, report) in zip(axes[0], reports.items(), strict=True):
+        for offset, (who, figures) in enumerate(
+            (("detector", report["overall"]), ("baseline", report["baseline"]["overall"]))
+        ):
+            values = [figures[f] if figures[f] is not None else float("nan") for f in FIGURES]
+            axis.bar([p + (offset - 0.5) * 0.4 for p in positions], values, 0.4, label=who)
+        axis.set_xticks(list(positions), [f.replace("_", "\n") for f in FIGURES], fontsize=8)
+        axis.set_title(name, fontsize=9)
+    axes[0, 0].set_ylim(0, 1)
+    axes[0, 0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure

@@ -21,6 +21,8 @@ import pandas as pd
 
 from components.contracts import (
     MEMORY_UTILIZATION,
+    NODE,
+    TIMESTAMP,
     AnomalyLabels,
     read_anomaly_labels,
     read_node_metrics,
@@ -170,3 +172,41 @@ def load_evaluation_set(evaluation_set: EvaluationSet) -> EvaluationTrace:
     labels_file = evaluation_set.path / LABELS_FILE
     labels = read_anomaly_labels(labels_file) if labels_file.is_file() else None
     return EvaluationTrace(evaluation_set.label, metrics, labels, resources)
+
+
+def available_sets(root: Path | None = None) -> list[str]:
+    """The named sets present under ``root`` (default :func:`shared_data_root`)."""
+    root = root or shared_data_root()
+    return [
+        name for name, kind in NAMED_SETS.items() if (root / kind.folder / kind.marker).is_file()
+    ]
+
+
+def read_sample(
+    name: str, root: Path | None = None, *, series: int | None = None, days: float | None = None
+) -> EvaluationTrace:
+    """A named set cut to its first ``days`` days and, of those, its ``series`` most active
+    series (by mean CPU): a quick look (the gate reads the sets as :data:`NAMED_SETS` says).
+
+    Raises:
+        MlschedError: ``name`` is not a named set or is absent under ``root``.
+    """
+    from components.datasets.bitbrains_rnd import most_active, read_bitbrains_rnd
+
+    if name not in NAMED_SETS:
+        raise MlschedError(f"{name!r}: not a named real-trace set ({', '.join(NAMED_SETS)})")
+    (evaluation_set,) = parse_evaluation_data(name, root)
+    if name == "bitbrains-rnd":  # 11.9 M rows: its reader cuts them before anything else
+        metrics, labels = read_bitbrains_rnd(evaluation_set.path, top=series, days=days), None
+    else:
+        metrics, labels = NAMED_SETS[name].read(evaluation_set.path)
+        if days is not None:
+            end = metrics[TIMESTAMP].min() + pd.Timedelta(days=days)
+            metrics = metrics[metrics[TIMESTAMP] < end]
+        if series is not None:
+            metrics = most_active(metrics, series)
+        metrics = metrics.reset_index(drop=True)
+    if labels is not None:
+        kept = set(metrics[NODE].unique())
+        labels = {node: windows for node, windows in labels.items() if node in kept}
+    return EvaluationTrace(name, metrics, labels, NAMED_SETS[name].resources)

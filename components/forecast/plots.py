@@ -81,3 +81,46 @@ def residuals(experiment, resource: str):
     axes[0, 0].legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+SKILL_BARS = ("ours", "reference", "seasonal_naive")
+
+
+def skill_by_horizon(table):
+    """Skill per horizon (bars: ours, the reference, seasonal naive; persistence is the zero
+    line), one panel per trace and resource, from :func:`components.forecast.skill.skill_table`."""
+    panels = list(dict.fromkeys((trace, resource) for trace, resource, _ in table.index))
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = _subplots(rows, columns, (4.2 * columns, 3.0 * rows))
+    width = 0.8 / len(SKILL_BARS)
+    for axis, (trace, resource) in zip(axes.flat, panels, strict=False):
+        part = table.loc[(trace, resource)]
+        positions = np.arange(len(part))
+        for offset, name in enumerate(SKILL_BARS):
+            axis.bar(positions + (offset - 1) * width, part[name].to_numpy(), width, label=name)
+        axis.axhline(0.0, color="black", lw=0.8, label="persistence")
+        # The scale is ours' and the reference's; a baseline far below is clipped, its value shown.
+        shown = np.append(part[["ours", "reference"]].to_numpy().ravel(), 0.0)
+        low, high = np.nanmin(shown), np.nanmax(shown)
+        margin = 0.15 * max(high - low, 0.05)
+        axis.set_ylim(low - margin, high + margin)
+        for position, value in zip(positions, part["seasonal_naive"].to_numpy(), strict=True):
+            if value < low - margin:
+                axis.text(
+                    position + width,
+                    low - 0.9 * margin,
+                    f"{value:.2g}",
+                    fontsize=7,
+                    ha="center",
+                    va="bottom",
+                    color="white",
+                )
+        axis.set_xticks(positions, list(part.index))
+        axis.set_title(f"{trace}: {resource}", fontsize=9)
+        axis.set_ylabel("skill vs persistence")
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.set_visible(False)
+    axes[0, 0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure
