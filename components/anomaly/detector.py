@@ -40,6 +40,9 @@ ALARM_TOLERANCE = 1e-9
 # 99 % quantile underestimates its tail: a quiet-looking node is made at most 1 / 0.7 times as
 # sensitive as the pooled scale.
 NODE_WIDTH_FLOOR = 0.7
+# The share of its recent time a node may score above the threshold before the threshold follows
+# its scores up (see adapt_to_recent).
+ADAPT_SHARE = 0.02
 
 
 def _scored(frame: pd.DataFrame, score: np.ndarray, threshold: float) -> pd.DataFrame:
@@ -71,6 +74,7 @@ class AnomalyDetector:
     peak_threshold: float = -np.inf
     center: float = 0.0
     node_calibration: dict[str, tuple[float, float]] = field(default_factory=dict)
+    adapt_seconds: int = 0
 
     @property
     def resources(self) -> tuple[str, ...]:
@@ -88,8 +92,12 @@ class AnomalyDetector:
         return _scored(features, self.calibrated(features), self.threshold)
 
     def calibrated(self, features: pd.DataFrame) -> np.ndarray:
-        """The ensemble score of each row, mapped by its node's calibration."""
-        return self.calibrate(features[NODE].astype(str).to_numpy(), self.ensemble.score(features))
+        """The ensemble score of each row, mapped by its node's calibration and adapted to the
+        node's own recent scores (:func:`adapt_to_recent`)."""
+        nodes = features[NODE].astype(str).to_numpy()
+        calibrated = self.calibrate(nodes, self.ensemble.score(features))
+        seconds = getattr(self, "adapt_seconds", 0)  # absent in older pickles
+        return adapt_to_recent(features, calibrated, self.threshold, seconds)
 
     def calibrate(self, nodes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """``scores`` of ``nodes`` on the pooled scale (see the class docstring)."""
@@ -112,12 +120,43 @@ class AnomalyDetector:
         return merge_incidents(self.alarm_runs(scored), self.rules.merge_seconds)
 
 
+def adapt_to_recent(
+    features: pd.DataFrame, scores: np.ndarray, threshold: float, seconds: int
+) -> np.ndarray:
+    """``scores`` lowered by how far the node's own ``1 - ADAPT_SHARE`` quantile over the
+    trailing ``seconds`` (the row itself excluded) lies above ``threshold``.
+
+    A node that has scored above the threshold for more than ``ADAPT_SHARE`` of its recent time
+    has a new normal (a service that moved to a burstier regime, a recovery after an outage):
+    it alarms again only where it exceeds what it recently did. A node alarms on a change, so an
+    incident is found as it begins, and its pages stop once it has lasted a while. Rows (sorted
+    by node, timestamp) with less than half the window of history keep their scores. ``seconds``
+    0 leaves the scores as they are.
+    """
+    if seconds <= 0 or len(scores) == 0:
+        return scores
+    frame = pd.DataFrame(
+        {NODE: features[NODE].to_numpy(), TIMESTAMP: features[TIMESTAMP], "s": scores}
+    )
+    step = max(1, int(pd.Series(frame[TIMESTAMP]).diff().dt.total_seconds().median() or 1))
+    rolled = (
+        frame.set_index(TIMESTAMP)
+        .groupby(NODE, sort=False)["s"]
+        .rolling(f"{int(seconds)}s", closed="left", min_periods=max(1, seconds // step // 2))
+        .quantile(1.0 - ADAPT_SHARE)
+    )
+    recent = np.nan_to_num(rolled.to_numpy(np.float64), nan=-np.inf)
+    return scores - np.maximum(recent - threshold, 0.0)
+
+
 def fit_detector(
     features: pd.DataFrame,
     config: EnsembleConfig,
     fpr_budget: float,
     step_seconds: int,
     rules: EventRules | None = None,
+    *,
+    adapt_seconds: int = 0,
 ) -> AnomalyDetector:
     """Fit the ensemble on unlabelled training features and calibrate its thresholds.
 
@@ -128,7 +167,12 @@ def fit_detector(
     features = features.reset_index(drop=True)
     ensemble = fit_ensemble(features, config, step_seconds)
     return calibrate_detector(
-        ensemble, features[NODE].astype(str).to_numpy(), ensemble.score(features), fpr_budget, rules
+        ensemble,
+        features[NODE].astype(str).to_numpy(),
+        ensemble.score(features),
+        fpr_budget,
+        rules,
+        adapt_seconds=adapt_seconds,
     )
 
 
@@ -138,9 +182,12 @@ def calibrate_detector(
     scores: np.ndarray,
     fpr_budget: float,
     rules: EventRules | None = None,
+    *,
+    adapt_seconds: int = 0,
 ) -> AnomalyDetector:
     """A detector from a fitted ensemble and its scores on the (unlabelled) training rows of
-    ``nodes``: the pooled threshold, the per-node offsets and the event peak threshold."""
+    ``nodes``: the pooled threshold, the per-node offsets and the event peak threshold; with
+    ``adapt_seconds`` the threshold follows each node's recent scores (:func:`adapt_to_recent`)."""
     rules = rules or EventRules()
     config = ensemble.config
     threshold = calibrate_threshold(scores, fpr_budget)
@@ -148,7 +195,9 @@ def calibrate_detector(
     per_node = {}
     if config.per_node_threshold:
         per_node = node_calibration(nodes, scores, fpr_budget, threshold - center)
-    detector = AnomalyDetector(ensemble, threshold, fpr_budget, rules, -np.inf, center, per_node)
+    detector = AnomalyDetector(
+        ensemble, threshold, fpr_budget, rules, -np.inf, center, per_node, adapt_seconds
+    )
     peak = calibrate_peak(detector.calibrate(nodes, scores), threshold, rules.peak_factor)
     detector.peak_threshold = max(peak, config.min_peak_score)
     return detector

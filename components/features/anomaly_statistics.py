@@ -23,12 +23,14 @@ training and online scoring. Statistics are per node, so one model serves nodes 
   an hour earlier, in units of that window's robust spread (either direction: a service that
   drops to a lower level is as anomalous as one that saturates);
 * seasonal residual: how far each sample lies outside the range the node took within 30 minutes
-  of the same time yesterday, in robust spread units, averaged over the short window (a daily
-  job's spike is no anomaly; the same spike at an hour it never ran is);
+  of the same time on any of the last 3 days, in robust spread units, averaged over the short
+  window (a daily job's spike is no anomaly, even a little earlier, later or larger than
+  yesterday's; the same spike at an hour it never ran is);
 * forecast residual: how far each sample lies outside the P90 interval of a robust one-step
   forecast (the median of the previous hour, with the 90 % quantile of its absolute errors over
   the trailing 24 h as the interval's half-width), in interval widths, averaged over the short
-  window;
+  window; counted only where the sample also lies a spread or more outside that seasonal range
+  (the daily job's spike on an idle node is far from the last hour's median, yet expected);
 * memory excess: memory above what the node's memory requests explain (a leak raises memory
   with no matching change in requests; a rise that follows more pods or requests is normal): the
   residual of a trailing 24 h least-squares fit of memory on the requested-memory ratio, averaged
@@ -82,6 +84,7 @@ REPEAT_NOISE_SHARE = 0.01
 FROZEN_MIN_RUN_SECONDS = 300
 SEASON_SECONDS = 86_400
 SEASON_NEIGHBOURHOOD_SECONDS = 1800
+SEASON_DAYS = 3
 FORECAST_INTERVAL_QUANTILE = 0.9
 
 # Lookback the detector needs before the first scored sample for its features to be complete.
@@ -198,8 +201,13 @@ def _residuals(
     shift = np.abs(recent - _lagged(median, hour)) / _lagged(scale, hour)
     near = max(1, SEASON_NEIGHBOURHOOD_SECONDS // step)
     day = max(1, SEASON_SECONDS // step)
-    high = _lagged(_rolling(grid, 2 * near + 1, "max"), day - near)
-    low = _lagged(_rolling(grid, 2 * near + 1, "min"), day - near)
+    # The range the node took at this time of day on any of the last SEASON_DAYS days: a daily
+    # job that runs a little earlier, later or larger than yesterday is still the daily job.
+    high = np.full(len(grid), np.nan)
+    low = np.full(len(grid), np.nan)
+    for days in range(1, SEASON_DAYS + 1):
+        high = np.fmax(high, _lagged(_rolling(grid, 2 * near + 1, "max"), days * day - near))
+        low = np.fmin(low, _lagged(_rolling(grid, 2 * near + 1, "min"), days * day - near))
     outside = np.fmax(grid - high, low - grid) / np.maximum(scale, burst)
     seasonal = _rolling(np.maximum(outside, 0.0), short, "mean")
     forecast = _lagged(recent, 1)
@@ -209,7 +217,9 @@ def _residuals(
     )
     width = _lagged(spread.quantile(FORECAST_INTERVAL_QUANTILE).to_numpy(np.float64), 1)
     width = np.maximum(np.maximum(width, _MIN_SCALE), burst)
-    beyond = np.maximum(error / width - 1.0, 0.0)
+    # A sample inside the node's seasonal range (within one spread of it) is no surprise, however
+    # far from the last hour's median: the daily job's spike on an idle node.
+    beyond = np.where(outside >= 1.0, np.maximum(error / width - 1.0, 0.0), 0.0)
     return {
         "shift_rz": shift,
         "seasonal_rz": seasonal,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.anomaly.detector import fit_detector, time_split
+from components.anomaly.detector import ADAPT_SHARE, adapt_to_recent, fit_detector, time_split
 from components.anomaly.ensemble import EnsembleConfig
 from components.anomaly.evaluation import evaluate_alarms, pool_figures
 from components.anomaly.events import EventRules, alarm_events, event_alarm_mask
@@ -58,6 +58,40 @@ def test_seasonal_residual_ignores_a_daily_spike_but_not_a_new_one():
     seasonal = cpu_features(values)["cpu_seasonal_rz"].to_numpy()
     assert seasonal[3 * DAY + 100] < 0.2 * seasonal[3 * DAY + 200]
     assert seasonal[3 * DAY + 200] > 10
+
+
+def test_a_daily_job_that_drifts_in_time_and_size_is_no_forecast_surprise():
+    """The backup spike of an idle node runs some minutes earlier or later and a little larger
+    each day: within the range the node took at that hour in the last days, it is no forecast
+    residual; the same spike at an hour it never ran is."""
+    values = noisy(5, level=0.0015, sigma=0.0001)
+    for day, (shift, height) in enumerate([(0, 0.014), (3, 0.015), (-2, 0.0145), (4, 0.015)]):
+        values[day * DAY + 40 + shift] = height
+    values[4 * DAY + 38] = 0.016  # the daily job, a little earlier and larger than ever
+    values[4 * DAY + 200] = 0.016  # an hour it never ran
+    features = cpu_features(values)
+    forecast, seasonal = features["cpu_forecast_rz"], features["cpu_seasonal_rz"]
+    job = slice(4 * DAY + 38, 4 * DAY + 44)
+    new = slice(4 * DAY + 200, 4 * DAY + 206)
+    assert forecast[job].max() == 0.0
+    assert forecast[new].max() > 0.5
+    assert seasonal[new].max() > 5 * max(seasonal[job].max(), 0.1)
+
+
+def test_a_node_that_keeps_scoring_high_adapts_after_a_while():
+    """Scores stay high from day 2 on (a new regime): the onset alarms, a day later the node's
+    threshold has followed its scores up; another node and seconds 0 are untouched."""
+    stamps = T0 + pd.to_timedelta(np.arange(4 * DAY) * STEP, unit="s")
+    scores = np.where(np.arange(4 * DAY) >= 2 * DAY, 5.0, 0.0)
+    frame = pd.DataFrame({NODE: "n", TIMESTAMP: stamps})
+    both = pd.concat([frame, frame.assign(**{NODE: "quiet"})], ignore_index=True)
+    all_scores = np.concatenate([scores, np.zeros(4 * DAY)])
+    adapted = adapt_to_recent(both, all_scores, 1.0, 2 * 86_400)
+    onset = int(ADAPT_SHARE * 2 * DAY)  # rows of high scores it takes to move the quantile
+    assert (adapted[2 * DAY : 2 * DAY + onset] > 1.0).all()
+    assert (adapted[3 * DAY : 4 * DAY] <= 1.0).all()
+    assert (adapted[: 2 * DAY] == 0.0).all() and (adapted[4 * DAY :] == 0.0).all()
+    assert np.array_equal(adapt_to_recent(both, all_scores, 1.0, 0), all_scores)
 
 
 def test_forecast_residual_fires_outside_the_interval_only():
