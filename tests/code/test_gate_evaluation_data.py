@@ -95,3 +95,42 @@ def test_named_real_sets_read_with_their_labels():
     assert trace.resources == ("cpu",) and trace.metrics["node"].nunique() == 8
     windows = json.loads((SHARED / "nab-ec2-cpu" / "anomaly_windows.json").read_text())
     assert sum(map(len, trace.labels.values())) == sum(map(len, windows.values())) > 0
+
+
+def test_both_pipelines_take_evaluation_data_into_the_evaluate_stage(tmp_path):
+    import yaml
+
+    from pipelines.compile import compile_pipelines
+
+    for path in compile_pipelines(tmp_path, "registry.example/ml-scheduler:test"):
+        spec = yaml.safe_load(path.read_text())
+        declared = spec["root"]["inputDefinitions"]["parameters"]["evaluation_data"]
+        assert declared["defaultValue"] == "" and declared["parameterType"] == "STRING"
+        graph = spec["components"]["comp-train-and-deploy"]["dag"]["tasks"]
+        evaluate = graph["evaluate-candidates"]["inputs"]["parameters"]["evaluation_data"]
+        assert evaluate == {"componentInputParameter": "evaluation_data"}, path.name
+
+
+def test_the_command_line_passes_evaluation_data_to_the_pipeline(tmp_path):
+    import argparse
+
+    from pipelines.cli import add_pipeline_parser, pipeline_arguments
+
+    parser = argparse.ArgumentParser()
+    add_pipeline_parser(parser.add_subparsers(dest="command"))
+    data = tmp_path / "synthetic"
+    (data / "node_metrics").mkdir(parents=True)
+    for name in ("anomaly_labels.json", "workload.parquet", "nodes.csv"):
+        (data / name).write_text("")
+    folder = tmp_path / "fleet"
+    write_node_metrics(make_metrics(nodes=1, days=1), folder / "node_metrics.csv")
+    base = ["pipeline", "run", "--tracking-uri", "sqlite:///x.db"]
+    local = parser.parse_args([*base, "--local", "--data", str(data)])
+    assert "evaluation_data" not in pipeline_arguments(local)  # the pipeline's default: none
+    local = parser.parse_args(
+        [*base, "--local", "--data", str(data), "--evaluation-data", str(folder)]
+    )
+    assert pipeline_arguments(local)["evaluation_data"] == str(folder)
+    # A cluster reads its own paths: not checked here.
+    remote = parser.parse_args([*base, "--host", "http://kfp", "--evaluation-data", "/cluster/nab"])
+    assert pipeline_arguments(remote)["evaluation_data"] == "/cluster/nab"
