@@ -22,7 +22,8 @@ MAX_POINTS = 1000
 
 
 def forecast_vs_actual(experiment, resource: str, horizon: str, nodes: list[str]):
-    """Actual level at ``t + h`` against the model, its P90 and persistence, on test rows."""
+    """Actual level at ``t + h`` against the model, its P90 band (shaded up from the model) and
+    persistence, on test rows."""
     dataset, split = experiment.dataset, experiment.split
     test = split.test(dataset)
     figure, axes = _subplots(len(nodes), 1, (11, 2.6 * len(nodes)))
@@ -32,16 +33,11 @@ def forecast_vs_actual(experiment, resource: str, horizon: str, nodes: list[str]
         step = dataset.horizons[[h.name for h in dataset.horizons].index(horizon)]
         stamps = dataset.features["timestamp"].iloc[rows] + np.timedelta64(step.seconds, "s")
         axis.plot(stamps, dataset.targets[resource, horizon][rows], label="actual", lw=1)
-        axis.plot(
-            stamps, experiment.predictions[column_name(resource, horizon)][rows], label="model"
-        )
-        axis.plot(
-            stamps,
-            experiment.predictions[column_name(resource, horizon, True)][rows],
-            label="model P90",
-            lw=0.8,
-            ls="--",
-        )
+        point = experiment.predictions[column_name(resource, horizon)][rows]
+        upper = experiment.predictions[column_name(resource, horizon, True)][rows]
+        axis.plot(stamps, point, label="model")
+        axis.fill_between(stamps, point, upper, color="tab:green", alpha=0.15, lw=0)
+        axis.plot(stamps, upper, label="model P90 (band from the model)", lw=0.8, ls="--")
         axis.plot(stamps, dataset.current[resource][rows], label="persistence", lw=0.8, alpha=0.6)
         axis.set_title(f"{node}: {resource} at +{horizon}")
         axis.set_ylabel("utilisation")

@@ -292,23 +292,28 @@ def score_on_traces(
         from components.forecast.real_trace import score_on_trace
 
         forecaster = load_forecaster(model_uri)
-        return {
-            trace.label: score_on_trace(
-                forecaster,
-                trace.metrics,
-                [r for r in trace.resources if r in held_out["resources"]],
-                horizons=held_out["horizons"],
-            )
-            for trace in traces
-        }
-    from components.anomaly.model import load_anomaly_detector
-    from components.anomaly.real_trace import score_on_trace
 
-    detector = load_anomaly_detector(model_uri)
-    return {
-        trace.label: score_on_trace(detector, trace.metrics, trace.labels, trace.resources)
-        for trace in traces
-    }
+        def score(trace):
+            resources = [r for r in trace.resources if r in held_out["resources"]]
+            return score_on_trace(
+                forecaster, trace.metrics, resources, horizons=held_out["horizons"]
+            )
+    else:
+        from components.anomaly.model import load_anomaly_detector
+        from components.anomaly.real_trace import score_on_trace
+
+        detector = load_anomaly_detector(model_uri)
+
+        def score(trace):
+            return score_on_trace(detector, trace.metrics, trace.labels, trace.resources)
+
+    scored = {}
+    for trace in traces:
+        try:
+            scored[trace.label] = score(trace)
+        except MlschedError as error:
+            raise MlschedError(f"evaluation data {trace.label}: {error}") from None
+    return scored
 
 
 def trace_gate_figures(kind: str, scored: Mapping[str, Any]) -> tuple[float, dict[str, float]]:
