@@ -434,6 +434,14 @@ def evaluate_candidate_result(client, result: Mapping[str, Any], traces: Sequenc
     )
 
 
+def decision_verb(decision) -> str:
+    """What the promote stage will do with a decision: ``promote`` the candidate, ``serve`` the
+    named heuristic (placement: the candidate stays registered) or ``keep`` the champion."""
+    if decision.promoted:
+        return "promote"
+    return f"serve {decision.serve_policy}" if decision.serve_policy else "keep"
+
+
 def evaluate_step(
     results: Mapping[str, str | os.PathLike],
     tracking_uri: str,
@@ -463,7 +471,7 @@ def evaluate_step(
         result = read_result_file(path)
         decision = evaluate_candidate_result(client, result, traces)
         decisions[kind] = {**asdict(decision), "run_id": result["run_id"]}
-        print(f"{kind}: {'promote' if decision.promoted else 'keep'}: {decision.reason}")
+        print(f"{kind}: {decision_verb(decision)}: {decision.reason}")
     Path(output).write_text(json.dumps(decisions, indent=2))
     beaten = [kind for kind, d in decisions.items() if not d["beats_baselines"]]
     if beaten and require_beating_baselines:

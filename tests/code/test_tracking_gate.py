@@ -188,3 +188,24 @@ def test_evaluating_alone_never_moves_the_alias(client, model, tmp_path):
     assert "persistence=0.5" in decision.reason
     assert champion(client, model) is None
     assert registry_state(client, [model])[model] == {"versions": 1, "latest": 1, "champion": None}
+
+
+def test_the_evaluate_log_says_what_promote_will_do():
+    from components.pipeline_steps.steps import decision_verb
+
+    base = dict(
+        model_name="m",
+        candidate_version="3",
+        reason="r",
+        metric="x",
+        higher_is_better=False,
+        candidate=1.0,
+        baselines={},
+        champion=None,
+        champion_version=None,
+        beats_baselines=True,
+    )
+    assert decision_verb(PromotionDecision(promoted=True, **base)) == "promote"
+    assert decision_verb(PromotionDecision(promoted=False, **base)) == "keep"
+    served = PromotionDecision(promoted=False, serve_policy="trimaran-lvrb", **base)
+    assert decision_verb(served) == "serve trimaran-lvrb"
