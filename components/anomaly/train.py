@@ -136,9 +136,11 @@ def score_model(model_uri: str, held_out: dict) -> float:
     metrics = read_anomaly_metrics(held_out["metrics"], cpu_only=cpu_only)
     resources = check_resources(CPU_ONLY if cpu_only else ("cpu", "memory"))
     features = anomaly_features(metrics, resources, infer_step_seconds(metrics))
-    test = features[~time_split(features, held_out["train_fraction"])].reset_index(drop=True)
+    held = ~time_split(features, held_out["train_fraction"])
     detector = load_anomaly_detector(model_uri)
-    scored, events = apply_events(detector, detector.score(test))
+    # Scored over the whole history, as the evaluation does: the adaptation to each node's recent
+    # scores has the rows before the held-out part behind it.
+    scored, events = apply_events(detector, detector.score(features)[held].reset_index(drop=True))
     labels = read_anomaly_labels(held_out["labels"])
     value = evaluate_alarms(scored, events, labels)["overall"][GATE_METRIC]
     return float("nan") if value is None else float(value)

@@ -39,7 +39,8 @@ training and online scoring. Statistics are per node, so one model serves nodes 
   of those 2 hours (a step of memory, however smoothed, rises in at most two of them);
 * burst scale: the seasonal and forecast residuals and the level z-score are in units of at
   least half the node's largest 15-minute floor above its median over the trailing week (ended
-  an hour earlier): a nearly idle node's usual bursts are not incidents;
+  an hour earlier), the level shift in units of the same width a day earlier: a nearly idle
+  node's usual bursts are not incidents;
 * scrape health: returns after a missing scrape in the short window and the hour, beyond the two
   and three that isolated missed scrapes and one outage explain (a flapping node).
 
@@ -198,7 +199,9 @@ def _residuals(
     window = max(2, ROBUST_WINDOW_SECONDS // step)
     hour = max(1, -(-HOUR_SECONDS // step))
     recent = _rolling(grid, hour, "median")
-    shift = np.abs(recent - _lagged(median, hour)) / _lagged(scale, hour)
+    # Bursts seen before the reference day: a new level that lasts an hour is no burst of its own.
+    usual = np.nan_to_num(_lagged(burst, window), nan=0.0)
+    shift = np.abs(recent - _lagged(median, hour)) / np.maximum(_lagged(scale, hour), usual)
     near = max(1, SEASON_NEIGHBOURHOOD_SECONDS // step)
     day = max(1, SEASON_SECONDS // step)
     # The range the node took at this time of day on any of the last SEASON_DAYS days: a daily

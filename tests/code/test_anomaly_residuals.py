@@ -50,6 +50,16 @@ def test_level_shift_scores_a_drop_as_well_as_a_rise():
         assert shift[2 * DAY + 12 : 2 * DAY + 24].min() > 10
 
 
+def test_an_idle_nodes_usual_bursts_are_no_level_shift():
+    """A nearly idle node that runs an hour at 0.9 every 7 hours: by its third day such an hour is
+    a small shift in units of its own bursts (its robust spread alone is near zero)."""
+    values = noisy(4, level=0.01, sigma=0.001)
+    for start in range(0, 4 * DAY - 12, 7 * 12):
+        values[start : start + 12] = 0.9
+    shift = cpu_features(values)["cpu_shift_rz"].to_numpy()
+    assert shift[2 * DAY : 4 * DAY].max() < 3
+
+
 def test_seasonal_residual_ignores_a_daily_spike_but_not_a_new_one():
     values = noisy(4, level=0.05, sigma=0.002)
     for day in range(4):
