@@ -76,9 +76,9 @@ def test_model_development_notebook_runs(tmp_path):
         FORECAST_TRAIN_FRACTION=0.7,
         ANOMALY_TRAIN_FRACTION=0.3,
         SHARED_DATA="",
-        REAL_SERIES=8,
-        REAL_DAYS=10,
-        REAL_TRAIN_ROWS=3000,
+        REAL_SERIES=5,
+        REAL_DAYS=8,
+        REAL_TRAIN_ROWS=2000,
     )
     tables = _outputs(notebook, "text/html")
     assert any("seasonal_naive" in table and "persistence" in table for table in tables)
