@@ -179,7 +179,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if run.run_dir is not None:
         for decisions in sorted(run.run_dir.rglob("evaluate-candidates/decisions")):
             for kind, decision in json.loads(decisions.read_text()).items():
-                verdict = "promoted" if decision["promoted"] else "kept the champion"
+                verdict = (
+                    "promoted"
+                    if decision["promoted"]
+                    else f"serves {decision['serve_policy']}"
+                    if decision.get("serve_policy")
+                    else "kept the champion"
+                )
                 print(f"  gate {kind}: {verdict}: {decision['reason']}")
         for manifest in sorted(run.run_dir.rglob("canary-*.yaml")):
             print(f"  serving manifest: {manifest}")
