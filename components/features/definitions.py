@@ -38,9 +38,19 @@ RESOURCES: dict[str, str] = {"cpu": CPU_UTILIZATION, "memory": MEMORY_UTILIZATIO
 REQUESTED_RATIO: dict[str, str] = {"cpu": CPU_REQUESTED_RATIO, "memory": MEMORY_REQUESTED_RATIO}
 
 # Window name -> seconds.
-WINDOWS: dict[str, int] = {"5m": 300, "15m": 900, "1h": 3600, "6h": 21_600, "24h": 86_400}
-MEAN_WINDOWS = ("5m", "15m", "1h", "6h", "24h")
-STD_WINDOWS = ("5m", "15m", "1h", "6h", "24h")
+WINDOWS: dict[str, int] = {
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "3h": 10_800,
+    "6h": 21_600,
+    "24h": 86_400,
+}
+# The 30 min and 3 h windows and the 10 min .. 4 h lags give the forecaster the lags and windows
+# that real 5-minute traces reward (issue 16: 1, 2, 3, 6, 12, 24, 48 steps; 3 .. 288 steps).
+MEAN_WINDOWS = ("5m", "15m", "30m", "1h", "3h", "6h", "24h")
+STD_WINDOWS = ("5m", "15m", "30m", "1h", "3h", "6h", "24h")
 MIN_WINDOWS = ("1h", "6h", "24h")
 MAX_WINDOWS = ("5m", "15m", "1h", "6h", "24h")
 # (name, quantile, window)
@@ -56,7 +66,12 @@ ZSCORE_WINDOWS = ("1h", "24h")
 # Lag feature suffix -> seconds back.
 LAGS: dict[str, int] = {
     "lag_5m": 300,
+    "lag_10m": 600,
+    "lag_15m": 900,
+    "lag_30m": 1800,
     "lag_1h": 3600,
+    "lag_2h": 7200,
+    "lag_4h": 14_400,
     "same_time_yesterday": 86_400,
     "same_time_last_week": 7 * 86_400,
 }

@@ -1,19 +1,27 @@
-"""XGBoost forecaster: one booster per resource and horizon predicting the change, plus a P90.
+"""XGBoost forecaster: per resource and horizon a blend of point boosters predicting the
+change, plus a P90.
 
-Each point model learns ``level(t + h) - level(t)`` (the change: persistence is the zero
-prediction, so the model only has to learn what moves); an upper-quantile model
+Each point member learns ``level(t + h) - level(t)`` (the change: persistence is the zero
+prediction, so the model only has to learn what moves). The members (:data:`MEMBERS`) differ in
+what they see and how they are fitted: every serving feature with the absolute error (the loss
+the skill is scored on); all but the short step lags and the 30 min / 3 h windows
+(:data:`COARSE_EXCLUDED`); every feature with a pseudo-Huber loss. Their blend weights are chosen
+on held-out rows, and members with weight 0 are dropped. An upper-quantile model
 (``reg:quantileerror``) learns the 90th percentile of the same change, and a split-conformal
 offset, measured on held-out rows, shifts it so that its coverage holds on unseen data. Early
 stopping uses the first half of the time-ordered validation fold of
-:class:`components.forecast.dataset.Split`; the conformal calibration uses the second half.
+:class:`components.forecast.dataset.Split`; the blend weights and the conformal calibration use
+the second half.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,21 +46,74 @@ class ForecastParams:
 
     max_depth: int = 5
     learning_rate: float = 0.05
-    n_estimators: int = 200
-    early_stopping_rounds: int = 20
+    n_estimators: int = 600
+    early_stopping_rounds: int = 40
     subsample: float = 0.8
     colsample_bytree: float = 0.8
     min_child_weight: float = 1.0
-    huber_slope: float = 0.01
+    point_objective: str = "reg:absoluteerror"
+    huber_slope: float = 0.01  # only for point_objective reg:pseudohubererror
     max_train_rows: int = 60_000
     quantile_alpha: float = 0.9
     validation_fraction: float = 0.2
-    max_bin: int = 64
+    max_bin: int = 256
     n_jobs: int = 1
     seed: int = 0
 
 
 _LEVEL_KINDS = ("mean", "min", "max", "p50", "p95", "ewma", "lag", "same_time")
+# The coarse member leaves out these per-resource features (suffixes after ``<resource>_``).
+COARSE_EXCLUDED = ("lag_10m", "lag_15m", "lag_30m", "lag_2h", "lag_4h", "mean_30m", "std_30m")
+COARSE_EXCLUDED += ("mean_3h", "std_3h")
+FULL, COARSE, HUBER = "full", "coarse", "huber"
+# Point members: name -> (reads every feature, or the coarse ones; objective, None = the
+# params' point objective). The Huber member's loss keeps small changes in view, where the
+# absolute error tends to predict no change at all.
+MEMBERS: dict[str, tuple[bool, str | None]] = {
+    FULL: (True, None),
+    COARSE: (False, None),
+    HUBER: (True, "reg:pseudohubererror"),
+}
+WEIGHT_STEP = 0.25  # blend weights are chosen on this grid over the simplex
+
+
+def coarse_columns(feature_names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Positions of the features the coarse member reads."""
+    excluded = {f"{prefix}_{suffix}" for prefix in RESOURCES for suffix in COARSE_EXCLUDED}
+    return np.array(
+        [i for i, name in enumerate(feature_names) if name not in excluded], dtype=np.int64
+    )
+
+
+def member_key(point_key: str, member: str) -> str:
+    """The booster key of a point member: the point key itself for the full member, else
+    ``cpu_15m_coarse``."""
+    return point_key if member == FULL else f"{point_key}_{member}"
+
+
+def weight_grid(members: int, step: float = WEIGHT_STEP) -> list[tuple[float, ...]]:
+    """Every weight vector on the simplex with entries on multiples of ``step``."""
+    parts = round(1 / step)
+    out = []
+    for cut in itertools.combinations(range(parts + members - 1), members - 1):
+        bounds = (-1, *cut, parts + members - 1)
+        out.append(tuple((bounds[i + 1] - bounds[i] - 1) * step for i in range(members)))
+    return out
+
+
+def best_blend_weights(actual: np.ndarray, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+    """The member weights, on :func:`weight_grid`, with the lowest MAE of the blend on
+    ``actual`` (ties to the earliest grid point; the full member alone without rows)."""
+    names = list(predictions)
+    if len(actual) == 0:
+        return {name: float(name == FULL) for name in names}
+    stacked = np.stack([predictions[name] for name in names])
+    best, chosen = np.inf, None
+    for weights in weight_grid(len(names)):
+        error = np.mean(np.abs(np.asarray(weights) @ stacked - actual))
+        if error < best:
+            best, chosen = error, weights
+    return {name: float(w) for name, w in zip(names, chosen, strict=True) if w > 0}
 
 
 def relative_columns(feature_names: tuple[str, ...] | list[str], resource: str) -> np.ndarray:
@@ -98,6 +159,8 @@ class LoadForecaster:
     best_iterations: dict[str, int] = field(default_factory=dict)
     persistence_fallback: tuple[str, ...] = ()
     p90_offsets: dict[str, float] = field(default_factory=dict)
+    # point key -> member -> weight (absent: the full member alone)
+    blend_weights: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def output_columns(self) -> list[str]:
@@ -111,19 +174,26 @@ class LoadForecaster:
     def predict_changes(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
         """Raw booster outputs (predicted changes) for a float32 feature matrix."""
         out = {}
+        names = list(self.feature_names)
+        coarse = coarse_columns(names)
         for resource in self.resources:
-            data = xgb.DMatrix(
-                model_matrix(matrix, self.feature_names, resource),
-                feature_names=list(self.feature_names),
-            )
+            relative = model_matrix(matrix, names, resource)
+            inputs = {True: xgb.DMatrix(relative, feature_names=names)}
             for horizon in self.horizons:
                 for upper in (False, True):
                     key = column_name(resource, horizon.name, upper)
+                    out[key] = np.zeros(len(matrix), dtype=np.float32)
                     if key in self.persistence_fallback:
-                        out[key] = np.zeros(len(matrix), dtype=np.float32)
-                    else:
-                        out[key] = self.boosters[key].predict(data)
-                    out[key] = out[key] + np.float32(self.p90_offsets.get(key, 0.0))
+                        continue
+                    for member, weight in self.blend_weights.get(key, {FULL: 1.0}).items():
+                        every = MEMBERS[member][0]
+                        if every not in inputs:
+                            inputs[every] = xgb.DMatrix(
+                                relative[:, coarse], feature_names=[names[i] for i in coarse]
+                            )
+                        booster = self.boosters[member_key(key, member)]
+                        out[key] += np.float32(weight) * booster.predict(inputs[every])
+                    out[key] += np.float32(self.p90_offsets.get(key, 0.0))
         return out
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -172,6 +242,7 @@ class LoadForecaster:
             "best_iterations": self.best_iterations,
             "persistence_fallback": list(self.persistence_fallback),
             "p90_offsets": self.p90_offsets,
+            "blend_weights": self.blend_weights,
         }
 
         def write(staging: Path) -> None:
@@ -209,6 +280,10 @@ class LoadForecaster:
             best_iterations=manifest.get("best_iterations", {}),
             persistence_fallback=tuple(manifest.get("persistence_fallback", ())),
             p90_offsets={k: float(v) for k, v in manifest.get("p90_offsets", {}).items()},
+            blend_weights={
+                key: {member: float(w) for member, w in weights.items()}
+                for key, weights in manifest.get("blend_weights", {}).items()
+            },
         )
 
 
@@ -310,6 +385,21 @@ def _fit(
     return booster[: best + 1], best + 1
 
 
+def _rows_matrix(
+    matrix: np.ndarray,
+    label: np.ndarray,
+    rows: np.ndarray,
+    names: list[str],
+    columns: np.ndarray | None = None,
+) -> xgb.DMatrix:
+    """The DMatrix of ``rows`` (and only ``columns`` of the features, when given)."""
+    if columns is None:
+        return xgb.DMatrix(matrix[rows], label[rows], feature_names=names)
+    return xgb.DMatrix(
+        matrix[rows][:, columns], label[rows], feature_names=[names[i] for i in columns]
+    )
+
+
 def train_forecaster(
     dataset: ForecastDataset,
     split: Split,
@@ -318,10 +408,12 @@ def train_forecaster(
     resources: tuple[str, ...] | None = None,
     progress: bool = True,
 ) -> LoadForecaster:
-    """Train the point and P90 boosters for every resource and horizon of ``dataset``.
+    """Train the point members, their blend weight and the P90 booster for every resource and
+    horizon of ``dataset``.
 
     Only rows whose target lies before the node's train/test boundary are used; at most
-    ``params.max_train_rows`` fit rows (a seeded sample) per booster.
+    ``params.max_train_rows`` fit rows (a seeded sample) per booster. The blend weight and the
+    P90's conformal offset are measured on the calibration fold, which no booster saw.
 
     Raises:
         MlschedError: a horizon with no usable fit or validation rows (history too short).
@@ -329,11 +421,13 @@ def train_forecaster(
     params = params or ForecastParams()
     resources = resources or dataset.resources
     names = list(FEATURE_NAMES)
+    coarse = coarse_columns(names)
     raw = feature_matrix(dataset.features, names)
     boosters: dict[str, xgb.Booster] = {}
     best: dict[str, int] = {}
     fallback: list[str] = []
     offsets: dict[str, float] = {}
+    weights: dict[str, float] = {}
     jobs = [(r, h) for r in resources for h in dataset.horizons]
     matrix, matrix_resource = raw, None
     for resource, horizon in tqdm(jobs, desc="boosters", unit="pair", disable=not progress):
@@ -355,23 +449,35 @@ def train_forecaster(
         fit_rows = _sample(fit_rows, params.max_train_rows, rng)
         validation_rows = _sample(validation_rows, max(1000, params.max_train_rows // 4), rng)
         change = target - current
-        train = xgb.DMatrix(matrix[fit_rows], change[fit_rows], feature_names=names)
-        validation = xgb.DMatrix(
-            matrix[validation_rows], change[validation_rows], feature_names=names
-        )
-        for upper, objective in ((False, "reg:pseudohubererror"), (True, "reg:quantileerror")):
-            key = column_name(resource, horizon.name, upper)
-            boosters[key], best[key] = _fit(params, objective, train, validation)
+        data = partial(_rows_matrix, matrix, change, names=names)
+        train, validation = data(fit_rows), data(validation_rows)
+        point = column_name(resource, horizon.name)
         upper_key = column_name(resource, horizon.name, True)
+        boosters[upper_key], best[upper_key] = _fit(params, "reg:quantileerror", train, validation)
         offsets[upper_key] = conformal_offset(
             change[calibration_rows],
-            boosters[upper_key].predict(xgb.DMatrix(matrix[calibration_rows], feature_names=names)),
+            boosters[upper_key].predict(data(calibration_rows)),
             params.quantile_alpha,
         )
-        point = column_name(resource, horizon.name)
+        held_out, early = {}, {}
+        for member, (every, objective) in MEMBERS.items():
+            columns = None if every else coarse
+            key = member_key(point, member)
+            boosters[key], best[key] = _fit(
+                params,
+                objective or params.point_objective,
+                data(fit_rows, columns=columns),
+                data(validation_rows, columns=columns),
+            )
+            held_out[member] = boosters[key].predict(data(calibration_rows, columns=columns))
+            early[member] = boosters[key].predict(data(validation_rows, columns=columns))
+        weights[point] = best_blend_weights(change[calibration_rows], held_out)
+        for member in MEMBERS:
+            if member not in weights[point]:
+                del boosters[member_key(point, member)], best[member_key(point, member)]
+        blend = sum(w * early[member] for member, w in weights[point].items())
         expected = change[validation_rows]
-        model_mae = np.mean(np.abs(boosters[point].predict(validation) - expected))
-        if not model_mae < np.mean(np.abs(expected)):
+        if not np.mean(np.abs(blend - expected)) < np.mean(np.abs(expected)):
             fallback.append(point)
     return LoadForecaster(
         step_seconds=dataset.step_seconds,
@@ -383,4 +489,5 @@ def train_forecaster(
         best_iterations=best,
         persistence_fallback=tuple(fallback),
         p90_offsets=offsets,
+        blend_weights=weights,
     )

@@ -206,6 +206,11 @@ def run_real(names: list[str], max_train_rows: int, threads: int) -> None:
     from components.forecast.model import ForecastParams
 
     params = ForecastParams(max_train_rows=max_train_rows, n_jobs=threads)
+    print(
+        f"split: first 70 % of each node's history trains, the rest scores (both models); rows "
+        f"per booster: at most {max_train_rows} (ours: of the fit fold, the reference: of all "
+        "training rows)"
+    )
     missed: list[str] = []
     for name, metrics, resources in real_traces(names):
         began = time.perf_counter()

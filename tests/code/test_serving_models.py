@@ -380,7 +380,7 @@ BAD_V2 = [
     (
         FORECASTER,
         [tensor("features", np.zeros((2, 96)))],
-        r"shape \[2, 96\], expected FP32 \[n, 97\]",
+        rf"shape \[2, 96\], expected FP32 \[n, {len(FEATURE_NAMES)}\]",
     ),
     (FORECASTER, [tensor("features", np.zeros(97))], r"shape \[97\]"),
     (
@@ -456,9 +456,9 @@ def test_bad_v2_requests_raise_invalid_input(models, name, inputs, message):
     ("payload", "message"),
     [
         ({"inputs": []}, "'instances' list"),
-        ({"instances": [[0.0] * 5]}, "5 values, expected 97"),
+        ({"instances": [[0.0] * 5]}, f"5 values, expected {len(FEATURE_NAMES)}"),
         ({"instances": [{"no_such_feature": 1.0}]}, "unknown field"),
-        ({"instances": [["x"] * 97]}, "numbers or null"),
+        ({"instances": [["x"] * len(FEATURE_NAMES)]}, "numbers or null"),
         ({"instances": ["row"]}, "must be a list"),
     ],
 )
