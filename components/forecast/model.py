@@ -106,7 +106,7 @@ def best_blend_weights(actual: np.ndarray, predictions: dict[str, np.ndarray]) -
     ``actual`` (ties to the earliest grid point; the full member alone without rows)."""
     names = list(predictions)
     if len(actual) == 0:
-        return {name: float(name == FULL) for name in names}
+        return {FULL if FULL in names else names[0]: 1.0}
     stacked = np.stack([predictions[name] for name in names])
     best, chosen = np.inf, None
     for weights in weight_grid(len(names)):

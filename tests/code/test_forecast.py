@@ -18,7 +18,14 @@ from components.forecast.dataset import (
     time_split,
 )
 from components.forecast.evaluate import evaluate_forecast, run_forecast_experiment
-from components.forecast.model import ForecastParams, load_forecaster
+from components.forecast.model import (
+    FULL,
+    MEMBERS,
+    ForecastParams,
+    best_blend_weights,
+    load_forecaster,
+    weight_grid,
+)
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 FAST = ForecastParams(n_estimators=20, max_train_rows=2000, early_stopping_rounds=5)
@@ -129,6 +136,28 @@ def test_training_is_deterministic_and_round_trips(tmp_path):
     pd.testing.assert_frame_equal(reloaded.predict(features), predicted)
     with pytest.raises(MlschedError, match="missing column"):
         reloaded.predict(features.drop(columns=["cpu_mean_1h"]))
+
+
+def test_blend_weights_are_chosen_on_the_grid_by_held_out_mae():
+    grid = weight_grid(3)
+    assert len(grid) == 15 and all(abs(sum(w) - 1) < 1e-12 for w in grid)
+    actual = np.array([0.0, 1.0, 2.0, 3.0])
+    exact, biased = actual.copy(), actual + 1.0
+    # the member that matches alone gets all the weight; halves when two err in opposite ways
+    assert best_blend_weights(actual, {"a": biased, "b": exact}) == {"b": 1.0}
+    halves = best_blend_weights(actual, {"a": actual - 1.0, "b": biased, "c": actual + 3.0})
+    assert halves == {"a": 0.5, "b": 0.5}
+    assert best_blend_weights(actual[:0], {FULL: actual[:0], "b": actual[:0]}) == {FULL: 1.0}
+
+
+def test_trained_blend_keeps_only_weighted_members():
+    experiment = run_forecast_experiment(make_metrics(), ["15m"], 0.7, params=FAST)
+    forecaster = experiment.forecaster
+    for point in ("cpu_15m", "memory_15m"):
+        weights = forecaster.blend_weights[point]
+        assert set(weights) <= set(MEMBERS) and abs(sum(weights.values()) - 1) < 1e-9
+        members = {k for k in forecaster.boosters if k.startswith(point) and "p90" not in k}
+        assert len(members) == len(weights)
 
 
 def test_report_structure_and_metric_definitions():
