@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from components.contracts import NODE
-from components.forecast.model import LoadForecaster, column_name
+from components.forecast.model import FULL, LoadForecaster, column_name, member_key
 
 
 def _subplots(rows: int, columns: int, size: tuple[float, float]):
@@ -47,14 +47,22 @@ def forecast_vs_actual(experiment, resource: str, horizon: str, nodes: list[str]
 
 
 def feature_importance(forecaster: LoadForecaster, key: str, top: int = 20):
-    """The ``top`` features of booster ``key`` by total gain."""
-    booster = forecaster.boosters[key]
-    scores = booster.get_score(importance_type="total_gain")
-    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)[:top][::-1]
+    """The ``top`` features of the point forecast ``key`` by total gain, summed over its blend's
+    members, each weighted by its blend weight."""
+    weights = getattr(forecaster, "blend_weights", {}).get(key, {FULL: 1.0})
+    gains: dict[str, float] = {}
+    for member, weight in weights.items():
+        booster = forecaster.boosters.get(member_key(key, member))
+        if booster is None:  # a persistence fallback has no booster
+            continue
+        for name, gain in booster.get_score(importance_type="total_gain").items():
+            gains[name] = gains.get(name, 0.0) + weight * gain
+    ranked = sorted(gains.items(), key=lambda item: item[1], reverse=True)[:top][::-1]
     figure, axes = _subplots(1, 1, (8, 0.3 * max(len(ranked), 4) + 1))
     axis = axes[0, 0]
     axis.barh([name for name, _ in ranked], [value for _, value in ranked])
-    axis.set_title(f"feature importance (total gain): {key}")
+    members = ", ".join(f"{m} {w:g}" for m, w in weights.items())
+    axis.set_title(f"feature importance (total gain; blend {members}): {key}", fontsize=9)
     figure.tight_layout()
     return figure
 
