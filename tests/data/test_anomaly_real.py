@@ -84,12 +84,6 @@ def test_synthetic_cluster_windows_are_found(small_metrics, small_labels):
     assert overall["event_f1"] > baseline["event_f1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16: on the calibrated (bursty) generator the detector's event precision on the "
-    "small synthetic set is 0.62 (point FPR 0.008, worst node 0.020: those targets are met); "
-    "natural bursts larger than any a node showed in training still alarm",
-)
 def test_synthetic_cluster_precision_and_fpr_targets(small_metrics, small_labels):
     report = evaluate_anomaly(small_metrics, small_labels, 0.3)
     assert report["overall"]["event_precision"] >= 0.8
