@@ -156,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"submitted {args.pipeline} pipeline to {args.host}: run {run_id}")
         return 0
     from components.model_contracts import REGISTERED_MODELS
-    from components.tracking.gate import registry_state
+    from components.tracking.gate import decision_verb, registry_state
     from components.tracking.runs import open_tracking
     from pipelines.run import run_local
 
@@ -179,13 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if run.run_dir is not None:
         for decisions in sorted(run.run_dir.rglob("evaluate-candidates/decisions")):
             for kind, decision in json.loads(decisions.read_text()).items():
-                verdict = (
-                    "promoted"
-                    if decision["promoted"]
-                    else f"serves {decision['serve_policy']}"
-                    if decision.get("serve_policy")
-                    else "kept the champion"
-                )
+                verdict = decision_verb(decision["promoted"], decision.get("serve_policy", ""))
                 print(f"  gate {kind}: {verdict}: {decision['reason']}")
         for manifest in sorted(run.run_dir.rglob("canary-*.yaml")):
             print(f"  serving manifest: {manifest}")

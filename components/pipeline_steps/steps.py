@@ -434,14 +434,6 @@ def evaluate_candidate_result(client, result: Mapping[str, Any], traces: Sequenc
     )
 
 
-def decision_verb(decision) -> str:
-    """What the promote stage will do with a decision: ``promote`` the candidate, ``serve`` the
-    named heuristic (placement: the candidate stays registered) or ``keep`` the champion."""
-    if decision.promoted:
-        return "promote"
-    return f"serve {decision.serve_policy}" if decision.serve_policy else "keep"
-
-
 def evaluate_step(
     results: Mapping[str, str | os.PathLike],
     tracking_uri: str,
@@ -461,6 +453,7 @@ def evaluate_step(
     from dataclasses import asdict
 
     from components.tracking.entrypoint import DEFAULT_LOCAL_STORE, read_result_file
+    from components.tracking.gate import decision_verb
     from components.tracking.runs import open_tracking, point_mlflow_at
 
     traces = load_evaluation_traces(evaluation_data) if evaluation_data else None
@@ -471,7 +464,9 @@ def evaluate_step(
         result = read_result_file(path)
         decision = evaluate_candidate_result(client, result, traces)
         decisions[kind] = {**asdict(decision), "run_id": result["run_id"]}
-        print(f"{kind}: {decision_verb(decision)}: {decision.reason}")
+        print(
+            f"{kind}: {decision_verb(decision.promoted, decision.serve_policy)}: {decision.reason}"
+        )
     Path(output).write_text(json.dumps(decisions, indent=2))
     beaten = [kind for kind, d in decisions.items() if not d["beats_baselines"]]
     if beaten and require_beating_baselines:

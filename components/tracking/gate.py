@@ -53,6 +53,14 @@ class PromotionDecision:
     evaluated_on: str = ""
 
 
+def decision_verb(promoted: bool, serve_policy: str = "") -> str:
+    """What :func:`promote` does with a decision: ``promote`` the candidate, ``serve`` the named
+    heuristic (placement: the candidate stays registered) or ``keep the champion``."""
+    if promoted:
+        return "promote"
+    return f"serve {serve_policy}" if serve_policy else "keep the champion"
+
+
 def _beats(candidate: float, other: float, higher_is_better: bool, margin: float) -> bool:
     if not math.isfinite(candidate):
         return False

@@ -191,21 +191,8 @@ def test_evaluating_alone_never_moves_the_alias(client, model, tmp_path):
 
 
 def test_the_evaluate_log_says_what_promote_will_do():
-    from components.pipeline_steps.steps import decision_verb
+    from components.tracking.gate import decision_verb
 
-    base = dict(
-        model_name="m",
-        candidate_version="3",
-        reason="r",
-        metric="x",
-        higher_is_better=False,
-        candidate=1.0,
-        baselines={},
-        champion=None,
-        champion_version=None,
-        beats_baselines=True,
-    )
-    assert decision_verb(PromotionDecision(promoted=True, **base)) == "promote"
-    assert decision_verb(PromotionDecision(promoted=False, **base)) == "keep"
-    served = PromotionDecision(promoted=False, serve_policy="trimaran-lvrb", **base)
-    assert decision_verb(served) == "serve trimaran-lvrb"
+    assert decision_verb(True) == "promote"
+    assert decision_verb(False) == "keep the champion"
+    assert decision_verb(False, "trimaran-lvrb") == "serve trimaran-lvrb"
