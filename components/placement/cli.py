@@ -62,11 +62,13 @@ def add_evaluate_placement_parser(evaluate_subparsers) -> argparse.ArgumentParse
     )
     placement.add_argument(
         "--dqn-training",
-        choices=("mix", "per-family"),
+        choices=("mix", "per-family", "leave-one-out"),
         default="mix",
         help="without --dqn-model: train the DQN once on the generated training mix (every "
-        "family but synthetic held out; default), or per family on the first draw's training "
-        "part (no family held out)",
+        "family but synthetic held out; default), per family on the first draw's training "
+        "part (no family held out), or leave-one-out: one DQN per family on the generated mix "
+        "plus the training parts of the other families' own draws (each family held out from "
+        "its DQN)",
     )
     placement.add_argument(
         "--dqn-trained-on",
@@ -190,6 +192,18 @@ def dqn_policies(args, families, policies: list[str], seed: int = 0):
         held = {n: n != DEFAULT_DQN_TRAINED_ON for n in names}
         return policy, held, None, {"dqn": {"training": "mix", **info}}
     built, info = {}, {}
+    if args.dqn_training == "leave-one-out":
+        from components.placement.families import REAL_FAMILIES
+
+        for family in families:
+            others = [n for n in REAL_FAMILIES if n != family.name]
+            trained = trainer(seed=seed, families=others, progress=not args.quiet)
+            built[family.name], info[family.name] = (
+                trained if isinstance(trained, tuple) else (trained, {})
+            )
+        # the generated mix is in every DQN's training: only the synthetic family is its kin
+        held = {n: n != DEFAULT_DQN_TRAINED_ON for n in names}
+        return built, held, None, {"dqn": {"training": "leave-one-out", **info}}
     for family in families:
         workload, cluster = family.build(seed)
         first = cut_test_windows(workload, args.train_fraction, args.windows)[0][0]

@@ -103,3 +103,20 @@ def test_register_logs_a_candidate_and_only_the_promote_stage_moves_the_alias(tm
     assert (str(aliases.get("champion")) == "1") == promoted
     policy = load_dqn_policy(f"models:/{PLACEMENT_MODEL}/1")
     assert policy.name == "dqn"
+
+
+def test_family_sources_are_training_parts_of_draws_apart_from_the_evaluation():
+    import pytest
+
+    from components.placement.dqn.mix import FAMILY_SEED_OFFSET, family_sources
+    from components.placement.families import available_families, build_family
+
+    if "nab-ec2" not in available_families():
+        pytest.skip("needs ../shared/data/ (the NAB trace) for the nab-ec2 family")
+    (workload, cluster), *rest = family_sources(["nab-ec2"], seed=0, train_fraction=0.5)
+    assert rest == []
+    full, full_cluster = build_family("nab-ec2", seed=FAMILY_SEED_OFFSET)
+    assert workload.n_steps == round(full.n_steps * 0.5)
+    assert cluster.nodes == full_cluster.nodes
+    evaluated, _ = build_family("nab-ec2", seed=0)  # seeds 0..N-1 are the evaluation's draws
+    assert not np.array_equal(full.cpu_request, evaluated.cpu_request)

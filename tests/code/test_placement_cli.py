@@ -368,3 +368,35 @@ def test_a_saved_dqn_is_the_reference_and_families_it_never_saw_are_held_out(fil
     assert report["training"]["dqn"]["trained_on"] == ["synthetic"]
     with pytest.raises(MlschedError, match="not a DQN model folder"):
         run_cli("placement", *common, "--dqn-model", str(tmp_path), "--output", str(report_path))
+
+
+def test_leave_one_out_trains_one_dqn_per_family_on_the_other_families():
+    from components.placement import cli
+    from components.placement.evaluate import FamilySource
+    from components.placement.families import REAL_FAMILIES
+
+    trained_on = {}
+
+    # a recording stand-in for train_dqn_policy (a real training takes CPU-minutes)
+    def trainer(*, seed, families, progress):
+        policy = object()
+        trained_on[id(policy)] = list(families)
+        return policy, {"families": list(families)}
+
+    names = ["synthetic", *REAL_FAMILIES]
+    args = argparse.Namespace(dqn_model=None, dqn_training="leave-one-out", quiet=True)
+    original = cli.dqn_trainer
+    cli.dqn_trainer = lambda: (trainer, None)
+    try:
+        built, held, why, info = cli.dqn_policies(
+            args, [FamilySource(n) for n in names], ["kube-default", "dqn"]
+        )
+    finally:
+        cli.dqn_trainer = original
+    assert why is None and set(built) == set(names)
+    for name in names:
+        families = trained_on[id(built[name])]
+        assert name not in families and set(families) == set(REAL_FAMILIES) - {name}
+    # every DQN also trained on the generated mix: only the synthetic family is not held out
+    assert held == {n: n != "synthetic" for n in names}
+    assert info["dqn"]["training"] == "leave-one-out"

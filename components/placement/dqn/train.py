@@ -27,7 +27,7 @@ import numpy as np
 from components.errors import MlschedError
 from components.model_contracts import PLACEMENT_DQN, PLACEMENT_HEURISTICS
 from components.placement.dqn.agent import AgentConfig
-from components.placement.dqn.mix import DEFAULT_SOURCES, Source, training_mix
+from components.placement.dqn.mix import DEFAULT_SOURCES, Source, family_sources, training_mix
 from components.placement.dqn.policy import DQNPolicy, load_dqn_policy, save_dqn_model
 from components.placement.dqn.training import TrainConfig, TrainedDQN, train_dqn_mix
 from components.placement.policy import PlacementPolicy, make_policy
@@ -76,13 +76,16 @@ def train_dqn_policy(
     seed: int = 0,
     config: TrainConfig | None = None,
     mix_sources: int = 0,
+    families: Sequence[str] = (),
     on_episode: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
 ) -> tuple[DQNPolicy, dict]:
     """Train on ``train_workload`` (the early slice only) over ``cluster``, plus ``mix_sources``
-    randomised generated workloads (:func:`~components.placement.dqn.mix.training_mix`); return
-    the policy and a summary. With no workload, the mix alone (``DEFAULT_SOURCES`` of them when
-    ``mix_sources`` is 0).
+    randomised generated workloads (:func:`~components.placement.dqn.mix.training_mix`), plus
+    the training parts of draws of the named ``families``
+    (:func:`~components.placement.dqn.mix.family_sources`; leave-one-family-out passes every
+    family but the held-out one); return the policy and a summary. With no workload, the mix
+    (``DEFAULT_SOURCES`` of them when ``mix_sources`` is 0) and the families.
 
     The signature ``mlsched evaluate placement`` expects of a per-family trainer.
     """
@@ -96,8 +99,12 @@ def train_dqn_policy(
         sources.append((train_workload, cluster))
     if mix_sources or not sources:
         sources += training_mix(seed, mix_sources or DEFAULT_SOURCES)
+    sources += family_sources(families, seed)
     trained = train_dqn_mix(sources, config, on_episode=on_episode, progress=progress)
-    return trained.policy(), training_summary(trained)
+    summary = training_summary(trained)
+    if families:
+        summary["trained_on_families"] = list(families)
+    return trained.policy(), summary
 
 
 def training_summary(trained: TrainedDQN) -> dict:
