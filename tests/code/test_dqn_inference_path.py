@@ -154,18 +154,33 @@ def test_the_three_paths_agree_when_the_network_mixes_in_the_heuristic_prior():
         np.testing.assert_allclose(extender, simulator, **TOLERANCE, err_msg=pod.pod)
 
 
-def test_the_prior_alone_is_the_greedy_predictive_score():
+def test_the_prior_alone_is_greedy_predictive_with_a_per_pod_use_guess():
+    """greedy-predictive's rule (observed P90 + what is placed but not yet observed + the pod),
+    the unobserved pods' CPU guessed as half their request plus 0.3 cores each."""
+    from components.placement.dqn.inputs import PRIOR_CORES_PER_POD, PRIOR_USE_PER_REQUESTED_CORE
+
     policy, state, tracker = midway()
+    assert state.cpu_requested_since_observed.sum() > 0  # pending pods: the guess has teeth
     prior_only = DQNPolicy(network=with_weights(policy.network, 1.0, 0.0))
     greedy = make_policy("greedy-predictive")
     greedy.reset(0)
     everywhere = np.ones(state.n_nodes, dtype=bool)
+    cpu_p90 = np.percentile(state.cpu_usage_history, 90, axis=0)
+    memory_p90 = np.percentile(state.memory_usage_history, 90, axis=0)
     for pod in PODS:
         prior_only.tracker = copy.deepcopy(tracker)
-        expected = greedy.score(pod, state, everywhere)
+        guess = PRIOR_USE_PER_REQUESTED_CORE * (
+            state.cpu_requested_since_observed + pod.nonzero_cpu_cores
+        ) + PRIOR_CORES_PER_POD * (state.pod_count + 1)
+        cpu = (cpu_p90 + guess) / state.cpu_capacity / 0.9
+        memory = (
+            memory_p90 + state.memory_requested_since_observed + pod.nonzero_memory_bytes
+        ) / state.memory_capacity
+        expected = -np.maximum(cpu, memory / 0.95)
         np.testing.assert_allclose(
             prior_only.score(pod, state, everywhere), expected, rtol=1e-5, err_msg=pod.pod
         )
+        assert not np.allclose(expected, greedy.score(pod, state, everywhere))
 
 
 def test_the_extender_reads_the_record_from_the_node_features():
