@@ -5,8 +5,8 @@ context (mean and max over nodes of a shared node embedding), so the network ser
 any size and reordering the nodes reorders the Q-values the same way.
 
 The policy's score is ``prior_weight x prior + learned_weight x Q``: ``Q`` is the learned value
-(what training fits), ``prior`` the greedy-predictive heuristic's score computed from two of the
-node features (:func:`~components.placement.dqn.inputs.heuristic_prior`). With the prior, the
+(what training fits), ``prior`` a greedy-predictive-style heuristic score computed from two of
+the node features (:func:`~components.placement.dqn.inputs.heuristic_prior`). With the prior, the
 learned part is a correction on top of a strong heuristic rather than a policy from scratch;
 ``prior_weight = 0, learned_weight = 1`` is the plain DQN. Both weights are stored beside the
 weights, so every inference path scores the same way.
