@@ -7,7 +7,7 @@ contract the predictors implement:
 ========================  ===============================================  =====================
 model (default name)      inputs                                           outputs
 ========================  ===============================================  =====================
-forecaster                ``features`` FP32 [n, 97] (FEATURE_NAMES order)  ``cpu_p90``,
+forecaster                ``features`` FP32 [n, F] (FEATURE_NAMES order)   ``cpu_p90``,
 (node-load-forecaster)                                                     ``memory_p90`` FP32
                                                                            [n, horizons] (one
                                                                            may be absent: its
@@ -25,7 +25,7 @@ placement policy          ``node_state`` FP32 [k, 19] (NODE_STATE_COLUMNS: ``q_v
                           [1, 3] (POD_COLUMNS)
 ========================  ===============================================  =====================
 
-The anomaly detector's features are not the forecaster's 97: they are the snapshot's anomaly
+The anomaly detector's features are not the forecaster's: they are the snapshot's anomaly
 feature group (``components.features.anomaly_group``, the Feast view ``node_anomaly_features``).
 The predictor reads the detector's metadata once (again after a failed call), sends the m nodes
 whose declared features are all present and finite, and leaves the others unscored (score NaN,
@@ -251,7 +251,7 @@ def _persistence(snapshot: pd.DataFrame, resource: str, shape: tuple[int, int]) 
 
 
 def snapshot_features(snapshot: pd.DataFrame) -> np.ndarray:
-    """The snapshot's features as float32 [n, 97] in FEATURE_NAMES order (NaN where missing)."""
+    """The snapshot's features as float32 [n, F] in FEATURE_NAMES order (NaN where missing)."""
     columns = snapshot.reindex(columns=list(FEATURE_NAMES))
     return columns.to_numpy(dtype=np.float32, na_value=np.nan)
 

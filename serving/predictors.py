@@ -131,11 +131,11 @@ class ServedModel(kserve.Model):
 class NodeLoadForecasterModel(ServedModel):
     """The load forecaster (:class:`components.forecast.model.LoadForecaster`).
 
-    v2: ``features`` FP32 [n, 97] (the model's feature names, FEATURE_NAMES order; NaN or
+    v2: ``features`` FP32 [n, F] (the model's F feature names, FEATURE_NAMES order; NaN or
     ``null`` where missing) -> per resource ``<r>`` and ``<r>_p90`` FP32 [n, horizons] (predicted
     utilisation, a fraction of capacity; the model's horizons in order, :attr:`horizons_seconds`)
     and ``horizon_seconds`` FP32 [horizons] naming them.
-    v1: ``instances`` of 97 numbers or ``{feature: value}`` -> one object per row
+    v1: ``instances`` of F numbers or ``{feature: value}`` -> one object per row
     ``{"cpu_5m": .., "cpu_5m_p90": .., ...}``.
     """
 

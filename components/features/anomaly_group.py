@@ -1,9 +1,9 @@
 """The anomaly feature group: the node anomaly detector's own features as node state.
 
-The detector (:mod:`components.anomaly`) does not score the 97 forecaster features
+The detector (:mod:`components.anomaly`) does not score the forecaster features
 (:data:`~components.features.definitions.FEATURE_NAMES`, unchanged) but its own robust per-node
 statistics, :func:`components.features.anomaly_statistics.anomaly_features`, which need about
-48 h of a node's metrics and cannot be derived from the 97. So they are a separate feature table
+48 h of a node's metrics and cannot be derived from them. So they are a separate feature table
 and a separate Feast feature view (:data:`ANOMALY_VIEW`, outside the ``node_features_v1`` service),
 materialised beside the others and read into the node state snapshot, from which the extender
 sends them to the served detector in the order its metadata declares.
