@@ -100,7 +100,16 @@ def train_dqn_policy(
     if mix_sources or not sources:
         sources += training_mix(seed, mix_sources or DEFAULT_SOURCES)
     sources += family_sources(families, seed)
-    trained = train_dqn_mix(sources, config, on_episode=on_episode, progress=progress)
+    import torch
+
+    # one thread, as the entrypoint's default: the network is small, and spare threads spinning
+    # count against the CPU-time budget (measured: 15-80 episodes in it instead of ~250)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trained = train_dqn_mix(sources, config, on_episode=on_episode, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     summary = training_summary(trained)
     if families:
         summary["trained_on_families"] = list(families)
