@@ -17,8 +17,8 @@ import pandas as pd
 
 from components.model_contracts import NODE_STATE_COLUMNS
 from components.placement.dqn.inputs import (
+    N_NODE_FEATURES,
     NODE_FEATURE_NAMES,
-    POD_DEPENDENT_COLUMNS,
     NodeState,
     node_features,
     node_state_from_features,
@@ -31,11 +31,9 @@ from scheduler_client.ledger import InflightLoad
 from scheduler_client.predictions import CacheState
 
 _NO_POD = PodSpec("", 0.0, 0.0, 0)
-PER_REQUEST_COLUMNS = slice(
-    NODE_FEATURE_NAMES.index("cpu_pending_ratio"), POD_DEPENDENT_COLUMNS.stop
-)
-"""The node-feature columns computed per request: the pending and requested ratios, which the
-pods in flight move, and the pod-dependent features after them."""
+PER_REQUEST_COLUMNS = slice(NODE_FEATURE_NAMES.index("cpu_pending_ratio"), N_NODE_FEATURES)
+"""The node-feature columns computed per request: from the pending and requested ratios on,
+everything the pods in flight move (GPUs free, the pod count) and the pod-dependent features."""
 _INFLIGHT_COLUMNS = {
     NODE_STATE_COLUMNS.index(column): field
     for column, field in (
@@ -46,6 +44,8 @@ _INFLIGHT_COLUMNS = {
         ("gpus_requested", "gpus"),
     )
 }
+
+_POD_COUNT_COLUMN = NODE_STATE_COLUMNS.index("pod_count")
 
 
 def cache_node_state(state: CacheState) -> NodeState:
@@ -60,11 +60,14 @@ def cache_node_state(state: CacheState) -> NodeState:
 
 
 def with_inflight(nodes: NodeState, inflight: InflightLoad) -> NodeState:
-    """The record with the pods in flight as pending (their estimated use) and requested (GPUs
-    too), as the simulator's state has its just-placed pods in training."""
+    """The record with the pods in flight as pending (their estimated use), requested (GPUs
+    too) and counted on their nodes, as the simulator's state has its just-placed pods in
+    training."""
     values = nodes.values.copy()
     for column, field in _INFLIGHT_COLUMNS.items():
         values[:, column] += getattr(inflight, field)
+    if inflight.pods is not None:
+        values[:, _POD_COUNT_COLUMN] += inflight.pods
     return NodeState(values)
 
 

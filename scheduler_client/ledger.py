@@ -55,7 +55,8 @@ class InflightPod:
 class InflightLoad:
     """Per-node sums over the ledger, aligned on the nodes asked for: estimated use
     (``cpu_cores``, ``memory_bytes``), requests (``cpu_request_cores``,
-    ``memory_request_bytes``, ``gpus``) and the pods of the scored pod's owner (``same_owner``)."""
+    ``memory_request_bytes``, ``gpus``), the pods (``pods``) and those of the scored pod's owner
+    (``same_owner``)."""
 
     cpu_cores: np.ndarray
     memory_bytes: np.ndarray
@@ -63,6 +64,7 @@ class InflightLoad:
     memory_request_bytes: np.ndarray
     gpus: np.ndarray
     same_owner: np.ndarray | None = None
+    pods: np.ndarray | None = None
 
 
 class InflightLedger:
@@ -184,16 +186,19 @@ class InflightLedger:
                     continue
                 if key == exclude:
                     continue
-                sums = totals.setdefault(entry.node, [0.0] * 6)
+                sums = totals.setdefault(entry.node, [0.0] * 7)
                 sums[0] += entry.cpu_cores
                 sums[1] += entry.memory_bytes
                 sums[2] += entry.cpu_request_cores
                 sums[3] += entry.memory_request_bytes
                 sums[4] += entry.gpus
                 sums[5] += bool(owner) and entry.owner == owner
+                sums[6] += 1
         if not totals:
             return None
-        zero = (0.0,) * 6
+        zero = (0.0,) * 7
         columns = np.array([totals.get(name, zero) for name in nodes], dtype=np.float64)
-        columns = columns.reshape(len(nodes), 6).T
-        return InflightLoad(*columns[:4], gpus=columns[4].astype(np.int64), same_owner=columns[5])
+        columns = columns.reshape(len(nodes), 7).T
+        return InflightLoad(
+            *columns[:4], gpus=columns[4].astype(np.int64), same_owner=columns[5], pods=columns[6]
+        )

@@ -37,3 +37,40 @@ def test_pods_in_flight_give_the_dqn_the_pending_inputs_it_trained_on():
         without = scorer.q_values(pod_request(pod), prepared, everyone)
         np.testing.assert_allclose(with_ledger, want, **TOLERANCE, err_msg=pod.pod)
         assert not np.allclose(without, want, **TOLERANCE)  # the ledger is what makes them equal
+
+
+def test_pods_in_flight_count_on_their_nodes_as_just_placed_pods_do_in_training():
+    """The ledger's pod count and GPUs reach every column they move (the prior's per-pod CPU
+    guess, GPUs free, empty, pods per core), so the extender's Q equals the simulator's."""
+    policy, state, tracker = midway()
+    simulated = node_state_from_cluster(state, tracker)
+    placed = state.placed_since_observed
+    assert placed
+    nodes = np.array([node for _, node in placed])
+    pods = np.bincount(nodes, minlength=state.n_nodes).astype(np.float64)
+    cpu = np.bincount(nodes, [p.cpu_request_cores for p, _ in placed], state.n_nodes)
+    memory = np.bincount(nodes, [p.memory_request_bytes for p, _ in placed], state.n_nodes)
+    gpus = np.bincount(nodes, [p.gpus for p, _ in placed], state.n_nodes).astype(np.int64)
+    np.testing.assert_allclose(simulated["cpu_pending_cores"], cpu)
+    observed = NodeState.from_columns(
+        **{name: simulated[name] for name in NODE_STATE_COLUMNS}
+        | {
+            "cpu_pending_cores": 0.0,
+            "memory_pending_bytes": 0.0,
+            "cpu_requested_cores": simulated["cpu_requested_cores"] - cpu,
+            "memory_requested_bytes": simulated["memory_requested_bytes"] - memory,
+            "gpus_requested": simulated["gpus_requested"] - gpus,
+            "pod_count": simulated["pod_count"] - pods,
+        }
+    )
+    scorer = DQNPodScorer(policy.network)
+    prepared = scorer.prepare_nodes(observed)
+    everyone = np.arange(state.n_nodes)
+    counted = InflightLoad(cpu, memory, cpu, memory, gpus, pods=pods)
+    uncounted = InflightLoad(cpu, memory, cpu, memory, gpus)
+    for pod in PODS:
+        want = policy.q_values(*policy_inputs(simulated, pod))
+        got = scorer.q_values(pod_request(pod), prepared, everyone, counted)
+        np.testing.assert_allclose(got, want, **TOLERANCE, err_msg=pod.pod)
+        without_pods = scorer.q_values(pod_request(pod), prepared, everyone, uncounted)
+        assert not np.allclose(without_pods, want, **TOLERANCE)
