@@ -12,13 +12,10 @@ from scheduler_client.ledger import InflightLoad
 from tests.code.test_dqn_inference_path import PODS, TOLERANCE, midway, pod_request
 
 
-def test_pods_in_flight_give_the_dqn_the_pending_inputs_it_trained_on():
-    policy, state, tracker = midway()
-    simulated = node_state_from_cluster(state, tracker)
-    cpu, memory = simulated["cpu_pending_cores"], simulated["memory_pending_bytes"]
-    assert cpu.any() and memory.any()
-    # what the node features show: the just-placed pods neither pending nor requested yet
-    observed = NodeState.from_columns(
+def before_the_pods_show(simulated: NodeState, cpu, memory, **others) -> NodeState:
+    """What the node features show: the just-placed pods neither pending nor requested yet
+    (``others``: more columns as the features show them)."""
+    return NodeState.from_columns(
         **{name: simulated[name] for name in NODE_STATE_COLUMNS}
         | {
             "cpu_pending_cores": 0.0,
@@ -26,7 +23,16 @@ def test_pods_in_flight_give_the_dqn_the_pending_inputs_it_trained_on():
             "cpu_requested_cores": simulated["cpu_requested_cores"] - cpu,
             "memory_requested_bytes": simulated["memory_requested_bytes"] - memory,
         }
+        | others
     )
+
+
+def test_pods_in_flight_give_the_dqn_the_pending_inputs_it_trained_on():
+    policy, state, tracker = midway()
+    simulated = node_state_from_cluster(state, tracker)
+    cpu, memory = simulated["cpu_pending_cores"], simulated["memory_pending_bytes"]
+    assert cpu.any() and memory.any()
+    observed = before_the_pods_show(simulated, cpu, memory)
     inflight = InflightLoad(cpu, memory, cpu, memory, np.zeros(len(cpu), dtype=np.int64))
     scorer = DQNPodScorer(policy.network)
     prepared = scorer.prepare_nodes(observed)
@@ -52,16 +58,12 @@ def test_pods_in_flight_count_on_their_nodes_as_just_placed_pods_do_in_training(
     memory = np.bincount(nodes, [p.memory_request_bytes for p, _ in placed], state.n_nodes)
     gpus = np.bincount(nodes, [p.gpus for p, _ in placed], state.n_nodes).astype(np.int64)
     np.testing.assert_allclose(simulated["cpu_pending_cores"], cpu)
-    observed = NodeState.from_columns(
-        **{name: simulated[name] for name in NODE_STATE_COLUMNS}
-        | {
-            "cpu_pending_cores": 0.0,
-            "memory_pending_bytes": 0.0,
-            "cpu_requested_cores": simulated["cpu_requested_cores"] - cpu,
-            "memory_requested_bytes": simulated["memory_requested_bytes"] - memory,
-            "gpus_requested": simulated["gpus_requested"] - gpus,
-            "pod_count": simulated["pod_count"] - pods,
-        }
+    observed = before_the_pods_show(
+        simulated,
+        cpu,
+        memory,
+        gpus_requested=simulated["gpus_requested"] - gpus,
+        pod_count=simulated["pod_count"] - pods,
     )
     scorer = DQNPodScorer(policy.network)
     prepared = scorer.prepare_nodes(observed)
