@@ -37,7 +37,7 @@ class TinyModels:
     forecaster: object
     detector: object
     dqn: object
-    features: pd.DataFrame  # the 97 node features (+ node, timestamp)
+    features: pd.DataFrame  # the node features (+ node, timestamp)
     anomaly_features: pd.DataFrame  # the detector's own features (+ node, timestamp)
 
 

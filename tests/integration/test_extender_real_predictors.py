@@ -1,6 +1,6 @@
 """The extender against the real KServe predictors: tiny real models (forecaster, anomaly
 detector, DQN) served by ``python -m serving serve`` in a subprocess, node state from a real
-Feast store (the 97 forecaster features and the anomaly group), the extender with ``--feast-repo``
+Feast store (the forecaster features and the anomaly group), the extender with ``--feast-repo``
 and ``--predictors``. Prioritize answers come from the ML path (no fallback), and killing the
 model server costs no scheduling call."""
 

@@ -149,17 +149,38 @@ def test_tritonclient_as_an_independent_v2_client(model_server, rows, binary):
 @pytest.mark.parametrize(
     ("model", "body", "message"),
     [
-        (FORECASTER, {"inputs": [tensor("other", np.zeros((1, 97)))]}, "unknown input"),
-        (FORECASTER, {"inputs": [tensor("features", np.zeros((2, 5)))]}, "expected FP32 [n, 97]"),
         (
             FORECASTER,
-            {"inputs": [{"name": "features", "shape": [1, 97], "datatype": "BOOL", "data": [1]}]},
+            {"inputs": [tensor("other", np.zeros((1, len(FEATURE_NAMES))))]},
+            "unknown input",
+        ),
+        (
+            FORECASTER,
+            {"inputs": [tensor("features", np.zeros((2, 5)))]},
+            f"expected FP32 [n, {len(FEATURE_NAMES)}]",
+        ),
+        (
+            FORECASTER,
+            {
+                "inputs": [
+                    {
+                        "name": "features",
+                        "shape": [1, len(FEATURE_NAMES)],
+                        "datatype": "BOOL",
+                        "data": [1],
+                    }
+                ]
+            },
             "features",
         ),
         (FORECASTER, {"outputs": []}, "invalid request body"),
         (FORECASTER, b"{not json", "invalid request body"),
         (PLACEMENT_POLICY, {"inputs": [tensor("pod", np.ones((1, 3)))]}, "missing input"),
-        (ANOMALY_DETECTOR, {"inputs": [tensor("features", np.zeros((1, 97)))]}, "expected FP32"),
+        (
+            ANOMALY_DETECTOR,
+            {"inputs": [tensor("features", np.zeros((1, len(FEATURE_NAMES))))]},
+            "expected FP32",
+        ),
     ],
 )
 def test_bad_requests_get_400_with_a_message_and_the_server_stays_up(
@@ -184,4 +205,4 @@ def test_bad_v1_request_gets_400(model_server):
         timeout=10,
     )
     assert response.status_code == 400
-    assert "expected 97" in response.json()["error"]
+    assert f"expected {len(FEATURE_NAMES)}" in response.json()["error"]
