@@ -253,121 +253,6 @@ def train_step(
     return read_result_file(result_file)
 
 
-REAL_TRACE_KINDS = ("forecaster", "anomaly")
-"""The models the gate scores on real evaluation data when it is given (placement has its own
-validation, :mod:`components.placement.champion`)."""
-
-
-def load_evaluation_traces(evaluation_data: str) -> list:
-    """The real-trace sets ``evaluation_data`` names, read
-    (:mod:`components.datasets.evaluation_sets`); raises MlschedError on a bad item."""
-    from components.datasets.evaluation_sets import load_evaluation_set, parse_evaluation_data
-
-    traces = []
-    for evaluation_set in parse_evaluation_data(evaluation_data):
-        trace = load_evaluation_set(evaluation_set)
-        print(
-            f"evaluation data {trace.label}: {trace.metrics['node'].nunique()} series, "
-            f"{len(trace.metrics)} rows, {'+'.join(trace.resources)}"
-            + ("" if trace.labels is None else ", labelled"),
-            flush=True,
-        )
-        traces.append(trace)
-    return traces
-
-
-def _applicable_traces(kind: str, traces: Sequence, held_out: Mapping[str, Any]) -> list:
-    if kind == "anomaly":
-        return [t for t in traces if t.labels is not None]
-    return [t for t in traces if set(t.resources) & set(held_out["resources"])]
-
-
-def score_on_traces(
-    kind: str, model_uri: str, traces: Sequence, held_out: Mapping[str, Any]
-) -> dict[str, Any]:
-    """``model_uri`` (a forecaster or an anomaly detector) scored on each trace, by label; the
-    forecaster on the candidate's resources and horizons (``held_out``)."""
-    if kind == "forecaster":
-        from components.forecast.model import load_forecaster
-        from components.forecast.real_trace import score_on_trace
-
-        forecaster = load_forecaster(model_uri)
-
-        def score(trace):
-            resources = [r for r in trace.resources if r in held_out["resources"]]
-            return score_on_trace(
-                forecaster, trace.metrics, resources, horizons=held_out["horizons"]
-            )
-    else:
-        from components.anomaly.model import load_anomaly_detector
-        from components.anomaly.real_trace import score_on_trace
-
-        detector = load_anomaly_detector(model_uri)
-
-        def score(trace):
-            return score_on_trace(detector, trace.metrics, trace.labels, trace.resources)
-
-    scored = {}
-    for trace in traces:
-        try:
-            scored[trace.label] = score(trace)
-        except MlschedError as error:
-            raise MlschedError(f"evaluation data {trace.label}: {error}") from None
-    return scored
-
-
-def trace_gate_figures(kind: str, scored: Mapping[str, Any]) -> tuple[float, dict[str, float]]:
-    """The gate metric and the baselines' over the traces (means of each trace's)."""
-    if kind == "forecaster":
-        from components.forecast.real_trace import gate_figures
-    else:
-        from components.anomaly.real_trace import gate_figures
-
-    figures = [gate_figures(scores) for scores in scored.values()]
-    value = sum(f[0] for f in figures) / len(figures)
-    names = figures[0][1]
-    baselines = {name: sum(f[1][name] for f in figures) / len(figures) for name in names}
-    return value, baselines
-
-
-def log_trace_figures(
-    kind: str, client, run_id: str, scored: Mapping[str, Any], traces: Sequence, prefix: str = ""
-) -> None:
-    """Each trace's figures to ``run_id``: with its plots (forecast vs actual with the P90 band;
-    the score timeline with the labelled windows) for the candidate, the figures alone under
-    ``prefix`` (the champion's)."""
-    from components.tracking.entrypoint import TrackedRun
-
-    run = TrackedRun(client, run_id, MODEL_SPECS[kind])
-    labels = {trace.label: trace.labels for trace in traces}
-    if kind == "forecaster":
-        from components.forecast.mlflow_logging import log_trace_evaluation, trace_metrics
-
-        for label, experiment in scored.items():
-            if prefix:
-                run.log_metrics(trace_metrics(f"{prefix}{label}", experiment.report))
-            else:
-                log_trace_evaluation(run, label, experiment)
-        return
-    from components.anomaly.real_trace import log_trace_evaluation, trace_metrics
-
-    for label, scores in scored.items():
-        if prefix:
-            run.log_metrics(trace_metrics(f"{prefix}{label}", scores.report))
-        else:
-            log_trace_evaluation(run, label, scores, labels[label])
-
-
-def _evaluated_on(kind: str, traces: Sequence) -> str:
-    if kind == "forecaster":
-        from components.forecast.real_trace import DEFAULT_TRAIN_FRACTION
-    else:
-        from components.anomaly.evaluate import DEFAULT_TRAIN_FRACTION
-    names = ", ".join(trace.label for trace in traces)
-    share = round(100 * (1 - DEFAULT_TRAIN_FRACTION))
-    return f"real trace{'s' if len(traces) > 1 else ''} {names} (each series' last {share} %)"
-
-
 def evaluate_candidate_result(client, result: Mapping[str, Any], traces: Sequence | None = None):
     """The gate's decision on one training result: the candidate against its baselines and the
     current champion, the champion re-scored on the candidate's held-out data. A placement
@@ -375,11 +260,9 @@ def evaluate_candidate_result(client, result: Mapping[str, Any], traces: Sequenc
     (:func:`components.placement.champion.placement_decision`: intervals over validation cells;
     a DQN that does not win is registered but not promoted, and the best heuristic is served).
 
-    With ``traces`` (:func:`load_evaluation_traces`), a forecaster or anomaly candidate, its
-    baselines and the champion are all scored on the traces that apply (the forecaster's
-    resources; labelled ones for the detector) and the gate decides on that; the candidate's
-    run gets each trace's figures and plots, the champion's figures beside them
-    (``champion_<trace>_...``)."""
+    With ``traces`` (real-trace sets), a forecaster or anomaly candidate, its baselines and the
+    champion are scored on them instead
+    (:func:`~components.pipeline_steps.real_traces.real_trace_comparison`)."""
     import importlib
 
     from components.tracking.gate import evaluate_candidate
@@ -396,34 +279,10 @@ def evaluate_candidate_result(client, result: Mapping[str, Any], traces: Sequenc
         "baselines": {k: float("nan") if v is None else v for k, v in result["baselines"].items()},
         "score_champion": lambda uri: score_model(uri, result["held_out"]),
     }
-    kind = result["kind"]
-    if traces and kind in REAL_TRACE_KINDS and result.get("model_uri"):
-        applicable = _applicable_traces(kind, traces, result["held_out"])
-        if applicable:
-            scored = score_on_traces(kind, result["model_uri"], applicable, result["held_out"])
-            candidate, baselines = trace_gate_figures(kind, scored)
-            if result.get("run_id"):
-                log_trace_figures(kind, client, result["run_id"], scored, applicable)
+    if traces:
+        from components.pipeline_steps.real_traces import real_trace_comparison
 
-            def score_champion(uri: str) -> float:
-                champion = score_on_traces(kind, uri, applicable, result["held_out"])
-                if result.get("run_id"):
-                    log_trace_figures(
-                        kind, client, result["run_id"], champion, applicable, "champion_"
-                    )
-                return trace_gate_figures(kind, champion)[0]
-
-            comparison = {
-                "candidate": candidate,
-                "baselines": baselines,
-                "score_champion": score_champion,
-                "evaluated_on": _evaluated_on(kind, applicable),
-            }
-        else:
-            given = ", ".join(trace.label for trace in traces)
-            comparison["evaluated_on"] = (
-                f"the candidate's held-out data (no trace of {given} applies to the {kind})"
-            )
+        comparison.update(real_trace_comparison(client, result, traces))
     return evaluate_candidate(
         client,
         model_name=spec.registered_name,
@@ -452,6 +311,7 @@ def evaluate_step(
     """
     from dataclasses import asdict
 
+    from components.pipeline_steps.real_traces import load_evaluation_traces
     from components.tracking.entrypoint import DEFAULT_LOCAL_STORE, read_result_file
     from components.tracking.gate import decision_verb
     from components.tracking.runs import open_tracking, point_mlflow_at
