@@ -34,7 +34,6 @@ from components.placement.workload import Cluster, Workload, cluster_from_nodes,
 
 FAMILY_NAMES: tuple[str, ...] = ("synthetic", "bitbrains-faststorage", "bitbrains-rnd", "nab-ec2")
 REAL_FAMILIES: tuple[str, ...] = FAMILY_NAMES[1:]
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FAMILY_FOLDERS = {
     "bitbrains-faststorage": "bitbrains-faststorage-50vm",
     "bitbrains-rnd": "bitbrains-rnd-500vm",
@@ -172,8 +171,11 @@ _READERS: dict[str, _StreamReader] = {
 
 
 def family_folder(name: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """Where a real family's trace lives (``data_dir`` defaults to ``../shared/data``)."""
-    return Path(data_dir or DEFAULT_DATA_DIR) / FAMILY_FOLDERS[name]
+    """Where a real family's trace lives (``data_dir`` defaults to
+    :func:`~components.datasets.evaluation_sets.shared_data_root`)."""
+    from components.datasets.evaluation_sets import shared_data_root
+
+    return Path(data_dir or shared_data_root()) / FAMILY_FOLDERS[name]
 
 
 def available_families(data_dir: str | os.PathLike | None = None) -> list[str]:
@@ -373,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", required=True, choices=FAMILY_NAMES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", required=True, help="folder for workload.parquet, nodes.csv")
-    parser.add_argument("--data", default=None, help=f"real traces (default {DEFAULT_DATA_DIR})")
+    parser.add_argument(
+        "--data", default=None, help="real traces (default: $MLSCHED_SHARED_DATA or ../shared/data)"
+    )
     _knob_flags(parser)
     args = parser.parse_args(argv)
     chosen = {

@@ -3,11 +3,9 @@
 
 Goals (issue 4): skill >= 0.25 for CPU at 15 min and >= 0 for memory at every horizon; the
 default configuration trains all horizons and resources in well under 2 minutes on 2 cores.
-With ``--ceiling`` it also prints the CPU skill of a latent-state oracle: a forecaster that knows
-the generator's hidden state at ``t`` (the daily and weekly shape ahead, pod factor, trend, the
-cluster and role factors, the AR(1) noise value, the bursts running) and predicts their expected
-value at ``t + h``. No forecaster that sees only the scraped series can beat it by much, so it
-bounds what the goals can ask of the synthetic default.
+With ``--ceiling`` it also prints the CPU skill of the latent-state oracle
+(:mod:`components.generate.ceiling`), which bounds what the goals can ask of the synthetic
+default.
 With ``--real`` it evaluates on the shared real traces (issue 16; skipped when ``../shared/data``
 is absent): Bitbrains Rnd (the 60 most active VMs, first 30 days; CPU and memory), Bitbrains
 fastStorage (CPU) and NAB EC2 (CPU), each split per node (first 70 % trains, the rest scores), with
@@ -25,91 +23,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from components.contracts import read_node_metrics
 from components.forecast.evaluate import run_forecast_experiment
-from components.generate.cluster import make_nodes
-from components.generate.history import (
-    ROLE_PROFILES,
-    HistoryConfig,
-    _node_pods,
-    generate_node,
-    latent_factors,
-)
-from components.generate.signals import ar1, bursts, daily_curve, occupancy, weekly_factor
+from components.generate.ceiling import CEILING_HORIZONS, latent_state_ceiling
+from components.generate.history import HistoryConfig
 from components.generate.synthetic import generate_synthetic_cluster
 
 END = 1_767_225_600  # 2026-01-01T00:00:00Z
 SHARED = Path(__file__).resolve().parents[2].parent / "shared/data"
 BITBRAINS = SHARED / "bitbrains-faststorage-50vm"
-RND = SHARED / "bitbrains-rnd-500vm"
-NAB = SHARED / "nab-ec2-cpu"
 ACCURACY_FLOORS = {"cpu": 0.89, "memory": 0.86}
 TARGET_SECONDS = 120.0
-CEILING_HORIZONS = {"5m": 300, "15m": 900, "30m": 1800}
-AR_TAU_SECONDS = 600  # components/generate/history.py: the node's AR(1) noise
-FACTOR_TAU_SECONDS = 7200  # components/generate/history.py: latent_factors
-
-
-def _latent_cpu(config: HistoryConfig, node, factors: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The node's CPU and its expected value given the latent state, as a function of the step
-    ahead: replays the draws of ``generate_node`` (same seeded stream, same order)."""
-    axis = config.axis
-    rng = np.random.default_rng([config.seed, 3, node.index])
-    profile = ROLE_PROFILES[node.role]
-    n, cores = axis.steps, node.machine.cpu_cores
-    pods = _node_pods(rng, axis, node)
-    starts, ends = pods["start_step"].to_numpy(), pods["end_step"].to_numpy()
-    cpu_ratio = occupancy(n, starts, ends, pods["cpu_request_cores"].to_numpy()) / cores
-    hour = axis.hour_of_day + rng.normal(0, 0.5)
-    shape = profile.daily_amplitude * daily_curve(hour, profile.peak_hour, profile.sharpness)
-    shape *= weekly_factor(axis.day_of_week, profile.weekend_level)
-    burst = np.zeros(n)
-    if profile.bursts_per_hour:
-        burst = bursts(
-            rng, axis, profile.bursts_per_hour, profile.burst_seconds, profile.burst_height, 2.5
-        )
-    pod_factor = 0.6 + 0.4 * cpu_ratio / max(cpu_ratio.mean(), 1e-6)
-    trend = rng.uniform(-0.06, 0.08) * axis.elapsed_fraction
-    factor = factors["cluster"] + 0.8 * factors[node.role]
-    noise = ar1(rng, n, axis.step_seconds, AR_TAU_SECONDS, profile.noise_sd)
-    cpu = (profile.base + shape + burst) * pod_factor + trend + factor + noise
-    cpu = np.clip(cpu + rng.normal(0, profile.noise_sd * 0.5, n), 0.005, 1.0)
-    return cpu, np.stack([shape, burst, pod_factor, trend, factor, noise])
-
-
-def latent_state_ceiling(config: HistoryConfig, train_fraction: float = 0.7) -> dict[str, float]:
-    """CPU skill (1 - MAE / MAE of persistence) of the latent-state oracle on each node's last
-    ``1 - train_fraction`` of steps, and ``replica_match``: the share of the generator's CPU
-    samples the replay reproduces (below about 0.97 the generator changed and the figure is off).
-    """
-    nodes = make_nodes(config.nodes, config.seed)
-    factors = latent_factors(config)
-    step = config.step_seconds
-    errors = {name: ([], []) for name in CEILING_HORIZONS}
-    matched = total = 0
-    for node in nodes:
-        cpu, (shape, burst, pod_factor, trend, factor, noise) = _latent_cpu(config, node, factors)
-        generated = generate_node(config, node, factors).cpu
-        matched += int(np.sum(np.abs(generated - cpu) < 1e-9))
-        total += len(cpu)
-        base = ROLE_PROFILES[node.role].base
-        for name, seconds in CEILING_HORIZONS.items():
-            ahead = seconds // step
-            t = np.arange(int(train_fraction * len(cpu)), len(cpu) - ahead)
-            expected = (base + shape[t + ahead] + burst[t]) * pod_factor[t] + trend[t + ahead]
-            expected += factor[t] * np.exp(-seconds / FACTOR_TAU_SECONDS)
-            expected += noise[t] * np.exp(-seconds / AR_TAU_SECONDS)
-            actual = generated[t + ahead]
-            errors[name][0].append(np.abs(actual - np.clip(expected, 0.005, 1.0)))
-            errors[name][1].append(np.abs(actual - generated[t]))
-    out = {
-        name: 1 - np.mean(np.concatenate(oracle)) / np.mean(np.concatenate(persistence))
-        for name, (oracle, persistence) in errors.items()
-    }
-    out["replica_match"] = matched / total
-    return out
 
 
 def print_report(label: str, report: dict) -> None:
@@ -146,24 +70,27 @@ def timed_experiment(metrics, resources):
     return experiment, time.perf_counter() - began
 
 
+REAL_SETS = {"rnd": "bitbrains-rnd", "faststorage": "bitbrains-faststorage", "nab": "nab-ec2-cpu"}
+"""The benchmark's trace names and the evaluation sets they read (the gate's protocol: Rnd's 60
+most active VMs over the first 30 days, CPU and memory; fastStorage and NAB, CPU)."""
+
+
 def real_traces(names: list[str]):
     """(label, metrics, resources) of each shared real trace asked for and present."""
-    from components.datasets.bitbrains import read_bitbrains
-    from components.datasets.bitbrains_rnd import read_bitbrains_rnd
-    from components.datasets.nab import read_nab
+    from components.datasets.evaluation_sets import (
+        available_sets,
+        load_evaluation_set,
+        parse_evaluation_data,
+    )
 
-    loaders = {
-        "rnd": (RND, lambda: (read_bitbrains_rnd(RND, top=60, days=30), ("cpu", "memory"))),
-        "faststorage": (BITBRAINS, lambda: (read_bitbrains(BITBRAINS), ("cpu",))),
-        "nab": (NAB, lambda: (read_nab(NAB)[0], ("cpu",))),
-    }
+    present = available_sets(SHARED)
     for name in names:
-        folder, load = loaders[name]
-        if not folder.is_dir():
-            print(f"{name}: skipped, {folder} not found")
+        if REAL_SETS[name] not in present:
+            print(f"{name}: skipped, {REAL_SETS[name]} not found under {SHARED}")
             continue
-        metrics, resources = load()
-        yield name, metrics, resources
+        (evaluation_set,) = parse_evaluation_data(REAL_SETS[name], SHARED)
+        trace = load_evaluation_set(evaluation_set)
+        yield name, trace.metrics, trace.resources
 
 
 def print_real_report(label: str, report: dict) -> list[str]:
