@@ -18,6 +18,7 @@ count (no events, no windows) is ``None``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +169,14 @@ def pool_figures(per_node: dict[str, dict]) -> dict:
 def write_report(report: dict, path: Path) -> Path:
     """Write a report as JSON atomically (nothing half-written on failure)."""
     return write_text(path, json.dumps(report, indent=1, default=str))
+
+
+def per_node_metrics(report: dict) -> dict[str, float]:
+    """Each node's (each trace's) figures as MLflow metrics ``node_<node>_<figure>``."""
+    out = {}
+    for node, figures in report["per_node"].items():
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(node))
+        for figure in (*METRICS, "detection_delay_minutes"):
+            if figures[figure] is not None:
+                out[f"node_{name}_{figure}"] = float(figures[figure])
+    return out

@@ -10,7 +10,6 @@ the same budget and event rules. Features are computed at the trace's own step.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from components.anomaly.detector import (
     time_split,
 )
 from components.anomaly.evaluate import DEFAULT_TRAIN_FRACTION, apply_events
-from components.anomaly.evaluation import METRICS, evaluate_alarms
+from components.anomaly.evaluation import METRICS, evaluate_alarms, per_node_metrics
 from components.contracts import MEMORY_UTILIZATION, NODE, TIMESTAMP, AnomalyLabels
 from components.errors import MlschedError
 from components.features.anomaly_statistics import anomaly_features, infer_step_seconds
@@ -132,11 +131,7 @@ def trace_metrics(label: str, report: dict) -> dict[str, float]:
         for name in (*METRICS, "detection_delay_minutes"):
             if figures[name] is not None:
                 out[f"{label}_{prefix}{name}"] = float(figures[name])
-    for node, figures in report["per_node"].items():
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(node))
-        for name in METRICS:
-            if figures[name] is not None:
-                out[f"{label}_node_{safe}_{name}"] = float(figures[name])
+    out.update({f"{label}_{name}": value for name, value in per_node_metrics(report).items()})
     return out
 
 

@@ -12,7 +12,6 @@ model becomes a candidate version of ``node-anomaly-detector``.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from components.anomaly.evaluate import (
     apply_events,
     run_anomaly_evaluation,
 )
-from components.anomaly.evaluation import METRICS, evaluate_alarms, write_report
+from components.anomaly.evaluation import METRICS, evaluate_alarms, per_node_metrics, write_report
 from components.anomaly.events import EventRules
 from components.contracts import NODE, TIMESTAMP, read_anomaly_labels
 from components.model_contracts import ANOMALY_DETECTOR
@@ -202,17 +201,6 @@ def log_to_mlflow(tracked: TrackedRun, run: AnomalyRun, metrics: pd.DataFrame, l
             signature=signature,
             input_example=example,
         )
-
-
-def per_node_metrics(report: dict) -> dict[str, float]:
-    """Each node's (each trace's) figures as MLflow metrics ``node_<node>_<figure>``."""
-    out = {}
-    for node, figures in report["per_node"].items():
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(node))
-        for figure in (*METRICS, "detection_delay_minutes"):
-            if figures[figure] is not None:
-                out[f"node_{name}_{figure}"] = float(figures[figure])
-    return out
 
 
 def _input_example(metrics: pd.DataFrame, rows: int = 20) -> pd.DataFrame:

@@ -183,7 +183,7 @@ def test_leave_one_series_out_never_uses_the_held_out_labels():
 
 
 def test_per_trace_figures_become_mlflow_metric_names():
-    from components.anomaly.train import per_node_metrics
+    from components.anomaly.evaluation import per_node_metrics
 
     figures = {**_figures(2, 1, 1, 1), "detection_delay_minutes": 5.0}
     metrics = per_node_metrics({"per_node": {"ec2 cpu/24ae8d": figures}})
