@@ -450,27 +450,32 @@ def train_forecaster(
         validation_rows = _sample(validation_rows, max(1000, params.max_train_rows // 4), rng)
         change = target - current
         data = partial(_rows_matrix, matrix, change, names=names)
-        train, validation = data(fit_rows), data(validation_rows)
+        # (fit, early stopping, calibration) folds, with every feature (True) or the coarse ones
+        folds = {
+            every: [
+                data(rows, columns=None if every else coarse)
+                for rows in (fit_rows, validation_rows, calibration_rows)
+            ]
+            for every in (True, False)
+        }
+        train, validation, calibration = folds[True]
         point = column_name(resource, horizon.name)
         upper_key = column_name(resource, horizon.name, True)
         boosters[upper_key], best[upper_key] = _fit(params, "reg:quantileerror", train, validation)
         offsets[upper_key] = conformal_offset(
             change[calibration_rows],
-            boosters[upper_key].predict(data(calibration_rows)),
+            boosters[upper_key].predict(calibration),
             params.quantile_alpha,
         )
         held_out, early = {}, {}
         for member, (every, objective) in MEMBERS.items():
-            columns = None if every else coarse
             key = member_key(point, member)
+            member_fit, member_validation, member_calibration = folds[every]
             boosters[key], best[key] = _fit(
-                params,
-                objective or params.point_objective,
-                data(fit_rows, columns=columns),
-                data(validation_rows, columns=columns),
+                params, objective or params.point_objective, member_fit, member_validation
             )
-            held_out[member] = boosters[key].predict(data(calibration_rows, columns=columns))
-            early[member] = boosters[key].predict(data(validation_rows, columns=columns))
+            held_out[member] = boosters[key].predict(member_calibration)
+            early[member] = boosters[key].predict(member_validation)
         weights[point] = best_blend_weights(change[calibration_rows], held_out)
         for member in MEMBERS:
             if member not in weights[point]:
