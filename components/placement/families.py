@@ -34,9 +34,10 @@ from components.placement.workload import Cluster, Workload, cluster_from_nodes,
 
 FAMILY_NAMES: tuple[str, ...] = ("synthetic", "bitbrains-faststorage", "bitbrains-rnd", "nab-ec2")
 REAL_FAMILIES: tuple[str, ...] = FAMILY_NAMES[1:]
-FAMILY_FOLDERS = {
-    "bitbrains-faststorage": "bitbrains-faststorage-50vm",
-    "bitbrains-rnd": "bitbrains-rnd-500vm",
+# real family -> the named evaluation set whose trace it replays (the set knows the folder)
+FAMILY_SETS = {
+    "bitbrains-faststorage": "bitbrains-faststorage",
+    "bitbrains-rnd": "bitbrains-rnd",
     "nab-ec2": "nab-ec2-cpu",
 }
 FAMILY_PREFIXES = {
@@ -173,9 +174,9 @@ _READERS: dict[str, _StreamReader] = {
 def family_folder(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     """Where a real family's trace lives (``data_dir`` defaults to
     :func:`~components.datasets.evaluation_sets.shared_data_root`)."""
-    from components.datasets.evaluation_sets import shared_data_root
+    from components.datasets.evaluation_sets import NAMED_SETS, shared_data_root
 
-    return Path(data_dir or shared_data_root()) / FAMILY_FOLDERS[name]
+    return Path(data_dir or shared_data_root()) / NAMED_SETS[FAMILY_SETS[name]].folder
 
 
 def available_families(data_dir: str | os.PathLike | None = None) -> list[str]:

@@ -23,6 +23,7 @@ from components.forecast.model import (
     MEMBERS,
     ForecastParams,
     best_blend_weights,
+    level_ceiling,
     load_forecaster,
     weight_grid,
 )
@@ -148,6 +149,29 @@ def test_blend_weights_are_chosen_on_the_grid_by_held_out_mae():
     halves = best_blend_weights(actual, {"a": actual - 1.0, "b": biased, "c": actual + 3.0})
     assert halves == {"a": 0.5, "b": 0.5}
     assert best_blend_weights(actual[:0], {FULL: actual[:0], "b": actual[:0]}) == {FULL: 1.0}
+
+
+def test_blends_within_the_tolerance_prefer_the_even_one():
+    actual, a = np.zeros(10), np.ones(10)
+    # a alone is 0.4 % better than the even blend: within the tolerance, the even blend wins
+    assert best_blend_weights(actual, {"a": a, "b": a + 0.008}) == {"a": 0.5, "b": 0.5}
+    # every blend with b is over 1 % worse: beyond the noise, a is kept alone
+    assert best_blend_weights(actual, {"a": a, "b": a + 0.05}) == {"a": 1.0}
+
+
+def test_blend_weights_score_the_blend_clipped_as_served():
+    actual = np.zeros(4)
+    over = np.full(4, 5.0)  # overshoots, but the level ceiling clips it to the truth
+    low = np.full(4, -0.5)
+    assert best_blend_weights(actual, {"a": over, "b": low}) == {"b": 1.0}
+    bounds = (np.full(4, -1.0), np.zeros(4))
+    # clipped, every blend with a positive sum is exact; the most even of them is chosen
+    assert best_blend_weights(actual, {"a": over, "b": low}, bounds) == {"a": 0.5, "b": 0.5}
+
+
+def test_forecasts_stay_under_full_capacity_unless_the_node_ran_above_it():
+    features = pd.DataFrame({"cpu_max_24h": [0.4, 1.0, 1.2, 9.0, np.nan]})
+    np.testing.assert_allclose(level_ceiling(features, "cpu"), [1.0, 1.0, 1.2, 1.5, 1.0])
 
 
 def test_trained_blend_keeps_only_weighted_members():

@@ -79,6 +79,7 @@ def train_dqn_policy(
     families: Sequence[str] = (),
     on_episode: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
+    threads: int = 1,
 ) -> tuple[DQNPolicy, dict]:
     """Train on ``train_workload`` (the early slice only) over ``cluster``, plus ``mix_sources``
     randomised generated workloads (:func:`~components.placement.dqn.mix.training_mix`), plus
@@ -102,14 +103,15 @@ def train_dqn_policy(
     sources += family_sources(families, seed)
     import torch
 
-    # one thread, as the entrypoint's default: the network is small, and spare threads spinning
-    # count against the CPU-time budget (measured: 15-80 episodes in it instead of ~250)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    # one thread by default, as the entrypoint's --threads: the network is small, and spare
+    # threads spinning count against the CPU-time budget (measured: 15-80 episodes in it
+    # instead of ~250)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
     try:
         trained = train_dqn_mix(sources, config, on_episode=on_episode, progress=progress)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous)
     summary = training_summary(trained)
     if families:
         summary["trained_on_families"] = list(families)
