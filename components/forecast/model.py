@@ -4,8 +4,8 @@ change, plus a P90.
 Each point member learns ``level(t + h) - level(t)`` (the change: persistence is the zero
 prediction, so the model only has to learn what moves). The members (:data:`MEMBERS`) differ in
 what they see and how they are fitted: every serving feature with the absolute error (the loss
-the skill is scored on); all but the short step lags and the 30 min / 3 h windows
-(:data:`COARSE_EXCLUDED`); every feature with a pseudo-Huber loss. Their blend weights are chosen
+the skill is scored on); the compact short-memory summary (:func:`compact_columns`) with the
+absolute error; every feature with a pseudo-Huber loss. Their blend weights are chosen
 on held-out rows, and members with weight 0 are dropped. An upper-quantile model
 (``reg:quantileerror``) learns the 90th percentile of the same change, and a split-conformal
 offset, measured on held-out rows, shifts it so that its coverage holds on unseen data.
@@ -65,18 +65,29 @@ class ForecastParams:
 
 
 _LEVEL_KINDS = ("mean", "min", "max", "p50", "p95", "ewma", "lag", "same_time")
-# The coarse member leaves out these per-resource features (suffixes after ``<resource>_``).
+# The coarse member, not trained (saved models may hold it), leaves out these per-resource
+# features (suffixes after ``<resource>_``).
 COARSE_EXCLUDED = ("lag_10m", "lag_15m", "lag_30m", "lag_2h", "lag_4h", "mean_30m", "std_30m")
 COARSE_EXCLUDED += ("mean_3h", "std_3h")
-FULL, COARSE, HUBER = "full", "coarse", "huber"
-# Point members: name -> (reads every feature, or the coarse ones; objective, None = the
-# params' point objective). The Huber member's loss keeps small changes in view, where the
-# absolute error tends to predict no change at all.
-MEMBERS: dict[str, tuple[bool, str | None]] = {
-    FULL: (True, None),
-    COARSE: (False, None),
-    HUBER: (True, "reg:pseudohubererror"),
+# The compact member reads the short-memory summary the issue-16 reference reads, in serving
+# features (at a 5 min step the same values): the level, lags from 5 min to 4 h, mean and std
+# over 15 min to 24 h, the same time yesterday and the hour of day. On traces of few series (NAB,
+# fastStorage) it overfits less than every feature does.
+COMPACT_LAGS = ("lag_5m", "lag_10m", "lag_15m", "lag_30m", "lag_1h", "lag_2h", "lag_4h")
+COMPACT_WINDOWS = ("15m", "30m", "1h", "3h", "6h", "24h")
+COMPACT_SHARED = ("hour_of_day_sin", "hour_of_day_cos")
+FULL, COARSE, COMPACT, HUBER = "full", "coarse", "compact", "huber"
+ALL_FEATURES = "all"
+# Point members: name -> (the feature set it reads: ALL_FEATURES, COARSE or COMPACT; objective,
+# None = the params' point objective). The Huber member's loss keeps small changes in view,
+# where the absolute error tends to predict no change at all.
+KNOWN_MEMBERS: dict[str, tuple[str, str | None]] = {
+    FULL: (ALL_FEATURES, None),
+    COARSE: (COARSE, None),
+    COMPACT: (COMPACT, None),
+    HUBER: (ALL_FEATURES, "reg:pseudohubererror"),
 }
+MEMBERS: tuple[str, ...] = (FULL, COMPACT, HUBER)  # the members trained now
 WEIGHT_STEP = 0.25  # blend weights are chosen on this grid over the simplex
 BLEND_TOLERANCE = 0.01  # blends within 1 % of the best calibration MAE count as equally good
 
@@ -87,6 +98,26 @@ def coarse_columns(feature_names: tuple[str, ...] | list[str]) -> np.ndarray:
     return np.array(
         [i for i, name in enumerate(feature_names) if name not in excluded], dtype=np.int64
     )
+
+
+def compact_columns(feature_names: tuple[str, ...] | list[str], resource: str) -> np.ndarray:
+    """Positions of the features the compact member of ``resource`` reads."""
+    wanted = [RESOURCES[resource], *(f"{resource}_{lag}" for lag in COMPACT_LAGS)]
+    wanted += [f"{resource}_{kind}_{w}" for w in COMPACT_WINDOWS for kind in ("mean", "std")]
+    wanted += [f"{resource}_same_time_yesterday", *COMPACT_SHARED]
+    names = list(feature_names)
+    return np.array([names.index(name) for name in wanted], dtype=np.int64)
+
+
+def member_columns(
+    feature_set: str, feature_names: tuple[str, ...] | list[str], resource: str
+) -> np.ndarray | None:
+    """Positions of the features of ``feature_set`` (None: every feature)."""
+    if feature_set == COARSE:
+        return coarse_columns(feature_names)
+    if feature_set == COMPACT:
+        return compact_columns(feature_names, resource)
+    return None
 
 
 def member_key(point_key: str, member: str) -> str:
@@ -203,10 +234,9 @@ class LoadForecaster:
         """Raw booster outputs (predicted changes) for a float32 feature matrix."""
         out = {}
         names = list(self.feature_names)
-        coarse = coarse_columns(names)
         for resource in self.resources:
             relative = model_matrix(matrix, names, resource)
-            inputs = {True: xgb.DMatrix(relative, feature_names=names)}
+            inputs: dict[str, xgb.DMatrix] = {}
             for horizon in self.horizons:
                 for upper in (False, True):
                     key = column_name(resource, horizon.name, upper)
@@ -214,13 +244,18 @@ class LoadForecaster:
                     if key in self.persistence_fallback:
                         continue
                     for member, weight in self.blend_weights.get(key, {FULL: 1.0}).items():
-                        every = MEMBERS[member][0]
-                        if every not in inputs:
-                            inputs[every] = xgb.DMatrix(
-                                relative[:, coarse], feature_names=[names[i] for i in coarse]
+                        feature_set = KNOWN_MEMBERS[member][0]
+                        if feature_set not in inputs:
+                            columns = member_columns(feature_set, names, resource)
+                            inputs[feature_set] = (
+                                xgb.DMatrix(relative, feature_names=names)
+                                if columns is None
+                                else xgb.DMatrix(
+                                    relative[:, columns], feature_names=[names[i] for i in columns]
+                                )
                             )
                         booster = self.boosters[member_key(key, member)]
-                        out[key] += np.float32(weight) * booster.predict(inputs[every])
+                        out[key] += np.float32(weight) * booster.predict(inputs[feature_set])
                     out[key] += np.float32(self.p90_offsets.get(key, 0.0))
         return out
 
@@ -450,7 +485,6 @@ def train_forecaster(
     params = params or ForecastParams()
     resources = resources or dataset.resources
     names = list(FEATURE_NAMES)
-    coarse = coarse_columns(names)
     raw = feature_matrix(dataset.features, names)
     boosters: dict[str, xgb.Booster] = {}
     best: dict[str, int] = {}
@@ -480,15 +514,15 @@ def train_forecaster(
         validation_rows = _sample(validation_rows, max(1000, params.max_train_rows // 4), rng)
         change = target - current
         data = partial(_rows_matrix, matrix, change, names=names)
-        # (fit, early stopping, calibration) folds, with every feature (True) or the coarse ones
-        folds = {
-            every: [
-                data(rows, columns=None if every else coarse)
+        # (fit, early stopping, calibration) folds of each feature set the members read
+        folds = {}
+        for feature_set in {KNOWN_MEMBERS[member][0] for member in (*MEMBERS, FULL)}:
+            columns = member_columns(feature_set, names, resource)
+            folds[feature_set] = [
+                data(rows, columns=columns)
                 for rows in (fit_rows, validation_rows, calibration_rows)
             ]
-            for every in (True, False)
-        }
-        train, validation, calibration = folds[True]
+        train, validation, calibration = folds[ALL_FEATURES]
         point = column_name(resource, horizon.name)
         upper_key = column_name(resource, horizon.name, True)
         boosters[upper_key], best[upper_key] = _fit(params, "reg:quantileerror", train, validation)
@@ -498,9 +532,10 @@ def train_forecaster(
             params.quantile_alpha,
         )
         held_out, early = {}, {}
-        for member, (every, objective) in MEMBERS.items():
+        for member in MEMBERS:
+            feature_set, objective = KNOWN_MEMBERS[member]
             key = member_key(point, member)
-            member_fit, member_validation, member_calibration = folds[every]
+            member_fit, member_validation, member_calibration = folds[feature_set]
             boosters[key], best[key] = _fit(
                 params, objective or params.point_objective, member_fit, member_validation
             )

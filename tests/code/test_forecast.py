@@ -7,24 +7,32 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 from components.errors import MlschedError
+from components.features.definitions import FEATURE_NAMES, RESOURCES
 from components.forecast import metrics as m
 from components.forecast.dataset import (
     build_forecast_dataset,
+    feature_matrix,
     infer_step_seconds,
     parse_horizons,
     time_split,
 )
 from components.forecast.evaluate import evaluate_forecast, run_forecast_experiment
 from components.forecast.model import (
+    COARSE,
+    COMPACT,
     FULL,
     MEMBERS,
     ForecastParams,
     best_blend_weights,
+    coarse_columns,
+    compact_columns,
     level_ceiling,
     load_forecaster,
+    model_matrix,
     weight_grid,
 )
 
@@ -182,6 +190,41 @@ def test_trained_blend_keeps_only_weighted_members():
         assert set(weights) <= set(MEMBERS) and abs(sum(weights.values()) - 1) < 1e-9
         members = {k for k in forecaster.boosters if k.startswith(point) and "p90" not in k}
         assert len(members) == len(weights)
+
+
+def test_compact_member_reads_the_short_memory_summary_of_its_resource():
+    names = list(FEATURE_NAMES)
+    for resource in ("cpu", "memory"):
+        read = [names[i] for i in compact_columns(names, resource)]
+        assert len(read) == 23 and read[0] == RESOURCES[resource]
+        assert all(n.startswith(f"{resource}_") or n.startswith("hour_of_day") for n in read[1:])
+
+
+def test_saved_models_with_the_coarse_member_still_predict():
+    experiment = run_forecast_experiment(make_metrics(), ["15m"], 0.7, params=FAST)
+    forecaster, features = experiment.forecaster, experiment.dataset.features
+    names = list(FEATURE_NAMES)
+    columns = coarse_columns(names)
+    relative = model_matrix(feature_matrix(features, names), names, "cpu")
+    rng = np.random.default_rng(0)
+    coarse = xgb.train(
+        {"max_depth": 2},
+        xgb.DMatrix(
+            relative[:, columns],
+            rng.normal(size=len(relative)),
+            feature_names=[names[i] for i in columns],
+        ),
+        5,
+    )
+    forecaster.boosters["cpu_15m_coarse"] = coarse
+    forecaster.blend_weights["cpu_15m"] = {COARSE: 1.0}
+    expected = coarse.predict(
+        xgb.DMatrix(relative[:, columns], feature_names=[names[i] for i in columns])
+    )
+    np.testing.assert_allclose(
+        forecaster.predict_changes(feature_matrix(features, names))["cpu_15m"], expected, rtol=1e-6
+    )
+    assert COMPACT in MEMBERS and COARSE not in MEMBERS
 
 
 def test_report_structure_and_metric_definitions():
