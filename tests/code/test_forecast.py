@@ -37,7 +37,12 @@ from components.forecast.model import (
 )
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
-FAST = ForecastParams(n_estimators=20, max_train_rows=2000, early_stopping_rounds=5)
+FAST = ForecastParams(
+    n_estimators=20,
+    max_train_rows=2000,
+    early_stopping_rounds=5,
+    quantile_early_stopping_rounds=5,
+)
 
 
 def make_metrics(

@@ -66,7 +66,13 @@ def tiny_models() -> TinyModels:
     histories = [generate_node(config, node, factors) for node in make_nodes(4, config.seed)]
     metrics = node_metrics_frame(config, histories)
     dataset = build_forecast_dataset(metrics, ("5m", "15m", "30m"), step_seconds=300)
-    params = ForecastParams(n_estimators=8, max_depth=3, n_jobs=1, early_stopping_rounds=3)
+    params = ForecastParams(
+        n_estimators=8,
+        max_depth=3,
+        n_jobs=1,
+        early_stopping_rounds=3,
+        quantile_early_stopping_rounds=3,
+    )
     forecaster = train_forecaster(dataset, time_split(dataset, 0.7), params, progress=False)
     detector_features = anomaly_features(metrics, step_seconds=300)
     detector = fit_detector(

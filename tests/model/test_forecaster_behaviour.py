@@ -11,7 +11,12 @@ from components.forecast.model import ForecastParams
 
 START = pd.Timestamp("2026-01-05T00:00:00Z")
 STEP = 300
-PARAMS = ForecastParams(n_estimators=150, max_train_rows=5000, early_stopping_rounds=15)
+PARAMS = ForecastParams(
+    n_estimators=150,
+    max_train_rows=5000,
+    early_stopping_rounds=15,
+    quantile_early_stopping_rounds=15,
+)
 
 
 def frame(cpu: np.ndarray, memory: np.ndarray, node: str) -> pd.DataFrame:
