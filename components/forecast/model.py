@@ -282,7 +282,7 @@ class LoadForecaster:
         low = UTILIZATION_RANGE[0]
         for resource in self.resources:
             current = features[RESOURCES[resource]].to_numpy(dtype=np.float64)
-            high = level_ceiling(features, resource) if len(matrix) else None
+            high = level_ceiling(features, resource)
             for horizon in self.horizons:
                 point_key = column_name(resource, horizon.name)
                 upper_key = column_name(resource, horizon.name, True)
@@ -522,9 +522,10 @@ def train_forecaster(
         validation_rows = _sample(validation_rows, max(1000, params.max_train_rows // 4), rng)
         change = target - current
         data = partial(_rows_matrix, matrix, change, names=names)
-        # (fit, early stopping, calibration) folds of each feature set the members read
+        # (fit, early stopping, calibration) folds of every feature (the P90 reads them) and of
+        # each feature set a member reads
         folds = {}
-        for feature_set in {KNOWN_MEMBERS[member][0] for member in (*MEMBERS, FULL)}:
+        for feature_set in {ALL_FEATURES} | {KNOWN_MEMBERS[member][0] for member in MEMBERS}:
             columns = member_columns(feature_set, names, resource)
             folds[feature_set] = [
                 data(rows, columns=columns)
