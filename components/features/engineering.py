@@ -236,6 +236,22 @@ def _lag(grid: _Grid, values: np.ndarray, seconds: int) -> np.ndarray:
     return out
 
 
+def _seasonal_lead(
+    grid: _Grid, values: np.ndarray, lead_seconds: int, days: tuple[int, ...]
+) -> np.ndarray:
+    """Mean over ``days`` of the change from ``t - day`` to ``t - day + lead`` (NaN: none seen)."""
+    total = np.zeros((len(grid.nodes), grid.n_out))
+    count = np.zeros((len(grid.nodes), grid.n_out))
+    for day in days:
+        back = day * d.SEASONAL_DAY_SECONDS
+        change = _lag(grid, values, back - lead_seconds) - _lag(grid, values, back)
+        seen = np.isfinite(change)
+        total += np.where(seen, change, 0.0)
+        count += seen
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
 def _ewma(grid: _Grid, values: np.ndarray, half_life_seconds: int) -> np.ndarray:
     """Exponentially weighted mean with time decay: missing scrapes age the older samples."""
     decay = 0.5 ** (grid.step / half_life_seconds)
@@ -362,6 +378,10 @@ def _resource_features(
         writer.put(f"{prefix}_zscore_{w}", zscore)
     for lag, seconds in d.LAGS.items():
         writer.put(f"{prefix}_{lag}", _lag(grid, values, seconds))
+    for lead, seconds in d.SEASONAL_LEADS.items():
+        for kind, days in d.SEASONAL_KINDS.items():
+            name = f"{prefix}_{d.seasonal_lead_suffix(lead, kind)}"
+            writer.put(name, _seasonal_lead(grid, values, seconds, days))
     return {"values": values[:, grid.first :], d.CLUSTER_MEAN_WINDOW: means[d.CLUSTER_MEAN_WINDOW]}
 
 

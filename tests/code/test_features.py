@@ -140,6 +140,27 @@ def test_same_time_yesterday_and_last_week():
     assert at(features, "a", week + day)["cpu_same_time_last_week"] == pytest.approx(0.12)
 
 
+def test_seasonal_leads_are_what_followed_this_time_on_earlier_days():
+    day = 24 * 60
+    now = 8 * day
+    # the change over the next 15 min: +0.10 one day back, +0.30 two days back, -0.20 a week back;
+    # three days back only the later scrape exists (no change seen there)
+    changes = {1: 0.10, 2: 0.30, 7: -0.20}
+    rows = [(now, "a", 0.5, 0.5)]
+    for back, change in changes.items():
+        rows += [(now - back * day, "a", 0.4, 0.6), (now - back * day + 15, "a", 0.4 + change, 0.6)]
+    rows.append((now - 3 * day + 15, "a", 0.9, 0.6))
+    features = compute_node_features(frame(sorted(rows)), STEP)
+    row = at(features, "a", now)
+    assert row["cpu_change_next_15m_yesterday"] == pytest.approx(0.10)
+    assert row["cpu_change_next_15m_last_week"] == pytest.approx(-0.20)
+    assert row["cpu_change_next_15m_daily_7d"] == pytest.approx((0.10 + 0.30 - 0.20) / 3)
+    assert row["memory_change_next_15m_daily_7d"] == pytest.approx(0.0)
+    assert np.isnan(row["cpu_change_next_5m_yesterday"])  # no scrape 1 day - 5 min back
+    first = at(features, "a", now - 7 * day)
+    assert np.isnan(first["cpu_change_next_15m_daily_7d"])  # no earlier day at all
+
+
 def test_relative_to_cluster_uses_the_nodes_reporting_at_t():
     metrics = frame(
         [
