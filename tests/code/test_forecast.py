@@ -26,6 +26,7 @@ from components.forecast.model import (
     COMPACT,
     FULL,
     MEMBERS,
+    SEASONAL_HUBER,
     ForecastParams,
     best_blend_weights,
     coarse_columns,
@@ -33,6 +34,7 @@ from components.forecast.model import (
     level_ceiling,
     load_forecaster,
     model_matrix,
+    seasonal_columns,
     weight_grid,
 )
 
@@ -205,7 +207,16 @@ def test_compact_member_reads_the_short_memory_summary_of_its_resource():
         assert all(n.startswith(f"{resource}_") or n.startswith("hour_of_day") for n in read[1:])
 
 
-def test_saved_models_with_the_coarse_member_still_predict():
+def test_seasonal_member_reads_the_compact_summary_and_the_seasonal_leads():
+    names = list(FEATURE_NAMES)
+    for resource in ("cpu", "memory"):
+        read = [names[i] for i in seasonal_columns(names, resource)]
+        leads = read[23:]
+        assert read[:23] == [names[i] for i in compact_columns(names, resource)]
+        assert len(leads) == 9 and all(n.startswith(f"{resource}_change_next_") for n in leads)
+
+
+def test_saved_models_with_a_member_no_longer_trained_still_predict():
     experiment = run_forecast_experiment(make_metrics(), ["15m"], 0.7, params=FAST)
     forecaster, features = experiment.forecaster, experiment.dataset.features
     names = list(FEATURE_NAMES)
@@ -229,7 +240,7 @@ def test_saved_models_with_the_coarse_member_still_predict():
     np.testing.assert_allclose(
         forecaster.predict_changes(feature_matrix(features, names))["cpu_15m"], expected, rtol=1e-6
     )
-    assert COMPACT in MEMBERS and COARSE not in MEMBERS
+    assert COARSE not in MEMBERS and COMPACT not in MEMBERS and SEASONAL_HUBER in MEMBERS
 
 
 def test_report_structure_and_metric_definitions():
