@@ -5,8 +5,9 @@ Each period the loop queries only the samples newer than its history (the collec
 query step (:class:`NodeHistory`), computes the features of each node's latest sample from the
 buffer with the one feature implementation (:func:`~components.features.engineering.
 latest_grid_features`) and writes them under their sample times. The buffer holds the longest
-window plus margin (26 h); lags older than that (same time last week) are queried for the
-latest samples only, so a period's work does not grow with the lag. A failed period is logged in
+window plus margin (26 h); lags and seasonal leads older than that (same time last week, what
+followed this time 2 to 7 days ago) are queried for the latest samples only, one short range per
+day back, so a period's work does not grow with the lag. A failed period is logged in
 one line and retried next period from where the history ends; the loop never exits on one.
 """
 
@@ -104,16 +105,25 @@ class NodeHistory:
             }
         return np.fromiter((self._index[name] for name in names), np.int64, len(names))
 
-    def far_lag_range(self) -> tuple[int, int] | None:
-        """Epoch seconds ``[start, end]`` of the samples the lags beyond the buffer read for the
-        nodes' latest samples (None: no such lag, or no sample yet)."""
-        shifts = [self._lag_steps(s) for s in d.LAGS.values() if self._lag_steps(s) >= self.n_steps]
+    def far_lag_ranges(self) -> list[tuple[int, int]]:
+        """Epoch seconds ``[start, end]`` of the samples that the lags and seasonal leads beyond
+        the buffer read for the nodes' latest samples: one short range per day back (empty: no
+        such offset, or no sample yet)."""
         latest = self._latest_steps()
-        if not shifts or latest is None:
-            return None
-        return (int(latest.min()) - max(shifts)) * self.step, (
-            int(latest.max()) - min(shifts)
-        ) * self.step
+        if latest is None:
+            return []
+        by_day: dict[int, list[int]] = {}
+        for seconds in _offsets_back():
+            shift = self._lag_steps(seconds)
+            if shift >= self.n_steps:
+                by_day.setdefault(-(-seconds // d.SEASONAL_DAY_SECONDS), []).append(shift)
+        return [
+            (
+                (int(latest.min()) - max(shifts)) * self.step,
+                (int(latest.max()) - min(shifts)) * self.step,
+            )
+            for _, shifts in sorted(by_day.items())
+        ]
 
     def _lag_steps(self, seconds: int) -> int:
         return -(-seconds // self.step)  # as the feature implementation counts a lag
@@ -130,23 +140,77 @@ class NodeHistory:
         :func:`~components.features.engineering.latest_node_features` over the same history.
 
         Args:
-            far: node metrics covering :meth:`far_lag_range` (the lags beyond the buffer are
+            far: node metrics covering :meth:`far_lag_ranges` (the lags beyond the buffer are
                 NaN without them).
         """
         features = latest_grid_features(self.nodes, self.step, self.nanos, self.values)
         if features.empty:
             return features
         stamps = features[TIMESTAMP].to_numpy("datetime64[ns]").view(np.int64) // NS
+        rows = np.fromiter((self._index[n] for n in features[NODE]), np.int64, len(features))
         for lag, seconds in d.LAGS.items():
-            shift = self._lag_steps(seconds)
-            if shift < self.n_steps:
-                continue
-            wanted = pd.MultiIndex.from_arrays(
-                [features[NODE], (stamps // self.step - shift) * self.step]
-            )
-            for prefix, column in d.RESOURCES.items():
-                features[f"{prefix}_{lag}"] = _lookup(far, column, wanted)
+            if self._lag_steps(seconds) >= self.n_steps:
+                for prefix, column in d.RESOURCES.items():
+                    back = self._back(far, column, rows, stamps, seconds)
+                    features[f"{prefix}_{lag}"] = back.astype(np.float32)
+        for lead, lead_seconds in d.SEASONAL_LEADS.items():
+            for kind, days in d.SEASONAL_KINDS.items():
+                backs = [day * d.SEASONAL_DAY_SECONDS for day in days]
+                if all(self._lag_steps(b) < self.n_steps for b in backs):
+                    continue  # the buffer holds them: computed above
+                for prefix, column in d.RESOURCES.items():
+                    total = np.zeros(len(features))
+                    count = np.zeros(len(features))
+                    for back in backs:
+                        later = self._back(far, column, rows, stamps, back - lead_seconds)
+                        change = later - self._back(far, column, rows, stamps, back)
+                        seen = np.isfinite(change)
+                        total += np.where(seen, change, 0.0)
+                        count += seen
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        mean = np.where(count > 0, total / count, np.nan)
+                    name = f"{prefix}_{d.seasonal_lead_suffix(lead, kind)}"
+                    features[name] = mean.astype(np.float32)
         return features
+
+    def _back(
+        self,
+        far: pd.DataFrame | None,
+        column: str,
+        rows: np.ndarray,
+        stamps: np.ndarray,
+        seconds: int,
+    ) -> np.ndarray:
+        """``column`` at the step ``seconds`` before each latest sample, as a lag reads it: from
+        the buffer when it holds that step, else from ``far``."""
+        shift = self._lag_steps(seconds)
+        wanted_steps = stamps // self.step - shift
+        if shift >= self.n_steps:
+            wanted = pd.MultiIndex.from_arrays([self.nodes[rows], wanted_steps * self.step])
+            return _lookup(far, column, wanted).astype(np.float64)
+        position = wanted_steps - (self.end - self.n_steps + 1)
+        inside = position >= 0
+        out = np.full(len(rows), np.nan)
+        out[inside] = self.values[column][rows[inside], position[inside]]
+        return out
+
+
+def far_samples(fetch: Fetch, ranges: list[tuple[int, int]]) -> pd.DataFrame | None:
+    """The node metrics of ``ranges`` (each sample once; None: no range)."""
+    if not ranges:
+        return None
+    parts = [fetch(start, end, optional=True) for start, end in ranges]
+    return pd.concat(parts, ignore_index=True).drop_duplicates([NODE, TIMESTAMP])
+
+
+def _offsets_back() -> list[int]:
+    """Seconds before a sample that its lags and seasonal leads read."""
+    offsets = list(d.LAGS.values())
+    for lead in d.SEASONAL_LEADS.values():
+        for days in d.SEASONAL_KINDS.values():
+            for day in days:
+                offsets += [day * d.SEASONAL_DAY_SECONDS, day * d.SEASONAL_DAY_SECONDS - lead]
+    return offsets
 
 
 def _lookup(far: pd.DataFrame | None, column: str, wanted: pd.MultiIndex) -> np.ndarray:
@@ -196,8 +260,7 @@ def run_period(
     if first <= last:
         history.add(fetch(first, last))
     timings["query"] = time.perf_counter() - started
-    far_range = history.far_lag_range()
-    far = fetch(*far_range, optional=True) if far_range else None
+    far = far_samples(fetch, history.far_lag_ranges())
     timings["far_query"] = time.perf_counter() - started - sum(timings.values())
     features = history.latest_features(far)
     timings["features"] = time.perf_counter() - started - sum(timings.values())

@@ -61,20 +61,30 @@ def test_incremental_history_gives_the_online_path_features(until_hours):
     until = END - int(until_hours * 3600)
     state = _fed(history, until, chunk_seconds=3 * STEP)
     seconds = history[TIMESTAMP].astype("int64") // 1_000_000_000
-    far_start, far_end = state.far_lag_range()
-    far = history[(seconds >= far_start) & (seconds <= far_end)]
-    live = state.latest_features(far).sort_values(NODE).reset_index(drop=True)
+    ranges = state.far_lag_ranges()
+    assert len(ranges) == 6  # 2 to 7 days back
+
+    def fetch(start, end, optional=False):
+        return history[(seconds >= start) & (seconds <= end)]
+
+    online = (
+        state.latest_features(live.far_samples(fetch, ranges))
+        .sort_values(NODE)
+        .reset_index(drop=True)
+    )
     expected = latest_node_features(
         history[seconds <= until], pd.Timestamp(until, unit="s", tz="UTC"), STEP
     )
-    assert len(live) == len(expected) == 5
-    pd.testing.assert_series_equal(live[NODE], expected[NODE])
-    pd.testing.assert_series_equal(live[TIMESTAMP], expected[TIMESTAMP])
+    assert len(online) == len(expected) == 5
+    pd.testing.assert_series_equal(online[NODE], expected[NODE])
+    pd.testing.assert_series_equal(online[TIMESTAMP], expected[TIMESTAMP])
     for name in d.FEATURE_NAMES:
         np.testing.assert_allclose(
-            live[name], expected[name], rtol=2e-6, atol=2e-6, equal_nan=True, err_msg=name
+            online[name], expected[name], rtol=2e-6, atol=2e-6, equal_nan=True, err_msg=name
         )
-    assert live["cpu_same_time_last_week"].notna().sum() >= 3
+    assert online["cpu_same_time_last_week"].notna().sum() >= 3
+    assert online["cpu_change_next_30m_last_week"].notna().sum() >= 3
+    assert all(online[name].dtype == np.float32 for name in d.FEATURE_NAMES)
 
 
 def test_week_lag_is_nan_without_the_far_samples():
