@@ -79,7 +79,8 @@ REPORTED_METRICS = (
     "pods_never_placed",
     "load_imbalance",
 )
-"""Summarised per family and policy: overload beside the business figures and herding."""
+"""Summarised per family and policy: overload beside the business figures and herding (all of
+them at least 0, so their intervals stop at 0)."""
 HIGHER_IS_BETTER = ("mean_cpu_utilization_nonempty",)
 HEURISTIC_EXCLUDED = ("random", REFERENCE_POLICY)
 GOAL_BELOW_RANDOM = 0.34
@@ -447,7 +448,7 @@ def summarise_family(rows: list[dict], held_out: bool, about: tuple[dict, list])
         by_policy.setdefault(row["policy"], {})[(row["seed"], row["window"])] = row["metrics"]
     summaries = {
         policy: {
-            metric: t_interval([cells[key][metric] for key in sorted(cells)])
+            metric: t_interval([cells[key][metric] for key in sorted(cells)], floor=0.0)
             for metric in REPORTED_METRICS
         }
         for policy, cells in by_policy.items()

@@ -21,8 +21,14 @@ REFERENCE_BETTER = "reference better"
 REFERENCE_WORSE = "reference worse"
 
 
-def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float]:
+def t_interval(
+    values: Sequence[float], confidence: float = CONFIDENCE, *, floor: float | None = None
+) -> dict[str, float]:
     """``{"mean", "low", "high", "n"}`` of ``values``; with one value the interval is that value.
+
+    ``floor``: the least value the figure can take (0 for counts and minutes). The interval is cut
+    there: the true mean lies above it, so the cut interval covers it as often, and a report never
+    shows an impossible negative bound.
 
     Raises:
         ValueError: for no values or a non-finite one.
@@ -37,7 +43,8 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[
     if n < 2:
         return {"mean": mean, "low": mean, "high": mean, "n": n}
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * array.std(ddof=1) / np.sqrt(n))
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+    low = mean - half if floor is None else max(mean - half, floor)
+    return {"mean": mean, "low": low, "high": mean + half, "n": n}
 
 
 def paired_difference(

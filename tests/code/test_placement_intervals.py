@@ -13,6 +13,15 @@ def test_t_interval_hand_worked():
     assert 2.0 - summary["low"] == pytest.approx(2.4841, abs=1e-4)
 
 
+def test_a_floor_cuts_the_interval_where_the_figure_cannot_go():
+    # mean 1, sd 1.732, n 3: the t-interval reaches 1 - 4.30 < 0; pending pods cannot be negative
+    free = t_interval([0.0, 0.0, 3.0])
+    cut = t_interval([0.0, 0.0, 3.0], floor=0.0)
+    assert free["low"] < 0 and cut["low"] == 0.0
+    assert cut["high"] == free["high"] and cut["mean"] == free["mean"] == 1.0
+    assert t_interval([5.0, 6.0, 7.0], floor=0.0) == t_interval([5.0, 6.0, 7.0])
+
+
 def test_one_value_has_no_width_and_bad_values_are_refused():
     assert t_interval([7.0]) == {"mean": 7.0, "low": 7.0, "high": 7.0, "n": 1}
     with pytest.raises(ValueError, match="no values"):
