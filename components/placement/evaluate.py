@@ -545,7 +545,8 @@ def log_to_mlflow(
     report: dict, report_path: str | os.PathLike, client, experiment: str = "placement-evaluation"
 ) -> str:
     """Record a written report in MLflow: one run, ``<family>.<policy>.<metric>`` means (and
-    ``_low`` / ``_high``), the report, log and plot as artifacts.
+    ``_low`` / ``_high``), each trained DQN's learning curve (:func:`learning_curves`), the
+    report, log and plot as artifacts.
 
     Returns:
         The run id.
@@ -565,6 +566,8 @@ def log_to_mlflow(
                     client.log_metric(run_id, key, float(summary["mean"]))
                     client.log_metric(run_id, f"{key}_low", float(summary["low"]))
                     client.log_metric(run_id, f"{key}_high", float(summary["high"]))
+        for label, curve in learning_curves(report.get("training", {})).items():
+            _log_learning_curve(client, run_id, label, curve)
         for path in report_paths(report_path):
             client.log_artifact(run_id, str(path))
     except Exception:
@@ -572,6 +575,36 @@ def log_to_mlflow(
         raise
     client.set_terminated(run_id)
     return run_id
+
+
+def learning_curves(training: Mapping) -> dict[str, list[dict]]:
+    """The per-episode rows of each DQN trained for a report: ``dqn`` for one training (the
+    mix), ``dqn.<family>`` for one per family (leave-one-out, per family)."""
+    dqn = training.get("dqn", {})
+    if not isinstance(dqn, Mapping):
+        return {}
+    if "learning_curve" in dqn:
+        return {"dqn": list(dqn["learning_curve"])}
+    return {
+        f"dqn.{family}": list(info["learning_curve"])
+        for family, info in dqn.items()
+        if isinstance(info, Mapping) and "learning_curve" in info
+    }
+
+
+def _log_learning_curve(client, run_id: str, label: str, curve: list[dict]) -> None:
+    """``training.<label>.<figure>`` at each episode as the step (MLflow's learning-curve view)."""
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    metrics = [
+        Metric(f"training.{label}.{name}", float(value), stamp, int(row["episode"]))
+        for row in curve
+        for name, value in row.items()
+        if name != "episode" and isinstance(value, int | float) and np.isfinite(value)
+    ]
+    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
 
 def assignment_log(rows: list[dict]) -> pd.DataFrame:
@@ -654,6 +687,7 @@ __all__ = [
     "custom_family",
     "evaluate_placement",
     "goal_checks",
+    "learning_curves",
     "log_to_mlflow",
     "summarise_family",
     "cut_test_windows",

@@ -400,3 +400,33 @@ def test_leave_one_out_trains_one_dqn_per_family_on_the_other_families():
     # every DQN also trained on the generated mix: only the synthetic family is not held out
     assert held == {n: n != "synthetic" for n in names}
     assert info["dqn"]["training"] == "leave-one-out"
+
+
+def test_each_trained_dqn_s_learning_curve_reaches_the_report_s_mlflow_run(files, tmp_path):
+    from components.placement.dqn.train import train_config, train_dqn_policy
+    from components.placement.evaluate import learning_curves, log_to_mlflow, report_paths
+
+    family = custom_family(
+        pd.read_parquet(files / "workload.parquet"), pd.read_csv(files / "nodes.csv")
+    )
+    workload, cluster = family.build(0)
+    config = train_config(seed=0, episodes=3, time_budget_seconds=60)
+    _, info = train_dqn_policy(workload.window(0, workload.n_steps // 2), cluster, config=config)
+    curve = info["learning_curve"]
+    assert [row["episode"] for row in curve] == [0.0, 1.0, 2.0]
+    report = {
+        "seeds": [0],
+        "windows": [],
+        "families": {},
+        "train_fraction": 0.5,
+        "training": {"dqn": {"training": "leave-one-out", "custom": info}},
+    }
+    assert list(learning_curves(report["training"])) == ["dqn.custom"]
+    output = tmp_path / "report.json"
+    for path in report_paths(output):
+        path.write_text("{}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = log_to_mlflow(report, output, client)
+    history = client.get_metric_history(run_id, "training.dqn.custom.overload_node_minutes")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    assert sorted(m.value for m in history) == sorted(r["overload_node_minutes"] for r in curve)

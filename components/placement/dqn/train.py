@@ -115,6 +115,8 @@ def train_dqn_policy(
     summary = training_summary(trained)
     if families:
         summary["trained_on_families"] = list(families)
+    # per episode, for the report's MLflow run (mlsched evaluate placement --mlflow-uri)
+    summary["learning_curve"] = [dict(row) for row in trained.history]
     return trained.policy(), summary
 
 
