@@ -545,7 +545,7 @@ def train_forecaster(
                 f"with a {resource} target; the history is too short for this horizon and "
                 "train fraction"
             )
-        fit_rows = _sample(fit_rows, params.max_train_rows, rng)
+        every_fit_row, fit_rows = fit_rows, _sample(fit_rows, params.max_train_rows, rng)
         validation_rows = _sample(validation_rows, max(1000, params.max_train_rows // 4), rng)
         change = target - current
         data = partial(_rows_matrix, matrix, change, names=names)
@@ -572,6 +572,11 @@ def train_forecaster(
             feature_set, objective = KNOWN_MEMBERS[member]
             key = member_key(point, member)
             member_fit, member_validation, member_calibration = folds[feature_set]
+            if len(every_fit_row) > params.max_train_rows:
+                # a sample of its own: the members' errors differ more, and their blend varies
+                # less with the seed than members fitted on one shared sample
+                rows = _sample(every_fit_row, params.max_train_rows, rng)
+                member_fit = data(rows, columns=member_columns(feature_set, names, resource))
             boosters[key], best[key] = _fit(
                 params, objective or params.point_objective, member_fit, member_validation
             )
