@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,14 +241,21 @@ def _seasonal_lead(
     grid: _Grid, values: np.ndarray, lead_seconds: int, days: tuple[int, ...]
 ) -> np.ndarray:
     """Mean over ``days`` of the change from ``t - day`` to ``t - day + lead`` (NaN: none seen)."""
-    total = np.zeros((len(grid.nodes), grid.n_out))
-    count = np.zeros((len(grid.nodes), grid.n_out))
-    for day in days:
-        back = day * d.SEASONAL_DAY_SECONDS
-        change = _lag(grid, values, back - lead_seconds) - _lag(grid, values, back)
-        seen = np.isfinite(change)
-        total += np.where(seen, change, 0.0)
-        count += seen
+    return mean_where_seen(
+        _lag(grid, values, day * d.SEASONAL_DAY_SECONDS - lead_seconds)
+        - _lag(grid, values, day * d.SEASONAL_DAY_SECONDS)
+        for day in days
+    )
+
+
+def mean_where_seen(arrays: Iterable[np.ndarray]) -> np.ndarray:
+    """Element-wise mean of ``arrays`` over their finite entries (NaN where none is); one array
+    at a time, so a week of day-back grids is never held at once."""
+    total = count = 0.0
+    for array in arrays:
+        seen = np.isfinite(array)
+        total = total + np.where(seen, array, 0.0)
+        count = count + seen
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / count, np.nan)
 

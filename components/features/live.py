@@ -24,7 +24,7 @@ import pandas as pd
 
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
 from components.features import definitions as d
-from components.features.engineering import NS, latest_grid_features
+from components.features.engineering import NS, latest_grid_features, mean_where_seen
 
 log = logging.getLogger(__name__)
 
@@ -159,16 +159,11 @@ class NodeHistory:
                 if all(self._lag_steps(b) < self.n_steps for b in backs):
                     continue  # the buffer holds them: computed above
                 for prefix, column in d.RESOURCES.items():
-                    total = np.zeros(len(features))
-                    count = np.zeros(len(features))
-                    for back in backs:
-                        later = self._back(far, column, rows, stamps, back - lead_seconds)
-                        change = later - self._back(far, column, rows, stamps, back)
-                        seen = np.isfinite(change)
-                        total += np.where(seen, change, 0.0)
-                        count += seen
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        mean = np.where(count > 0, total / count, np.nan)
+                    mean = mean_where_seen(
+                        self._back(far, column, rows, stamps, back - lead_seconds)
+                        - self._back(far, column, rows, stamps, back)
+                        for back in backs
+                    )
                     name = f"{prefix}_{d.seasonal_lead_suffix(lead, kind)}"
                     features[name] = mean.astype(np.float32)
         return features
