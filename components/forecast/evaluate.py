@@ -26,7 +26,13 @@ from components.forecast.dataset import (
     build_forecast_dataset,
     time_split,
 )
-from components.forecast.model import ForecastParams, LoadForecaster, column_name, train_forecaster
+from components.forecast.model import (
+    ForecastParams,
+    LoadForecaster,
+    boosting_threads,
+    column_name,
+    train_forecaster,
+)
 from components.forecast.reference import ReferenceForecaster, train_reference
 
 METHODS = ("model", *BASELINES)
@@ -197,7 +203,7 @@ def run_forecast_experiment(
             split,
             resources,
             seed=params.seed,
-            threads=max(1, params.n_jobs),
+            threads=boosting_threads(params.n_jobs),
             max_train_rows=reference_rows,
         )
         add_reference(report, dataset, split, trained_reference)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from components.atomic import replace_path
 from components.contracts import NODE, TIMESTAMP, UTILIZATION_RANGE
+from components.cpus import available_cpus
 from components.errors import MlschedError
 from components.features.definitions import (
     FEATURE_NAMES,
@@ -69,7 +70,7 @@ class ForecastParams:
     quantile_alpha: float = 0.9
     validation_fraction: float = 0.2
     max_bin: int = 256
-    n_jobs: int = 1
+    n_jobs: int = 0  # XGBoost threads; 0: every CPU this process may use
     seed: int = 0
 
 
@@ -438,6 +439,11 @@ def _sample(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarra
     return np.sort(rng.choice(rows, size=limit, replace=False))
 
 
+def boosting_threads(n_jobs: int) -> int:
+    """XGBoost threads for ``ForecastParams.n_jobs`` (0: every CPU this process may use)."""
+    return n_jobs if n_jobs > 0 else available_cpus()
+
+
 def _booster_params(params: ForecastParams, objective: str) -> dict:
     out = {
         "objective": objective,
@@ -447,7 +453,7 @@ def _booster_params(params: ForecastParams, objective: str) -> dict:
         "colsample_bytree": params.colsample_bytree,
         "min_child_weight": params.min_child_weight,
         "tree_method": "hist",
-        "nthread": params.n_jobs,
+        "nthread": boosting_threads(params.n_jobs),
         "seed": params.seed,
         "max_bin": params.max_bin,
         "eval_metric": "mae",

@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from components.atomic import replace_path, write_text
+from components.cpus import available_cpus
 from components.errors import MlschedError
 from components.placement.intervals import paired_difference, t_interval
 from components.placement.policy import PlacementPolicy, make_policy
@@ -239,10 +240,6 @@ def _worker_init() -> None:
         pass
 
 
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-
-
 def evaluate_placement(
     families: Sequence[FamilySource],
     policies: Sequence[str],
@@ -334,7 +331,7 @@ def evaluate_placement(
                 )
     if not tasks:
         raise MlschedError(f"no placement policy could be evaluated: {unavailable}")
-    workers = min(workers or default_workers(), len(tasks))
+    workers = min(workers or available_cpus(), len(tasks))
     with folder:
         jobs = [(family, key[1], path) for key, (family, path) in draws.items()]
         rows = _run_all(jobs, tasks, workers, progress)

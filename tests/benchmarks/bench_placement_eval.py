@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from components.cpus import available_cpus
 from components.placement.cli import summary_table
-from components.placement.evaluate import FamilySource, default_workers, evaluate_placement
+from components.placement.evaluate import FamilySource, evaluate_placement
 from components.placement.families import available_families
 from components.placement.policy import policy_names
 
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--family", help="workload family (default bitbrains-rnd, else synthetic)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--windows", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--workers", type=int, default=available_cpus())
     parser.add_argument("--dqn-model", help="a saved DQN (folder or MLflow URI)")
     parser.add_argument("--dqn-train-seconds", type=float, default=60.0)
     parser.add_argument("--no-dqn", action="store_true", help="the heuristics only")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 import xgboost as xgb
 
 from components.contracts import CPU_UTILIZATION, MEMORY_UTILIZATION, NODE, TIMESTAMP
+from components.cpus import available_cpus
 from components.errors import MlschedError
 from components.features.definitions import FEATURE_NAMES, RESOURCES
 from components.forecast import metrics as m
@@ -29,6 +31,7 @@ from components.forecast.model import (
     SEASONAL_HUBER,
     ForecastParams,
     best_blend_weights,
+    boosting_threads,
     coarse_columns,
     compact_columns,
     level_ceiling,
@@ -270,3 +273,16 @@ def test_too_short_histories_fail_clearly():
         evaluate_forecast(make_metrics(days=1).groupby(NODE).head(1), ["15m"], 0.7, params=FAST)
     with pytest.raises(MlschedError, match="train fraction"):
         evaluate_forecast(make_metrics(), ["15m"], 1.5, params=FAST)
+
+
+def test_boosters_use_every_available_cpu_unless_told_otherwise():
+    assert ForecastParams().n_jobs == 0
+    assert boosting_threads(0) == available_cpus() >= 1
+    assert boosting_threads(3) == 3
+    metrics = make_metrics()
+    one = run_forecast_experiment(metrics, ["15m"], 0.7, params=replace(FAST, n_jobs=1))
+    every = run_forecast_experiment(metrics, ["15m"], 0.7, params=FAST)
+    config = json.loads(every.forecaster.boosters["cpu_15m_p90"].save_config())
+    assert int(config["learner"]["generic_param"]["nthread"]) == available_cpus()
+    # the thread count changes how fast, not what is learned
+    assert one.report["cpu"]["15m"]["skill"] == pytest.approx(every.report["cpu"]["15m"]["skill"])
