@@ -32,7 +32,7 @@ from components.features.anomaly_statistics import (
 )
 
 DEFAULT_TRAIN_FRACTION = 0.3
-# The setting the leave-one-series-out protocol chooses on NAB for 7 of its 8 series (and the
+# The setting the leave-one-series-out protocol chooses on NAB for 6 of its 8 series (and the
 # best of those tried on the synthetic default, seeds 0 and 1): the budget before per-node
 # calibration, an event peak 1.75 times as far above the median as the threshold (at least the
 # floor EnsembleConfig.min_peak_score), runs within 12 h one incident, each node's threshold
