@@ -14,7 +14,9 @@ class ModelSpec:
     the MLflow model it registers as (its runs' experiment too), its ``python -m`` training
     ``entrypoint`` (Katib trials and the pipeline alike; it also exposes ``score_model(model_uri,
     held_out)`` for the evaluate stage), its Katib Experiment (from the repository root), and the
-    held-out metric a candidate is judged on, its direction and the baselines it must beat."""
+    held-out metric a candidate is judged on, its direction and the baselines it must beat;
+    ``ceilings``: figures (names in the result's metrics) a candidate must stay at or under,
+    however well it scores, with their bounds."""
 
     kind: str
     registered_name: str
@@ -23,6 +25,7 @@ class ModelSpec:
     gate_metric: str
     higher_is_better: bool
     baselines: tuple[str, ...]
+    ceilings: tuple[tuple[str, float], ...] = ()
 
 
 PLACEMENT_HEURISTICS = (
@@ -53,6 +56,9 @@ ANOMALY_DETECTOR = ModelSpec(
     gate_metric="event_f1",
     higher_is_better=True,
     baselines=("robust_zscore",),
+    # the seed system's false-positive budget: a detector that pages on more than 8 % of healthy
+    # samples is not served, whatever its event F1
+    ceilings=(("point_fpr", 0.08),),
 )
 # The placement model's versions are DQN networks (``dqn/``) or heuristic champions the gate
 # registered (``policy/policy.json``); the alias serves whichever won the validation.

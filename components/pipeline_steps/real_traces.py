@@ -88,6 +88,17 @@ def trace_gate_figures(kind: str, scored: Mapping[str, Any]) -> tuple[float, dic
     return value, baselines
 
 
+def trace_ceiling_figures(kind: str, scored: Mapping[str, Any]) -> dict[str, tuple]:
+    """Each of the model's ceilings: (the candidate's figure over the traces, the mean of each
+    trace's, or None where a trace has none; the bound)."""
+    out = {}
+    for name, bound in MODEL_SPECS[kind].ceilings:
+        values = [scores.report["overall"][name] for scores in scored.values()]
+        known = [float(v) for v in values if v is not None]
+        out[name] = (sum(known) / len(known) if len(known) == len(values) else None, bound)
+    return out
+
+
 def log_trace_figures(
     kind: str, client, run_id: str, scored: Mapping[str, Any], traces: Sequence, prefix: str = ""
 ) -> None:
@@ -128,10 +139,10 @@ def evaluated_on(kind: str, traces: Sequence) -> str:
 
 def real_trace_comparison(client, result: Mapping[str, Any], traces: Sequence) -> dict[str, Any]:
     """What :func:`~components.tracking.gate.evaluate_candidate` compares for one training
-    result when real traces are given: the candidate, its baselines and the champion's scorer on
-    the traces that apply (the forecaster's resources; labelled ones for the detector), and
-    ``evaluated_on`` naming them; only ``evaluated_on`` when none applies; nothing for the other
-    models."""
+    result when real traces are given: the candidate, its baselines, its ceiling figures and the
+    champion's scorer on the traces that apply (the forecaster's resources; labelled ones for the
+    detector), and ``evaluated_on`` naming them; only ``evaluated_on`` when none applies;
+    nothing for the other models."""
     kind = result["kind"]
     if kind not in REAL_TRACE_KINDS or not result.get("model_uri"):
         return {}
@@ -156,4 +167,5 @@ def real_trace_comparison(client, result: Mapping[str, Any], traces: Sequence) -
         "baselines": baselines,
         "score_champion": score_champion,
         "evaluated_on": evaluated_on(kind, applicable),
+        "ceilings": trace_ceiling_figures(kind, scored),
     }

@@ -260,8 +260,9 @@ def evaluate_candidate_result(client, result: Mapping[str, Any], traces: Sequenc
     (:func:`components.placement.champion.placement_decision`: intervals over validation cells;
     a DQN that does not win is registered but not promoted, and the best heuristic is served).
 
+    A candidate above one of its model's ``ceilings`` (the detector's point FPR) is not promoted.
     With ``traces`` (real-trace sets), a forecaster or anomaly candidate, its baselines and the
-    champion are scored on them instead
+    champion are scored on them instead, and the ceilings hold there
     (:func:`~components.pipeline_steps.real_traces.real_trace_comparison`)."""
     import importlib
 
@@ -278,6 +279,7 @@ def evaluate_candidate_result(client, result: Mapping[str, Any], traces: Sequenc
         "candidate": float("nan") if value is None else value,
         "baselines": {k: float("nan") if v is None else v for k, v in result["baselines"].items()},
         "score_champion": lambda uri: score_model(uri, result["held_out"]),
+        "ceilings": {name: (result["metrics"].get(name), bound) for name, bound in spec.ceilings},
     }
     if traces:
         from components.pipeline_steps.real_traces import real_trace_comparison

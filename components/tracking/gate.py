@@ -1,8 +1,8 @@
 """The promotion gate: move the ``champion`` alias only to a candidate that beats everything.
 
 :func:`evaluate_candidate` decides (the pipeline's evaluate stage): a candidate is promotable
-when its metric beats every baseline and the current champion, both scored on the same held-out
-data (the champion is re-scored by the caller's function, so a champion trained on older data
+when it stays under its model's ceilings (the detector's point FPR) and its metric beats every
+baseline and the current champion, both scored on the same held-out data (the champion is re-scored by the caller's function, so a champion trained on older data
 is judged on today's data); given real evaluation data, all of them are scored on it instead
 and the decision says so (``evaluated_on``). :func:`promote` acts on the decision (the promote
 stage, the only place the alias moves) and logs it, with its numbers, to the candidate's run
@@ -20,7 +20,7 @@ go into ``promotion/<alias>.json``, and the version the alias then points at is 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from mlflow import MlflowClient
@@ -51,6 +51,8 @@ class PromotionDecision:
     evaluation: dict | None = None
     evaluated_policy: str = ""
     evaluated_on: str = ""
+    # figure -> [the candidate's value, the most it may be]
+    ceilings: dict[str, list] = field(default_factory=dict)
 
 
 def decision_verb(promoted: bool, serve_policy: str = "") -> str:
@@ -91,6 +93,7 @@ def evaluate_candidate(
     alias: str = CHAMPION,
     min_improvement: float = 0.0,
     evaluated_on: str = "",
+    ceilings: Mapping[str, tuple[float | None, float]] | None = None,
 ) -> PromotionDecision:
     """Whether ``candidate_version`` beats every baseline and the champion; changes nothing.
 
@@ -110,6 +113,8 @@ def evaluate_candidate(
         min_improvement: how much the candidate must beat the champion by.
         evaluated_on: the data all three were scored on, when not the candidate's own held-out
             data (say, real traces); it opens the reason.
+        ceilings: figure -> (the candidate's value on the same data, its bound): a candidate
+            above a bound, or without the figure, is not promotable, however well it scores.
 
     Returns:
         The decision. A worse (or equal, or non-finite) candidate is never promotable; the first
@@ -117,6 +122,9 @@ def evaluate_candidate(
     """
     candidate, candidate_version = float(candidate), str(candidate_version)
     baselines = {k: float(v) for k, v in baselines.items()}
+    limits = {
+        k: [None if v is None else float(v), float(b)] for k, (v, b) in (ceilings or {}).items()
+    }
 
     def decided(promoted: bool, reason: str, champion=None, champion_version=None):
         return PromotionDecision(
@@ -132,12 +140,18 @@ def evaluate_candidate(
             champion_version,
             all(_beats(candidate, v, higher_is_better, 0.0) for v in baselines.values()),
             evaluated_on=evaluated_on,
+            ceilings=limits,
         )
 
     direction = f"{'higher' if higher_is_better else 'lower'} is better"
     ours = f"candidate {metric}={candidate:.6g}"
     if not math.isfinite(candidate):
         return decided(False, f"candidate {metric} is not a number ({candidate})")
+    for name, (value, bound) in sorted(limits.items()):
+        if value is None or not math.isfinite(value):
+            return decided(False, f"candidate {name} is unknown; it must be at most {bound:g}")
+        if value > bound:
+            return decided(False, f"candidate {name}={value:.6g} is above its ceiling {bound:g}")
     for name, value in sorted(baselines.items()):
         if not _beats(candidate, value, higher_is_better, 0.0):
             return decided(False, f"{ours} does not beat baseline {name}={value:.6g} ({direction})")

@@ -196,3 +196,43 @@ def test_the_evaluate_log_says_what_promote_will_do():
     assert decision_verb(True) == "promote"
     assert decision_verb(False) == "keep the champion"
     assert decision_verb(False, "trimaran-lvrb") == "serve trimaran-lvrb"
+
+
+def test_a_candidate_above_a_ceiling_is_never_promoted(client, model, tmp_path):
+    version, run_id = register(client, tmp_path, model, "a")
+    decision = gate(client, model, version, run_id, 0.1, {}, ceilings={"point_fpr": (0.09, 0.08)})
+    assert not decision.promoted and "point_fpr=0.09 is above its ceiling 0.08" in decision.reason
+    assert champion(client, model) is None
+    unknown = evaluate_candidate(
+        client,
+        model_name=model,
+        candidate_version=version,
+        metric="mae",
+        higher_is_better=False,
+        candidate=0.1,
+        baselines={"persistence": 0.5},
+        score_champion=None,
+        ceilings={"point_fpr": (None, 0.08)},
+    )
+    assert not unknown.promoted and "point_fpr is unknown" in unknown.reason
+    decision = gate(client, model, version, run_id, 0.1, {}, ceilings={"point_fpr": (0.08, 0.08)})
+    assert decision.promoted and decision.ceilings == {"point_fpr": [0.08, 0.08]}
+
+
+def test_the_pipeline_gate_holds_the_detector_to_its_false_positive_ceiling(client):
+    from components.model_contracts import ANOMALY_DETECTOR
+    from components.pipeline_steps.steps import evaluate_candidate_result
+
+    assert dict(ANOMALY_DETECTOR.ceilings) == {"point_fpr": 0.08}
+    result = {
+        "kind": "anomaly",
+        "value": 0.9,
+        "baselines": {"robust_zscore": 0.1},
+        "metrics": {"point_fpr": 0.2, "event_f1": 0.9},
+        "held_out": {},
+        "registered_version": "1",
+    }
+    decision = evaluate_candidate_result(client, result)
+    assert not decision.promoted and "point_fpr=0.2 is above its ceiling 0.08" in decision.reason
+    within = evaluate_candidate_result(client, {**result, "metrics": {"point_fpr": 0.01}})
+    assert within.promoted, within.reason
