@@ -105,24 +105,31 @@ class NodeHistory:
             }
         return np.fromiter((self._index[name] for name in names), np.int64, len(names))
 
-    def far_lag_ranges(self) -> list[tuple[int, int]]:
+    def far_lag_ranges(self, since: float | None = None) -> list[tuple[int, int]]:
         """Epoch seconds ``[start, end]`` of the samples that the lags and seasonal leads beyond
-        the buffer read for the nodes' latest samples: one short range per day back (empty: no
-        such offset, or no sample yet)."""
+        the buffer read for the latest samples of the nodes whose latest sample is after
+        ``since`` (all nodes without it): exactly the grid points they read, consecutive ones
+        joined into one range (empty: no such offset, or no sample yet).
+
+        A week of days back holds about two dozen such points per node; the span between them
+        (half an hour a day, or the hours between a stale node and a fresh one) is not fetched.
+        """
         latest = self._latest_steps()
         if latest is None:
             return []
-        by_day: dict[int, list[int]] = {}
-        for seconds in _offsets_back():
-            shift = self._lag_steps(seconds)
-            if shift >= self.n_steps:
-                by_day.setdefault(-(-seconds // d.SEASONAL_DAY_SECONDS), []).append(shift)
+        if since is not None:
+            latest = latest[latest * self.step > since]
+        shifts = {
+            shift
+            for shift in (self._lag_steps(seconds) for seconds in _offsets_back())
+            if shift >= self.n_steps
+        }
+        points = np.unique(np.subtract.outer(np.unique(latest), np.fromiter(shifts, np.int64)))
+        if points.size == 0:
+            return []
+        breaks = np.flatnonzero(np.diff(points) > 1) + 1
         return [
-            (
-                (int(latest.min()) - max(shifts)) * self.step,
-                (int(latest.max()) - min(shifts)) * self.step,
-            )
-            for _, shifts in sorted(by_day.items())
+            (int(run[0]) * self.step, int(run[-1]) * self.step) for run in np.split(points, breaks)
         ]
 
     def _lag_steps(self, seconds: int) -> int:
@@ -255,7 +262,7 @@ def run_period(
     if first <= last:
         history.add(fetch(first, last))
     timings["query"] = time.perf_counter() - started
-    far = far_samples(fetch, history.far_lag_ranges())
+    far = far_samples(fetch, history.far_lag_ranges(status.last_sample_seconds))
     timings["far_query"] = time.perf_counter() - started - sum(timings.values())
     features = history.latest_features(far)
     timings["features"] = time.perf_counter() - started - sum(timings.values())

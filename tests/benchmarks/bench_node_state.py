@@ -6,9 +6,14 @@ Three parts, each measured at 1,000 nodes:
   node_exporter and kube-state-metrics names, a few pods each) every second for a while, then the
   loop's query (the collector's shipped queries, ``fetch_node_metrics``) asks for the last
   ``--window`` seconds at a 1 s step, as the loop does each period;
+* far query: the samples the lags and seasonal leads beyond the buffer read, 2 to 7 days back
+  (``NodeHistory.far_lag_ranges``, one fetch per range as ``far_samples`` does). Prometheus here
+  holds only the last minute, so the same pattern of grid points (at a 30 s step: 4 points in
+  30 minutes on each of 6 days) is asked of that minute at a 1 s step; beside it, the one range
+  per day that the loop fetched before (every step of those 30 minutes);
 * features: the latest features of every node from a full node history (26 h at a 30 s step,
-  random values), after shifting in one period's new samples (``NodeHistory.add`` +
-  ``latest_features``);
+  random values) and its far samples, after shifting in one period's new samples
+  (``NodeHistory.add`` + ``latest_features``);
 * write: those 1,000 rows into a sqlite Feast online store (``write_online_features``).
 
 Run from the repository root: ``.venv/bin/python -m tests.benchmarks.bench_node_state``.
@@ -37,6 +42,7 @@ from components.harness.stack.processes import terminate
 
 TARGET_SECONDS = 5.0
 STEP = 30
+END = 1_767_225_600
 
 
 def _history(nodes: int, end: int, steps: int, rng) -> pd.DataFrame:
@@ -53,6 +59,31 @@ def _history(nodes: int, end: int, steps: int, rng) -> pd.DataFrame:
     return frame
 
 
+def far_pattern(step: int) -> list[list[int]]:
+    """Per day back, the loop's far grid points for nodes that scraped together, in steps after
+    that day's first point."""
+    history = NodeHistory(step)
+    history.add(_history(1, END, 1, np.random.default_rng(2)))
+    by_day: dict[int, list[int]] = {}
+    for start, end in history.far_lag_ranges():
+        for seconds in range(start, end + 1, step):
+            by_day.setdefault(-(-(END - seconds) // 86_400), []).append(seconds // step)
+    return [
+        [point - min(points) for point in sorted(points)] for _, points in sorted(by_day.items())
+    ]
+
+
+def _time_fetches(client, config, ranges: list[tuple[int, int]]) -> tuple[float, int]:
+    began, rows = time.perf_counter(), 0
+    for start, end in ranges:  # one fetch per range, as far_samples does
+        rows += len(
+            fetch_node_metrics(
+                client, config, [(start, end)], 1, FetchSettings(), had_rows=True
+            ).frame
+        )
+    return time.perf_counter() - began, rows
+
+
 def time_query(nodes: int, scrape_seconds: float, window: int, pods_per_node: int) -> dict:
     rng = np.random.default_rng(0)
     names = [f"node-{i:04d}" for i in range(nodes)]
@@ -65,7 +96,9 @@ def time_query(nodes: int, scrape_seconds: float, window: int, pods_per_node: in
             Path(tmp), server.server_address[1], scrape_seconds
         )
         try:
-            time.sleep(window + 4 * scrape_seconds + 2)
+            pattern = far_pattern(STEP)
+            span = max(max(points) for points in pattern)
+            time.sleep(max(window, span) + 4 * scrape_seconds + 2)
             config = load_collect_config().with_window(None, scrape_seconds)
             end = int(time.time()) - 1
             began = time.perf_counter()
@@ -73,25 +106,45 @@ def time_query(nodes: int, scrape_seconds: float, window: int, pods_per_node: in
                 connect(url), config, [(end - window, end)], 1, FetchSettings()
             )
             seconds = time.perf_counter() - began
+            first = end - span
+            points = [(first + p, first + p) for day in pattern for p in day]
+            far_seconds, far_rows = _time_fetches(connect(url), config, points)
+            spans = [(first, first + max(day)) for day in pattern]
+            spans_seconds, spans_rows = _time_fetches(connect(url), config, spans)
         finally:
             terminate(process.pid)
             process.wait()
             server.shutdown()
     frame = fetched.frame
-    return {"seconds": seconds, "rows": len(frame), "nodes": frame[NODE].nunique()}
+    return {
+        "seconds": seconds,
+        "rows": len(frame),
+        "nodes": frame[NODE].nunique(),
+        "far_seconds": far_seconds,
+        "far_rows": far_rows,
+        "far_requests": len(points),
+        "spans_seconds": spans_seconds,
+        "spans_rows": spans_rows,
+    }
 
 
 def time_features_and_write(nodes: int) -> dict:
     rng = np.random.default_rng(1)
-    end = 1_767_225_600
+    end = END
     history = NodeHistory(STEP)
     steps = history.n_steps
     history.add(_history(nodes, end, steps, rng))
     new = _history(nodes, end + STEP, 1, rng)
     began = time.perf_counter()
     history.add(new)
-    features = history.latest_features()
+    ranges = history.far_lag_ranges()
     features_seconds = time.perf_counter() - began
+    # what the far query returns (its time is the far query's, measured above)
+    points = [t for start, end in ranges for t in range(start, end + 1, STEP)]
+    far = pd.concat([_history(nodes, t, 1, rng) for t in points], ignore_index=True)
+    began = time.perf_counter()
+    features = history.latest_features(far)
+    features_seconds += time.perf_counter() - began
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "features.parquet"
         write_feature_table(features, table)
@@ -126,7 +179,14 @@ def main() -> None:
         f"{work['history_steps']} steps of {STEP} s history (shift in + compute)"
     )
     print(f"online write: {work['write_seconds']:.2f} s for {work['written']} rows (sqlite)")
-    total = query["seconds"] + work["features_seconds"] + work["write_seconds"]
+    print(
+        f"far query: {query['far_seconds']:.2f} s for {query['far_requests']} grid points of "
+        f"{query['nodes']} nodes ({query['far_rows']:,} rows); one range per day as before: "
+        f"{query['spans_seconds']:.2f} s ({query['spans_rows']:,} rows)"
+    )
+    total = (
+        query["seconds"] + query["far_seconds"] + work["features_seconds"] + work["write_seconds"]
+    )
     verdict = "met" if total < TARGET_SECONDS else "NOT met"
     print(
         f"one period at {args.nodes} nodes: {total:.2f} s "

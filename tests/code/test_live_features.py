@@ -62,7 +62,10 @@ def test_incremental_history_gives_the_online_path_features(until_hours):
     state = _fed(history, until, chunk_seconds=3 * STEP)
     seconds = history[TIMESTAMP].astype("int64") // 1_000_000_000
     ranges = state.far_lag_ranges()
-    assert len(ranges) == 6  # 2 to 7 days back
+    days_back = {(until - end) // 86_400 for _, end in ranges}
+    assert days_back == {1, 2, 3, 4, 5, 6}  # the points 2 to 7 days back, each just under
+    fetched = sum((end - start) // STEP + 1 for start, end in ranges)
+    assert fetched <= 6 * 4 * 2  # 4 offsets a day, for at most 2 distinct latest samples
 
     def fetch(start, end, optional=False):
         return history[(seconds >= start) & (seconds <= end)]
@@ -85,6 +88,31 @@ def test_incremental_history_gives_the_online_path_features(until_hours):
     assert online["cpu_same_time_last_week"].notna().sum() >= 3
     assert online["cpu_change_next_30m_last_week"].notna().sum() >= 3
     assert all(online[name].dtype == np.float32 for name in d.FEATURE_NAMES)
+
+
+def test_far_ranges_hold_only_the_points_the_fresh_nodes_read():
+    state = NodeHistory(30)
+    stale = END - 10 * 3600
+    state.add(
+        pd.DataFrame(
+            {
+                TIMESTAMP: pd.to_datetime([END, stale], unit="s", utc=True),
+                NODE: ["fresh", "stale"],
+                CPU_UTILIZATION: [0.5, 0.5],
+                MEMORY_UTILIZATION: [0.5, 0.5],
+            }
+        )
+    )
+    # day D back: D days, and D days less 5, 15 and 30 minutes (the seasonal leads)
+    offsets = [day * 86_400 - lead for day in range(2, 8) for lead in (0, 300, 900, 1800)]
+    expected = sorted({latest - back for latest in (END, stale) for back in offsets})
+    ranges = state.far_lag_ranges()
+    assert all(start == end for start, end in ranges)  # no span between the points
+    assert [start for start, _ in ranges] == expected
+    assert [start for start, _ in state.far_lag_ranges(since=stale)] == sorted(
+        END - back for back in offsets
+    )
+    assert state.far_lag_ranges(since=END) == []
 
 
 def test_week_lag_is_nan_without_the_far_samples():
