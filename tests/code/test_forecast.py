@@ -177,6 +177,23 @@ def test_blends_within_the_tolerance_prefer_the_even_one():
     assert best_blend_weights(actual, {"a": a, "b": a + 0.05}) == {"a": 1.0}
 
 
+def test_a_blend_must_beat_the_even_one_across_nodes_to_be_chosen():
+    rng = np.random.default_rng(0)
+    nodes = np.repeat(np.arange(8), 50)
+    actual = np.zeros(len(nodes))
+    # b is 5 % worse on average, but only because of one node: with 8 nodes, within the noise
+    a = np.ones(len(nodes))
+    b = np.where(nodes == 0, 1.4, 1.0) + rng.normal(0, 1e-3, len(nodes))
+    assert best_blend_weights(actual, {"a": a, "b": b}) == {"a": 1.0}
+    assert best_blend_weights(actual, {"a": a, "b": b}, nodes=nodes) == {"a": 0.5, "b": 0.5}
+    # 5 % worse on every node alike: distinguishable, a is kept alone
+    even = np.full(len(nodes), 1.05)
+    assert best_blend_weights(actual, {"a": a, "b": even}, nodes=nodes) == {"a": 1.0}
+    # one node: the fixed tolerance alone decides
+    one = np.zeros(len(nodes))
+    assert best_blend_weights(actual, {"a": a, "b": b}, nodes=one) == {"a": 1.0}
+
+
 def test_blend_weights_score_the_blend_clipped_as_served():
     actual = np.zeros(4)
     over = np.full(4, 5.0)  # overshoots, but the level ceiling clips it to the truth
