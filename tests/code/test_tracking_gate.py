@@ -172,9 +172,9 @@ def test_dataset_digest_is_stable_and_content_sensitive():
     assert dataset_digest(frame.rename(columns={"a": "c"})) != dataset_digest(frame)
 
 
-def test_evaluating_alone_never_moves_the_alias(client, model, tmp_path):
-    version, _ = register(client, tmp_path, model, "a")
-    decision = evaluate_candidate(
+def evaluate_only(client, model: str, version: str, **kwargs) -> PromotionDecision:
+    """The evaluate stage alone, for a candidate MAE of 0.1 against persistence's 0.5."""
+    return evaluate_candidate(
         client,
         model_name=model,
         candidate_version=version,
@@ -183,7 +183,13 @@ def test_evaluating_alone_never_moves_the_alias(client, model, tmp_path):
         candidate=0.1,
         baselines={"persistence": 0.5},
         score_champion=None,
+        **kwargs,
     )
+
+
+def test_evaluating_alone_never_moves_the_alias(client, model, tmp_path):
+    version, _ = register(client, tmp_path, model, "a")
+    decision = evaluate_only(client, model, version)
     assert decision.promoted and decision.beats_baselines
     assert "persistence=0.5" in decision.reason
     assert champion(client, model) is None
@@ -203,17 +209,7 @@ def test_a_candidate_above_a_ceiling_is_never_promoted(client, model, tmp_path):
     decision = gate(client, model, version, run_id, 0.1, {}, ceilings={"point_fpr": (0.09, 0.08)})
     assert not decision.promoted and "point_fpr=0.09 is above its ceiling 0.08" in decision.reason
     assert champion(client, model) is None
-    unknown = evaluate_candidate(
-        client,
-        model_name=model,
-        candidate_version=version,
-        metric="mae",
-        higher_is_better=False,
-        candidate=0.1,
-        baselines={"persistence": 0.5},
-        score_champion=None,
-        ceilings={"point_fpr": (None, 0.08)},
-    )
+    unknown = evaluate_only(client, model, version, ceilings={"point_fpr": (None, 0.08)})
     assert not unknown.promoted and "point_fpr is unknown" in unknown.reason
     decision = gate(client, model, version, run_id, 0.1, {}, ceilings={"point_fpr": (0.08, 0.08)})
     assert decision.promoted and decision.ceilings == {"point_fpr": [0.08, 0.08]}
