@@ -2,9 +2,10 @@
 
 :func:`evaluate_candidate` decides (the pipeline's evaluate stage): a candidate is promotable
 when it stays under its model's ceilings (the detector's point FPR) and its metric beats every
-baseline and the current champion, both scored on the same held-out data (the champion is re-scored by the caller's function, so a champion trained on older data
-is judged on today's data); given real evaluation data, all of them are scored on it instead
-and the decision says so (``evaluated_on``). :func:`promote` acts on the decision (the promote
+baseline and the current champion, both scored on the same held-out data (the champion is
+re-scored by the caller's function, so a champion trained on older data is judged on today's
+data); given real evaluation data, all of them are scored on it instead and the decision says
+so (``evaluated_on``). :func:`promote` acts on the decision (the promote
 stage, the only place the alias moves) and logs it, with its numbers, to the candidate's run
 (``promotion/<alias>.json`` and ``promotion.*`` tags) and to the model version's tags.
 
