@@ -148,14 +148,14 @@ def evaluate_candidate(
     ours = f"candidate {metric}={candidate:.6g}"
     if not math.isfinite(candidate):
         return decided(False, f"candidate {metric} is not a number ({candidate})")
+    for name, value in sorted(baselines.items()):
+        if not _beats(candidate, value, higher_is_better, 0.0):
+            return decided(False, f"{ours} does not beat baseline {name}={value:.6g} ({direction})")
     for name, (value, bound) in sorted(limits.items()):
         if value is None or not math.isfinite(value):
             return decided(False, f"candidate {name} is unknown; it must be at most {bound:g}")
         if value > bound:
             return decided(False, f"candidate {name}={value:.6g} is above its ceiling {bound:g}")
-    for name, value in sorted(baselines.items()):
-        if not _beats(candidate, value, higher_is_better, 0.0):
-            return decided(False, f"{ours} does not beat baseline {name}={value:.6g} ({direction})")
     version = alias_version(client, model_name, alias)
     if version is None:
         shown = ", ".join(f"{name}={value:.6g}" for name, value in sorted(baselines.items()))
