@@ -584,14 +584,19 @@ def train_forecaster(
         validation_rows = _sample(validation_rows, max(1000, params.max_train_rows // 4), rng)
         change = target - current
         data = partial(_rows_matrix, matrix, change, names=names)
+        # a sample of its own per member: the members' errors differ more, and their blend
+        # varies less with the seed than members fitted on one shared sample
+        own_samples = len(every_fit_row) > params.max_train_rows
         # (fit, early stopping, calibration) folds of every feature (the P90 reads them) and of
-        # each feature set a member reads
+        # each feature set a member reads; no shared fit fold where the members sample their own
         folds = {}
         for feature_set in {ALL_FEATURES} | {KNOWN_MEMBERS[member][0] for member in MEMBERS}:
             columns = member_columns(feature_set, names, resource)
+            shared = feature_set == ALL_FEATURES or not own_samples
             folds[feature_set] = [
-                data(rows, columns=columns)
-                for rows in (fit_rows, validation_rows, calibration_rows)
+                data(fit_rows, columns=columns) if shared else None,
+                data(validation_rows, columns=columns),
+                data(calibration_rows, columns=columns),
             ]
         train, validation, calibration = folds[ALL_FEATURES]
         point = column_name(resource, horizon.name)
@@ -607,9 +612,7 @@ def train_forecaster(
             feature_set, objective = KNOWN_MEMBERS[member]
             key = member_key(point, member)
             member_fit, member_validation, member_calibration = folds[feature_set]
-            if len(every_fit_row) > params.max_train_rows:
-                # a sample of its own: the members' errors differ more, and their blend varies
-                # less with the seed than members fitted on one shared sample
+            if own_samples:
                 rows = _sample(every_fit_row, params.max_train_rows, rng)
                 member_fit = data(rows, columns=member_columns(feature_set, names, resource))
             boosters[key], best[key] = _fit(
