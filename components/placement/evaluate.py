@@ -591,17 +591,19 @@ def learning_curves(training: Mapping) -> dict[str, list[dict]]:
 
 def _log_learning_curve(client, run_id: str, label: str, curve: list[dict]) -> None:
     """``training.<label>.<figure>`` at each episode as the step (MLflow's learning-curve view)."""
-    from mlflow.entities import Metric
+    from components.tracking.entrypoint import log_metric_steps
 
-    stamp = int(time.time() * 1000)
-    metrics = [
-        Metric(f"training.{label}.{name}", float(value), stamp, int(row["episode"]))
-        for row in curve
-        for name, value in row.items()
-        if name != "episode" and isinstance(value, int | float) and np.isfinite(value)
-    ]
-    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
-        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    log_metric_steps(
+        client,
+        run_id,
+        (
+            (
+                int(row["episode"]),
+                {f"training.{label}.{k}": v for k, v in row.items() if k != "episode"},
+            )
+            for row in curve
+        ),
+    )
 
 
 def assignment_log(rows: list[dict]) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,6 +77,28 @@ def print_metric_lines(metrics: Mapping[str, Any], out=None) -> None:
         print(f"{name}={shown}", file=out)
 
 
+MLFLOW_BATCH_METRICS = 1000  # the most metrics MLflow takes in one log_batch
+
+
+def log_metric_steps(
+    client: MlflowClient, run_id: str, steps: Iterable[tuple[int, Mapping[str, float]]]
+) -> None:
+    """Log each ``(step, metrics)`` to ``run_id`` (None and non-finite values left out), in as
+    few batches as MLflow takes: a learning curve is one call per thousand points, not one per
+    episode."""
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    batch = [
+        Metric(key, float(value), stamp, step)
+        for step, metrics in steps
+        for key, value in metrics.items()
+        if value is not None and math.isfinite(float(value))
+    ]
+    for start in range(0, max(len(batch), 1), MLFLOW_BATCH_METRICS):
+        client.log_batch(run_id, metrics=batch[start : start + MLFLOW_BATCH_METRICS])
+
+
 @dataclass(frozen=True)
 class TrackedRun:
     """One training run in an MLflow store: what it logs, and the candidate it registers."""
@@ -86,15 +108,7 @@ class TrackedRun:
     spec: ModelSpec
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        from mlflow.entities import Metric
-
-        stamp = int(time.time() * 1000)
-        batch = [
-            Metric(key, float(value), stamp, step)
-            for key, value in metrics.items()
-            if value is not None and math.isfinite(float(value))
-        ]
-        self.client.log_batch(self.run_id, metrics=batch)
+        log_metric_steps(self.client, self.run_id, [(step, metrics)])
 
     def log_dict(self, document: dict, artifact_file: str) -> None:
         self.client.log_dict(self.run_id, document, artifact_file)
