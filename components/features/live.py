@@ -6,8 +6,8 @@ query step (:class:`NodeHistory`), computes the features of each node's latest s
 buffer with the one feature implementation (:func:`~components.features.engineering.
 latest_grid_features`) and writes them under their sample times. The buffer holds the longest
 window plus margin (26 h); lags and seasonal leads older than that (same time last week, what
-followed this time 2 to 7 days ago) are queried for the latest samples only, one short range per
-day back, so a period's work does not grow with the lag. A failed period is logged in
+followed this time 2 to 7 days ago) are queried for the latest samples only, exactly the grid
+points they read, so a period's work does not grow with the lag. A failed period is logged in
 one line and retried next period from where the history ends; the loop never exits on one.
 """
 
