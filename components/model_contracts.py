@@ -100,10 +100,12 @@ NODE_STATE_COLUMNS = (
     "memory_util_long_max",
     "cpu_pending_cores",
     "memory_pending_bytes",
+    "cpu_pending_use_cores",
 )
-"""The per-node record the placement DQN is trained and served on (``node_state`` FP32 [k, 19]):
+"""The per-node record the placement DQN is trained and served on (``node_state`` FP32 [k, 20]):
 capacities and requests, utilisation (fraction of capacity) now, over the recent window and the
-long window, and the requests placed since usage was last observed. Built and turned into the
+long window, and the pods placed since usage was last observed: their requests and their guessed
+CPU use (their workloads' profiles, else a share of the request). Built and turned into the
 network's inputs by ``components.placement.dqn.inputs`` only."""
 
 POD_COLUMNS = ("cpu_request_cores", "memory_request_bytes", "gpus")

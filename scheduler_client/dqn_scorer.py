@@ -42,6 +42,7 @@ _INFLIGHT_COLUMNS = {
         ("cpu_requested_cores", "cpu_request_cores"),
         ("memory_requested_bytes", "memory_request_bytes"),
         ("gpus_requested", "gpus"),
+        ("cpu_pending_use_cores", "cpu_use_guess"),
     )
 }
 
@@ -65,7 +66,9 @@ def with_inflight(nodes: NodeState, inflight: InflightLoad) -> NodeState:
     training."""
     values = nodes.values.copy()
     for column, field in _INFLIGHT_COLUMNS.items():
-        values[:, column] += getattr(inflight, field)
+        added = getattr(inflight, field)
+        if added is not None:
+            values[:, column] += added
     if inflight.pods is not None:
         values[:, _POD_COUNT_COLUMN] += inflight.pods
     return NodeState(values)

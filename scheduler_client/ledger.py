@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from components.errors import MlschedError
+from components.placement.profiles import cpu_use_guess
 from scheduler_client.api import PodRequest
 
 SOURCE_TRUST = {"prioritize": 0, "watch": 1, "bind": 2}
@@ -49,14 +50,16 @@ class InflightPod:
     placed_at: float
     source: str
     owner: str = ""
+    cpu_use_guess: float = 0.0
 
 
 @dataclass(frozen=True)
 class InflightLoad:
     """Per-node sums over the ledger, aligned on the nodes asked for: estimated use
     (``cpu_cores``, ``memory_bytes``), requests (``cpu_request_cores``,
-    ``memory_request_bytes``, ``gpus``), the pods (``pods``) and those of the scored pod's owner
-    (``same_owner``)."""
+    ``memory_request_bytes``, ``gpus``), the pods (``pods``), those of the scored pod's owner
+    (``same_owner``) and the placement prior's guess of their CPU use (``cpu_use_guess``,
+    :func:`components.placement.profiles.cpu_use_guess`)."""
 
     cpu_cores: np.ndarray
     memory_bytes: np.ndarray
@@ -65,6 +68,7 @@ class InflightLoad:
     gpus: np.ndarray
     same_owner: np.ndarray | None = None
     pods: np.ndarray | None = None
+    cpu_use_guess: np.ndarray | None = None
 
 
 class InflightLedger:
@@ -136,6 +140,7 @@ class InflightLedger:
             at,
             source,
             pod.owner,
+            cpu_use_guess(pod.cpu_cores, None),
         )
         with self._lock:
             previous = self._entries.get(pod.key)
@@ -186,7 +191,7 @@ class InflightLedger:
                     continue
                 if key == exclude:
                     continue
-                sums = totals.setdefault(entry.node, [0.0] * 7)
+                sums = totals.setdefault(entry.node, [0.0] * 8)
                 sums[0] += entry.cpu_cores
                 sums[1] += entry.memory_bytes
                 sums[2] += entry.cpu_request_cores
@@ -194,11 +199,16 @@ class InflightLedger:
                 sums[4] += entry.gpus
                 sums[5] += bool(owner) and entry.owner == owner
                 sums[6] += 1
+                sums[7] += entry.cpu_use_guess
         if not totals:
             return None
-        zero = (0.0,) * 7
+        zero = (0.0,) * 8
         columns = np.array([totals.get(name, zero) for name in nodes], dtype=np.float64)
-        columns = columns.reshape(len(nodes), 7).T
+        columns = columns.reshape(len(nodes), 8).T
         return InflightLoad(
-            *columns[:4], gpus=columns[4].astype(np.int64), same_owner=columns[5], pods=columns[6]
+            *columns[:4],
+            gpus=columns[4].astype(np.int64),
+            same_owner=columns[5],
+            pods=columns[6],
+            cpu_use_guess=columns[7],
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib
 from pathlib import Path
@@ -80,6 +81,12 @@ def add_evaluate_placement_parser(evaluate_subparsers) -> argparse.ArgumentParse
         type=non_negative_seconds,
         default=None,
         help="how old the node use policies see is (default 60s)",
+    )
+    placement.add_argument(
+        "--workload-profiles",
+        action="store_true",
+        help="hand every policy each pod's workload profile (what its workload's pods used in "
+        "the last hour, from the observed use) in training and evaluation",
     )
     placement.add_argument("--workers", type=positive_int, help="processes (default: the cores)")
     placement.add_argument("--output", default="placement_report.json", help="report path (.json)")
@@ -162,8 +169,9 @@ def resolve_families(args: argparse.Namespace):
     return sources
 
 
-def dqn_policies(args, families, policies: list[str], seed: int = 0):
-    """(dqn factory or per-family mapping, held-out flags, unavailable reason, training info)."""
+def dqn_policies(args, families, policies: list[str], seed: int = 0, simulation=None):
+    """(dqn factory or per-family mapping, held-out flags, unavailable reason, training info);
+    a DQN trained here replays its episodes under ``simulation`` (the evaluation's config)."""
     from components.placement.evaluate import cut_test_windows
 
     names = [f.name for f in families]
@@ -185,6 +193,8 @@ def dqn_policies(args, families, policies: list[str], seed: int = 0):
     trainer, why = dqn_trainer()
     if trainer is None:
         return None, False, why, {}
+    if simulation is not None:
+        trainer = functools.partial(trainer, simulation=simulation)
     if args.dqn_training == "mix":
         # The mix is the project generator's workloads: only the synthetic family is its kin.
         trained = trainer(seed=seed, progress=not args.quiet)
@@ -285,10 +295,10 @@ def cmd_evaluate_placement(args: argparse.Namespace) -> int:
         raise MlschedError(f"--output: expected a .json report path, got {args.output!r}")
     policies = resolve_policies(args.policies)
     families = resolve_families(args)
-    dqn, held, why, training = dqn_policies(args, families, policies)
-    config = SimulationConfig()
+    config = SimulationConfig(workload_profiles=args.workload_profiles)
     if args.observation_lag is not None:
-        config = SimulationConfig(observation_lag_seconds=args.observation_lag)
+        config = dataclasses.replace(config, observation_lag_seconds=args.observation_lag)
+    dqn, held, why, training = dqn_policies(args, families, policies, simulation=config)
     report = evaluate_placement(
         families,
         policies,

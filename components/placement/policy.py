@@ -29,15 +29,17 @@ and ``make_policy("my-policy", **kwargs)`` builds it. The built-in baselines liv
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from components.errors import MlschedError
 from components.placement.kube_scores import non_zero_requests
+from components.placement.profiles import WorkloadProfiles, cpu_use_guess, workload_of
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class PodSpec:
 
     ``cpu_request_cores`` and ``memory_request_bytes`` are 0 for a pod without requests
     (BestEffort); ``cpu_limit_cores`` is None when the pod sets no CPU limit; ``owner`` names the
-    pod's controller (its ReplicaSet), "" when it has none.
+    pod's controller (its ReplicaSet), "" when it has none; ``expected_cpu_cores`` is what each
+    of its workload's pods used lately (:mod:`~components.placement.profiles`), None when unknown.
     """
 
     pod: str
@@ -55,6 +58,12 @@ class PodSpec:
     gpus: int = 0
     cpu_limit_cores: float | None = None
     owner: str = ""
+    expected_cpu_cores: float | None = None
+
+    @property
+    def cpu_use_guess(self) -> float:
+        """Its CPU use before its own metrics show it (profiles' ``cpu_use_guess``)."""
+        return cpu_use_guess(self.cpu_request_cores, self.expected_cpu_cores)
 
     @property
     def nonzero_cpu_cores(self) -> float:
@@ -92,8 +101,12 @@ class ClusterState:
             and population std of that history (what Trimaran's load watcher reports).
         cpu_requested_since_observed, memory_requested_since_observed: per node, the requests
             of pods placed after the last observation (their use is not in ``cpu_usage`` yet).
+        cpu_use_guess_since_observed: per node, the guessed CPU use of those pods (their
+            workload's profile, else a share of the request: :attr:`PodSpec.cpu_use_guess`).
         placed_since_observed: (pod, node index) of those pods, in placement order (Trimaran
             TargetLoadPacking adds their predicted use back).
+        workload_profiles: what each workload's pods used lately, from the observed use (None
+            when the replay keeps no profiles); :meth:`profiled` hands a pod its own.
         forecast_cpu_p90: optional P90 CPU load per node (cores) over the coming steps, from a
             forecaster; None when no forecast is plugged in.
         step, step_seconds: the current step index and the trace's step length.
@@ -121,7 +134,9 @@ class ClusterState:
     memory_usage_std: np.ndarray
     cpu_requested_since_observed: np.ndarray
     memory_requested_since_observed: np.ndarray
+    cpu_use_guess_since_observed: np.ndarray | None = None
     placed_since_observed: list[tuple[PodSpec, int]] = field(default_factory=list)
+    workload_profiles: WorkloadProfiles | None = None
     forecast_cpu_p90: np.ndarray | None = None
     step: int = 0
     step_seconds: float = 60.0
@@ -161,7 +176,23 @@ class ClusterState:
             memory_usage_std=zeros.copy(),
             cpu_requested_since_observed=zeros.copy(),
             memory_requested_since_observed=zeros.copy(),
+            cpu_use_guess_since_observed=zeros.copy(),
             step_seconds=float(step_seconds),
+        )
+
+    def __post_init__(self) -> None:
+        if self.cpu_use_guess_since_observed is None:
+            self.cpu_use_guess_since_observed = np.zeros(len(self.nodes))
+
+    def profiled(self, pod: PodSpec) -> PodSpec:
+        """``pod`` with its workload's profile now (unchanged without profiles or owner)."""
+        if self.workload_profiles is None or not pod.owner:
+            return pod
+        expected = self.workload_profiles.expected_cpu_cores(
+            workload_of(pod.owner), self.step * self.step_seconds
+        )
+        return (
+            pod if expected == pod.expected_cpu_cores else replace(pod, expected_cpu_cores=expected)
         )
 
     @property
@@ -212,6 +243,7 @@ class ClusterState:
         self.pod_count[node] += 1
         self.cpu_requested_since_observed[node] += pod.cpu_request_cores
         self.memory_requested_since_observed[node] += pod.memory_request_bytes
+        self.cpu_use_guess_since_observed[node] += pod.cpu_use_guess
         self.placed_since_observed.append((pod, node))
 
     def release(
@@ -270,11 +302,14 @@ class ClusterState:
         observation, so that caches keyed on :attr:`observations` are rebuilt."""
         cpu = np.zeros(self.n_nodes)
         memory = np.zeros(self.n_nodes)
+        guess = np.zeros(self.n_nodes)
         for pod, node in placed:
             cpu[node] += pod.cpu_request_cores
             memory[node] += pod.memory_request_bytes
+            guess[node] += pod.cpu_use_guess
         self.cpu_requested_since_observed = cpu
         self.memory_requested_since_observed = memory
+        self.cpu_use_guess_since_observed = guess
         self.placed_since_observed = list(placed)
         self.observations += 1
 
@@ -284,6 +319,7 @@ class ClusterState:
             name: (value.copy() if isinstance(value, np.ndarray | list) else value)
             for name, value in self.__dict__.items()
         }
+        values["workload_profiles"] = copy.deepcopy(self.workload_profiles)
         return ClusterState(**values)
 
 

@@ -138,6 +138,7 @@ def cluster_state_from_node_state(nodes: NodeState) -> ClusterState:
     state.forecast_cpu_p90 = cpu_p90
     state.cpu_requested_since_observed = nodes["cpu_pending_cores"].copy()
     state.memory_requested_since_observed = nodes["memory_pending_bytes"].copy()
+    state.cpu_use_guess_since_observed = nodes["cpu_pending_use_cores"].copy()
     state.placed_since_observed = [
         (PodSpec(f"pending-{i}", float(cpu), float(memory)), int(i))
         for i, (cpu, memory) in enumerate(

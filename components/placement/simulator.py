@@ -54,6 +54,7 @@ import pandas as pd
 
 from components.placement.gpu import gpu_aware_mask
 from components.placement.policy import ClusterState, PlacementPolicy, StepFeedback
+from components.placement.profiles import WorkloadProfiles, workload_of
 from components.placement.workload import Cluster, Workload
 
 Forecaster = Callable[[ClusterState], np.ndarray]
@@ -73,6 +74,9 @@ class SimulationConfig:
         gpu_aware: apply the GPU packing / avoidance rules to every policy.
         observation_lag_seconds: how old the node use a policy sees is (scrape interval +
             feature refresh + prediction refresh); applied in whole steps, see the module doc.
+        workload_profiles: keep each workload's recent use per pod from the observed use of its
+            pods (and what ran before a window, ``Workload.recent_workload_use``), and hand it
+            to policies on every pod they score (``PodSpec.expected_cpu_cores``).
     """
 
     history_window: int = 15
@@ -80,6 +84,7 @@ class SimulationConfig:
     memory_overload: float = 0.95
     gpu_aware: bool = True
     observation_lag_seconds: float = DEFAULT_OBSERVATION_LAG_SECONDS
+    workload_profiles: bool = False
 
 
 def observation_lag_steps(lag_seconds: float, step_seconds: float) -> int:
@@ -152,8 +157,10 @@ def simulate(
     # it is checked again only after a release. Same placements, fewer filter calls.
     releases = 0
     refused_at: dict[int, int] = {}
-    # (cpu use, memory use, pods placed) of the steps not yet visible to the policy.
-    unseen: list[tuple[np.ndarray, np.ndarray, list[tuple[object, int, int]]]] = []
+    # (step, cpu use, memory use, pods placed, workload use) of the steps not yet visible to
+    # the policy.
+    unseen: list[tuple] = []
+    profiles = _ProfileFeed(workload, state) if config.workload_profiles else None
 
     overloaded_nodes = np.zeros(n_steps, dtype=np.int64)
     pending_count = np.zeros(n_steps, dtype=np.int64)
@@ -197,6 +204,7 @@ def simulate(
             spec = specs.get(pod)
             if spec is None:
                 spec = specs[pod] = workload.pod_spec(pod)
+            spec = state.profiled(spec)
             feasible = state.feasible(spec)
             if not feasible.any():
                 refused_at[pod] = releases
@@ -218,7 +226,8 @@ def simulate(
 
         rows = workload.offset[running] + (step - placed_step[running])
         where = placed_node[running]
-        cpu = np.bincount(where, workload.cpu_usage[rows], n_nodes)
+        pod_cpu = workload.cpu_usage[rows]
+        cpu = np.bincount(where, pod_cpu, n_nodes)
         memory = np.bincount(where, workload.memory_usage[rows], n_nodes)
         pods_on = np.bincount(where, minlength=n_nodes)
         cpu_util, mem_util = cpu / cpu_cap, memory / mem_cap
@@ -233,9 +242,12 @@ def simulate(
         imbalance[step] = float(cpu_util.std())
         throttled[step] = int(pods_on[cpu > cpu_cap].sum())
 
-        unseen.append((cpu, memory, placed_specs))
+        sample = profiles.sample(running, pod_cpu) if profiles is not None else None
+        unseen.append((step, cpu, memory, placed_specs, sample))
         if len(unseen) > lag:
-            seen_cpu, seen_memory, _ = unseen.pop(0)
+            seen_step, seen_cpu, seen_memory, _, seen_sample = unseen.pop(0)
+            if profiles is not None:
+                profiles.add(seen_step, seen_sample)
             state.record_usage(
                 seen_cpu, seen_memory, config.history_window, _still_running(unseen, ends, step)
             )
@@ -312,10 +324,44 @@ def _still_running(unseen, ends: np.ndarray, step: int) -> list:
     """(spec, node) of the pods placed in the unseen steps that still run at ``step + 1``."""
     return [
         (spec, node)
-        for _, _, placed in unseen
+        for _, _, _, placed, _ in unseen
         for spec, node, pod in placed
         if ends[pod] > step + 1
     ]
+
+
+class _ProfileFeed:
+    """Feeds the state's workload profiles: each observed step's use of every workload's running
+    pods, after what ran before the window."""
+
+    def __init__(self, workload: Workload, state) -> None:
+        names = [workload_of(str(owner)) for owner in workload.owner]
+        codes, self.names = pd.factorize(np.asarray(names, dtype=object))
+        self.names = np.asarray(self.names, dtype=object)
+        self.codes = np.where(np.asarray(names, dtype=object) == "", -1, codes)
+        self.step_seconds = float(workload.step_seconds)
+        self.profiles = state.workload_profiles = WorkloadProfiles()
+        recent = workload.recent_workload_use
+        if recent is not None:
+            for step, name, cpu, pods in zip(
+                recent.step, recent.workload, recent.cpu_cores, recent.pods, strict=True
+            ):
+                self.profiles.add(float(step) * self.step_seconds, name, float(cpu), int(pods))
+
+    def sample(self, running: np.ndarray, pod_cpu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        codes = self.codes[running]
+        owned = codes >= 0
+        n = len(self.names)
+        return (
+            np.bincount(codes[owned], pod_cpu[owned], n),
+            np.bincount(codes[owned], minlength=n),
+        )
+
+    def add(self, step: int, sample: tuple[np.ndarray, np.ndarray]) -> None:
+        cpu, pods = sample
+        at = step * self.step_seconds
+        for index in np.flatnonzero(pods):
+            self.profiles.add(at, self.names[index], float(cpu[index]), int(pods[index]))
 
 
 def burst_shares(workload: Workload, placed_node: np.ndarray) -> dict[str, float]:

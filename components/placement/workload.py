@@ -16,6 +16,7 @@ import pandas as pd
 from components.contracts import NODE, POD, TIMESTAMP, WORKLOAD_OWNER
 from components.errors import MlschedError
 from components.placement.policy import ClusterState, PodSpec
+from components.placement.profiles import PROFILE_HORIZON_SECONDS, workload_of
 
 DEFAULT_STEP_SECONDS = 60
 
@@ -34,6 +35,9 @@ class Workload:
             owner that arrive in the same step form a burst.
         cpu_usage, memory_usage: every pod's use, concatenated (cores, bytes).
         start: the time of step 0; step_seconds: the step; n_steps: steps in the replay.
+        recent_workload_use: for a replay cut from a longer trace, what its workloads' pods used
+            in the profile horizon before its first step (:func:`recent_workload_use`), which a
+            live cluster's metrics would hold; None when nothing ran before.
     """
 
     pods: np.ndarray
@@ -50,6 +54,7 @@ class Workload:
     step_seconds: int
     n_steps: int
     owner: np.ndarray | None = None
+    recent_workload_use: RecentWorkloadUse | None = None
 
     def __post_init__(self) -> None:
         if self.owner is None:
@@ -89,6 +94,9 @@ class Workload:
         skipped = begin - self.arrival[keep]
         arrival = begin - first_step
         order = np.lexsort((self.pods[keep], arrival))
+        recent = (
+            self.recent_workload_use if first_step == 0 else recent_workload_use(self, first_step)
+        )
         return replace(
             self,
             pods=self.pods[keep][order],
@@ -102,6 +110,7 @@ class Workload:
             owner=self.owner[keep][order],
             start=self.start + pd.Timedelta(seconds=first_step * self.step_seconds),
             n_steps=end_step - first_step,
+            recent_workload_use=recent,
         )
 
     def split(self, train_fraction: float) -> tuple[Workload, Workload]:
@@ -111,6 +120,44 @@ class Workload:
         cut = int(round(self.n_steps * train_fraction))
         cut = min(max(cut, 1), self.n_steps - 1)
         return self.window(0, cut), self.window(cut, self.n_steps)
+
+
+@dataclass(frozen=True)
+class RecentWorkloadUse:
+    """Samples of workloads' use: per (workload, step), the CPU cores its running pods used
+    together and how many ran; ``step`` counts from the replay's first step (negative: before)."""
+
+    step: np.ndarray
+    workload: np.ndarray
+    cpu_cores: np.ndarray
+    pods: np.ndarray
+
+
+def recent_workload_use(workload: Workload, first_step: int) -> RecentWorkloadUse | None:
+    """What each workload's pods used in the profile horizon before ``first_step``."""
+    horizon = int(np.ceil(PROFILE_HORIZON_SECONDS / workload.step_seconds))
+    begin = max(0, first_step - horizon)
+    names = np.array([workload_of(str(owner)) for owner in workload.owner], dtype=object)
+    ends = workload.arrival + workload.length
+    pick = (names != "") & (workload.arrival < first_step) & (ends > begin)
+    if first_step <= 0 or not pick.any():
+        return None
+    start = np.maximum(workload.arrival[pick], begin)
+    steps = np.minimum(ends[pick], first_step) - start
+    within = np.arange(int(steps.sum())) - np.repeat(np.cumsum(steps) - steps, steps)
+    rows = np.repeat(workload.offset[pick] + start - workload.arrival[pick], steps) + within
+    codes, uniques = pd.factorize(names[pick])
+    span = first_step - begin
+    key = np.repeat(codes, steps) * span + np.repeat(start - begin, steps) + within
+    cpu = np.bincount(key, workload.cpu_usage[rows])
+    pods = np.bincount(key)
+    present = np.flatnonzero(pods)
+    return RecentWorkloadUse(
+        step=present % span + begin - first_step,
+        workload=np.asarray(uniques, dtype=object)[present // span],
+        cpu_cores=cpu[present],
+        pods=pods[present],
+    )
 
 
 def _step_seconds(stamps: np.ndarray) -> int:

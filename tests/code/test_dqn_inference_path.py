@@ -155,9 +155,11 @@ def test_the_three_paths_agree_when_the_network_mixes_in_the_heuristic_prior():
 
 
 def test_the_prior_alone_is_greedy_predictive_with_a_per_pod_use_guess():
-    """greedy-predictive's rule (observed P90 + what is placed but not yet observed + the pod),
-    the unobserved pods' CPU guessed as half their request plus 0.3 cores each."""
-    from components.placement.dqn.inputs import PRIOR_CORES_PER_POD, PRIOR_USE_PER_REQUESTED_CORE
+    """greedy-predictive's rule (observed load + what is placed but not yet observed + the pod),
+    the load the mean of the recent P90 and the 6 h peak, the unobserved pods' CPU guessed as
+    half their request plus 0.3 cores each (no profiles)."""
+    from components.placement.dqn.inputs import PRIOR_CORES_PER_POD
+    from components.placement.profiles import PRIOR_USE_PER_REQUESTED_CORE
 
     policy, state, tracker = midway()
     assert state.cpu_requested_since_observed.sum() > 0  # pending pods: the guess has teeth
@@ -167,12 +169,15 @@ def test_the_prior_alone_is_greedy_predictive_with_a_per_pod_use_guess():
     everywhere = np.ones(state.n_nodes, dtype=bool)
     cpu_p90 = np.percentile(state.cpu_usage_history, 90, axis=0)
     memory_p90 = np.percentile(state.memory_usage_history, 90, axis=0)
+    _, long_max, _ = tracker.long_stats(state.n_nodes)
+    assert (long_max * state.cpu_capacity > cpu_p90 + 1e-6).any()  # the long peak has teeth
+    cpu_load = 0.5 * cpu_p90 + 0.5 * long_max * state.cpu_capacity
     for pod in PODS:
         prior_only.tracker = copy.deepcopy(tracker)
         guess = PRIOR_USE_PER_REQUESTED_CORE * (
             state.cpu_requested_since_observed + pod.nonzero_cpu_cores
         ) + PRIOR_CORES_PER_POD * (state.pod_count + 1)
-        cpu = (cpu_p90 + guess) / state.cpu_capacity / 0.9
+        cpu = (cpu_load + guess) / state.cpu_capacity / 0.9
         memory = (
             memory_p90 + state.memory_requested_since_observed + pod.nonzero_memory_bytes
         ) / state.memory_capacity
@@ -188,7 +193,12 @@ def test_the_extender_reads_the_record_from_the_node_features():
     carry neither pending requests nor GPU requests, which the extender takes as 0."""
     policy, state, tracker = midway()
     nodes = node_state_from_cluster(state, tracker)
-    unknown = {"gpus_requested": 0.0, "cpu_pending_cores": 0.0, "memory_pending_bytes": 0.0}
+    unknown = {
+        "gpus_requested": 0.0,
+        "cpu_pending_cores": 0.0,
+        "memory_pending_bytes": 0.0,
+        "cpu_pending_use_cores": 0.0,
+    }
     observed = NodeState.from_columns(
         **{name: nodes[name] for name in NODE_STATE_COLUMNS} | unknown
     )

@@ -31,7 +31,7 @@ from components.placement.dqn.mix import DEFAULT_SOURCES, Source, family_sources
 from components.placement.dqn.policy import DQNPolicy, load_dqn_policy, save_dqn_model
 from components.placement.dqn.training import TrainConfig, TrainedDQN, train_dqn_mix
 from components.placement.policy import PlacementPolicy, make_policy
-from components.placement.simulator import simulate
+from components.placement.simulator import SimulationConfig, simulate
 from components.placement.workload import Cluster, Workload
 from components.tracking.entrypoint import (
     add_training_flags,
@@ -80,6 +80,7 @@ def train_dqn_policy(
     on_episode: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
     threads: int = 1,
+    simulation: SimulationConfig | None = None,
 ) -> tuple[DQNPolicy, dict]:
     """Train on ``train_workload`` (the early slice only) over ``cluster``, plus ``mix_sources``
     randomised generated workloads (:func:`~components.placement.dqn.mix.training_mix`), plus
@@ -88,11 +89,14 @@ def train_dqn_policy(
     family but the held-out one); return the policy and a summary. With no workload, the mix
     (``DEFAULT_SOURCES`` of them when ``mix_sources`` is 0) and the families.
 
-    The signature ``mlsched evaluate placement`` expects of a per-family trainer.
+    The signature ``mlsched evaluate placement`` expects of a per-family trainer;
+    ``simulation`` replaces the config's simulator knobs (the evaluation's own).
     """
     config = config or train_config(seed=seed)
     if config.seed != seed:
         config = dataclasses.replace(config, seed=seed)
+    if simulation is not None:
+        config = dataclasses.replace(config, simulation=simulation)
     sources: list[Source] = []
     if train_workload is not None:
         if cluster is None:
