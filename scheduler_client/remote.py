@@ -20,7 +20,7 @@ anomaly detector          one FP32 [m] input per detector feature, named   ``sco
                           them (``GET /v2/models/<name>``: its inputs of   threshold),
                           shape [-1]), and ``node`` BYTES [m]              ``alarm`` BOOL [m]
                                                                            (optional)
-placement policy          ``node_state`` FP32 [k, 19] (NODE_STATE_COLUMNS: ``q_values`` FP32 [k]
+placement policy          ``node_state`` FP32 [k, 20] (NODE_STATE_COLUMNS: ``q_values`` FP32 [k]
 (placement-dqn)           the record the DQN trained on), ``pod`` FP32
                           [1, 3] (POD_COLUMNS)
 ========================  ===============================================  =====================

@@ -370,7 +370,7 @@ class PlacementDqnModel(ServedModel):
     (``policy.json``, :class:`components.placement.policy_spec.PolicySpec`), which answers the
     ``node_state`` form with its own scores in place of Q-values (the native form is the DQN's).
 
-    v2, the extender's form: ``node_state`` FP32 [k, 19] or [b, k, 19] (NODE_STATE_COLUMNS, the
+    v2, the extender's form: ``node_state`` FP32 [k, 20] or [b, k, 20] (NODE_STATE_COLUMNS, the
     per-node record the DQN was trained on), and ``pod`` FP32 [1, 3] or [b, 3] (POD_COLUMNS),
     optional ``feasible`` BOOL [k] or [b, k] -> ``q_values`` FP32 [k] or [b, k]. The record
     becomes the network's inputs through ``components.placement.dqn.inputs.policy_inputs``, as
