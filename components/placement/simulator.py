@@ -30,6 +30,11 @@ std, the optional forecast), and the pods placed after step ``t - 1 - k`` that s
 
 A policy's ``observe`` gets each step's true use (for rewards) and the observed one.
 
+With ``SimulationConfig.workload_profiles``, every pod a policy scores also carries its
+workload's profile (:mod:`~components.placement.profiles`): the mean CPU per pod its workload's
+running pods showed in the observed steps of the last hour (and, for a window cut from a longer
+draw, in the hour before it), as a live cluster's per-pod metrics would.
+
 Metrics (``SimulationResult.metrics``): ``overload_node_minutes`` (node-steps with real CPU >
 90 % or memory > 95 % of capacity, in minutes), ``mean_pending_minutes`` and
 ``max_pending_minutes`` (placed pods), ``pods_pending`` (pods that ever waited, including those
@@ -334,11 +339,11 @@ class _ProfileFeed:
     """Feeds the state's workload profiles: each observed step's use of every workload's running
     pods, after what ran before the window."""
 
-    def __init__(self, workload: Workload, state) -> None:
-        names = [workload_of(str(owner)) for owner in workload.owner]
-        codes, self.names = pd.factorize(np.asarray(names, dtype=object))
-        self.names = np.asarray(self.names, dtype=object)
-        self.codes = np.where(np.asarray(names, dtype=object) == "", -1, codes)
+    def __init__(self, workload: Workload, state: ClusterState) -> None:
+        names = np.array([workload_of(str(owner)) for owner in workload.owner], dtype=object)
+        codes, uniques = pd.factorize(names)
+        self.names = np.asarray(uniques, dtype=object)
+        self.codes = np.where(names == "", -1, codes)
         self.step_seconds = float(workload.step_seconds)
         self.profiles = state.workload_profiles = WorkloadProfiles()
         recent = workload.recent_workload_use
