@@ -8,7 +8,7 @@ import numpy as np
 from components.model_contracts import NODE_STATE_COLUMNS
 from components.placement.dqn.inputs import NodeState, node_state_from_cluster, policy_inputs
 from scheduler_client.dqn_scorer import DQNPodScorer
-from scheduler_client.ledger import InflightLoad
+from scheduler_client.ledger import InflightLedger, InflightLoad
 from tests.code.test_dqn_inference_path import PODS, TOLERANCE, midway, pod_request
 
 
@@ -20,6 +20,7 @@ def before_the_pods_show(simulated: NodeState, cpu, memory, **others) -> NodeSta
         | {
             "cpu_pending_cores": 0.0,
             "memory_pending_bytes": 0.0,
+            "cpu_pending_use_cores": 0.0,
             "cpu_requested_cores": simulated["cpu_requested_cores"] - cpu,
             "memory_requested_bytes": simulated["memory_requested_bytes"] - memory,
         }
@@ -33,7 +34,14 @@ def test_pods_in_flight_give_the_dqn_the_pending_inputs_it_trained_on():
     cpu, memory = simulated["cpu_pending_cores"], simulated["memory_pending_bytes"]
     assert cpu.any() and memory.any()
     observed = before_the_pods_show(simulated, cpu, memory)
-    inflight = InflightLoad(cpu, memory, cpu, memory, np.zeros(len(cpu), dtype=np.int64))
+    inflight = InflightLoad(
+        cpu,
+        memory,
+        cpu,
+        memory,
+        np.zeros(len(cpu), dtype=np.int64),
+        cpu_use_guess=simulated["cpu_pending_use_cores"],
+    )
     scorer = DQNPodScorer(policy.network)
     prepared = scorer.prepare_nodes(observed)
     everyone = np.arange(state.n_nodes)
@@ -46,8 +54,9 @@ def test_pods_in_flight_give_the_dqn_the_pending_inputs_it_trained_on():
 
 
 def test_pods_in_flight_count_on_their_nodes_as_just_placed_pods_do_in_training():
-    """The ledger's pod count and GPUs reach every column they move (the prior's per-pod CPU
-    guess, GPUs free, empty, pods per core), so the extender's Q equals the simulator's."""
+    """The simulator's just-placed pods, recorded in the ledger: its pod count, GPUs and guessed
+    CPU use reach every column they move (the prior's CPU guess, GPUs free, empty, pods per
+    core), so the extender's Q equals the simulator's."""
     policy, state, tracker = midway()
     simulated = node_state_from_cluster(state, tracker)
     placed = state.placed_since_observed
@@ -68,8 +77,12 @@ def test_pods_in_flight_count_on_their_nodes_as_just_placed_pods_do_in_training(
     scorer = DQNPodScorer(policy.network)
     prepared = scorer.prepare_nodes(observed)
     everyone = np.arange(state.n_nodes)
-    counted = InflightLoad(cpu, memory, cpu, memory, gpus, pods=pods)
-    uncounted = InflightLoad(cpu, memory, cpu, memory, gpus)
+    ledger = InflightLedger()
+    for placed_pod, node in placed:
+        ledger.record(pod_request(placed_pod), state.nodes[node], "bind")
+    counted = ledger.load(state.nodes, {})
+    np.testing.assert_allclose(counted.cpu_use_guess, simulated["cpu_pending_use_cores"])
+    uncounted = InflightLoad(cpu, memory, cpu, memory, gpus, cpu_use_guess=counted.cpu_use_guess)
     for pod in PODS:
         want = policy.q_values(*policy_inputs(simulated, pod))
         got = scorer.q_values(pod_request(pod), prepared, everyone, counted)
